@@ -1,0 +1,256 @@
+//! `XctRun`: one goal pursued by a model, one step at a time.
+
+use std::time::Duration;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::record::StepRecord;
+use crate::engine::{Limits, RunConfig};
+use crate::model::Sampling;
+use crate::tools::{ToolSet, ToolSetError};
+
+/// Upper bounds accepted for limits (also enforced at admission).
+pub const MAX_STEPS_LIMIT: u32 = 10_000;
+pub const MAX_TOOLS: usize = 64;
+pub const MAX_GOAL_BYTES: usize = 8 * 1024;
+
+/// A goal for a model to reach by proposing tool calls, one per step, each
+/// validated by the system before anything executes.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "xct.dev",
+    version = "v1alpha1",
+    kind = "XctRun",
+    namespaced,
+    shortname = "xr",
+    status = "XctRunStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Steps","type":"integer","jsonPath":".status.stepCount"}"#,
+    printcolumn = r#"{"name":"Last Tool","type":"string","jsonPath":".status.lastTool"}"#,
+    printcolumn = r#"{"name":"Last Outcome","type":"string","jsonPath":".status.lastOutcome"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct XctRunSpec {
+    /// What the run should achieve, in plain words for the model.
+    pub goal: String,
+    /// Names of the tools this run may use (from the operator's catalogue).
+    pub tools: Vec<String>,
+    /// ServiceAccount (in the run's namespace) every tool call acts as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Budgets that end the run.
+    #[serde(default)]
+    pub limits: RunLimits,
+    /// Sampling parameters for the model.
+    #[serde(default)]
+    pub model: ModelParams,
+    /// Pause the run after the current step; resume by setting it false.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// Budgets of a run. Exhausting one ends the run with BUDGET_EXHAUSTED.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunLimits {
+    /// Most steps (model decisions) the run may take.
+    #[serde(default = "default_max_steps")]
+    pub max_steps: u32,
+    /// Consecutive error signals after which the run fails.
+    #[serde(default = "default_max_errors")]
+    pub max_consecutive_errors: u32,
+    /// Wall-clock seconds from the first step after which the run fails.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+}
+
+fn default_max_steps() -> u32 {
+    20
+}
+fn default_max_errors() -> u32 {
+    5
+}
+fn default_timeout() -> u32 {
+    3600
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits {
+            max_steps: default_max_steps(),
+            max_consecutive_errors: default_max_errors(),
+            timeout_seconds: default_timeout(),
+        }
+    }
+}
+
+/// Sampling parameters.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelParams {
+    /// Sampling temperature; 0 is greedy (deterministic).
+    #[serde(default)]
+    pub temperature: f32,
+    /// Random seed for sampling.
+    #[serde(default = "default_seed")]
+    pub seed: u32,
+    /// Most tokens per decision; a longer one is cut off and refused.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+}
+
+fn default_seed() -> u32 {
+    42
+}
+fn default_max_tokens() -> u32 {
+    256
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        ModelParams {
+            temperature: 0.0,
+            seed: default_seed(),
+            max_tokens: default_max_tokens(),
+        }
+    }
+}
+
+/// Where a run stands.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum RunPhase {
+    #[default]
+    Pending,
+    Running,
+    AwaitingApproval,
+    Suspended,
+    Succeeded,
+    Failed,
+}
+
+impl RunPhase {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunPhase::Succeeded | RunPhase::Failed)
+    }
+}
+
+/// The observed state of a run: its phase and its full step history.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct XctRunStatus {
+    /// Pending, Running, AwaitingApproval, Suspended, Succeeded or Failed.
+    #[serde(default)]
+    pub phase: RunPhase,
+    /// Why the run is in this phase (the done message, or the failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the first step began (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Number of recorded steps.
+    #[serde(default)]
+    pub step_count: u32,
+    /// Steps whose signal was an error.
+    #[serde(default)]
+    pub error_count: u32,
+    /// Tool of the last proposal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tool: Option<String>,
+    /// Outcome of the last step: Done, Success or an error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_outcome: Option<String>,
+    /// Every step, in order.
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+}
+
+impl XctRunStatus {
+    /// Recompute the summary fields from `steps`.
+    pub fn refresh_summary(&mut self) {
+        self.step_count = self.steps.len() as u32;
+        self.error_count = self
+            .steps
+            .iter()
+            .filter(|s| s.error_code().is_some())
+            .count() as u32;
+        self.last_tool = self.steps.last().and_then(|s| s.tool.clone());
+        self.last_outcome = self.steps.last().map(|s| s.outcome_label().to_string());
+    }
+}
+
+impl XctRunSpec {
+    /// Problems a schema cannot express; empty when the spec is usable.
+    pub fn problems(&self, catalogue: &ToolSet) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.goal.trim().is_empty() {
+            out.push("spec.goal is empty".to_string());
+        }
+        if self.goal.len() > MAX_GOAL_BYTES {
+            out.push(format!(
+                "spec.goal is {} bytes; at most {MAX_GOAL_BYTES}",
+                self.goal.len()
+            ));
+        }
+        if self.tools.len() > MAX_TOOLS {
+            out.push(format!(
+                "spec.tools has {} entries; at most {MAX_TOOLS}",
+                self.tools.len()
+            ));
+        } else if let Err(e) = catalogue.select(&self.tools) {
+            out.push(format!("spec.tools: {e}"));
+        }
+        let l = &self.limits;
+        if l.max_steps == 0 || l.max_steps > MAX_STEPS_LIMIT {
+            out.push(format!(
+                "spec.limits.maxSteps must be 1..={MAX_STEPS_LIMIT}, got {}",
+                l.max_steps
+            ));
+        }
+        if l.max_consecutive_errors == 0 {
+            out.push("spec.limits.maxConsecutiveErrors must be at least 1".to_string());
+        }
+        if l.timeout_seconds == 0 {
+            out.push("spec.limits.timeoutSeconds must be at least 1".to_string());
+        }
+        let m = &self.model;
+        if !(0.0..=2.0).contains(&m.temperature) {
+            out.push(format!(
+                "spec.model.temperature must be 0..=2, got {}",
+                m.temperature
+            ));
+        }
+        if m.max_tokens == 0 || m.max_tokens > 4096 {
+            out.push(format!(
+                "spec.model.maxTokens must be 1..=4096, got {}",
+                m.max_tokens
+            ));
+        }
+        out
+    }
+
+    /// The engine's view of this run.
+    pub fn run_config(
+        &self,
+        id: impl Into<String>,
+        catalogue: &ToolSet,
+    ) -> Result<RunConfig, ToolSetError> {
+        Ok(RunConfig {
+            id: id.into(),
+            goal: self.goal.clone(),
+            tools: catalogue.select(&self.tools)?,
+            limits: Limits {
+                max_steps: self.limits.max_steps,
+                max_consecutive_errors: self.limits.max_consecutive_errors,
+                timeout: Some(Duration::from_secs(self.limits.timeout_seconds.into())),
+            },
+            sampling: Sampling {
+                temperature: self.model.temperature,
+                seed: self.model.seed,
+                max_tokens: self.model.max_tokens,
+            },
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! The step record: what the history keeps of every step, in the shape of
+//! `XctRun.status.steps[]`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{ErrorCode, Signal};
+
+/// Where a step stands. A step is recorded as `Executing` (its intent)
+/// before a mutation runs, and `Completed` once its signal is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub enum StepPhase {
+    /// Decided and validated; the tool is running (or was, when the
+    /// controller stopped).
+    Executing,
+    /// The signal is recorded.
+    #[default]
+    Completed,
+}
+
+/// The system's judgement of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum VerdictOutcome {
+    /// Passed every check; the tool was executed.
+    Allowed,
+    /// Refused by the system (tool, arguments, policy, dry run).
+    Vetoed,
+    /// Waiting for a human approval bound to the proposal's digest.
+    AwaitingApproval,
+    /// The output was not a valid decision.
+    Invalid,
+    /// The model declared the goal reached.
+    Done,
+}
+
+impl VerdictOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictOutcome::Allowed => "Allowed",
+            VerdictOutcome::Vetoed => "Vetoed",
+            VerdictOutcome::AwaitingApproval => "AwaitingApproval",
+            VerdictOutcome::Invalid => "Invalid",
+            VerdictOutcome::Done => "Done",
+        }
+    }
+}
+
+/// The verdict and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    /// Allowed, Vetoed, AwaitingApproval, Invalid or Done.
+    pub outcome: VerdictOutcome,
+    /// Why, in words.
+    pub reason: String,
+    /// What decided: a check (`tools`, `schema`, `dry-run`) or a policy rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+}
+
+impl Verdict {
+    pub fn new(
+        outcome: VerdictOutcome,
+        reason: impl Into<String>,
+        decided_by: Option<&str>,
+    ) -> Self {
+        Verdict {
+            outcome,
+            reason: reason.into(),
+            decided_by: decided_by.map(str::to_string),
+        }
+    }
+}
+
+/// Outcome of the tool's validation and dry run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunRecord {
+    /// Whether the dry run passed.
+    pub ok: bool,
+    /// What would change, or why it cannot.
+    pub summary: String,
+}
+
+/// What the model call cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStats {
+    /// Tokens in the prompt.
+    pub prompt_tokens: u32,
+    /// Prompt tokens served from the cache instead of evaluated.
+    #[serde(default)]
+    pub cached_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+    /// Milliseconds spent evaluating the prompt.
+    pub prompt_ms: u64,
+    /// Milliseconds spent generating.
+    pub decode_ms: u64,
+    /// Generation stopped at the token limit.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// Where the step's time went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepTimings {
+    /// Milliseconds in the model call (prompt and generation).
+    pub model_ms: u64,
+    /// Milliseconds validating (schema, policy, dry run).
+    pub validation_ms: u64,
+    /// Milliseconds executing the tool.
+    pub execution_ms: u64,
+}
+
+/// One step of a run's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    /// 1-based position in the run.
+    pub index: u32,
+    /// The model's output, verbatim.
+    pub decision: String,
+    /// The proposed tool, when the decision parsed as a proposal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// sha256 of the canonical `{tool, arguments}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal_digest: Option<String>,
+    /// The system's verdict and why.
+    pub verdict: Verdict,
+    /// The tool's validation / dry-run outcome, when it got that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRunRecord>,
+    /// What the model is told: absent only for `done` and in-flight steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<Signal>,
+    /// Executing (intent recorded) or Completed.
+    #[serde(default)]
+    pub phase: StepPhase,
+    /// Whether the proposed tool mutates state.
+    #[serde(default)]
+    pub mutating: bool,
+    /// When the step began (RFC 3339).
+    pub started_at: String,
+    /// When the step's signal was recorded (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Model statistics.
+    pub model: ModelStats,
+    /// Time split.
+    pub timings: StepTimings,
+}
+
+impl StepRecord {
+    /// The error code of the step's signal, if any.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        self.signal.as_ref().and_then(Signal::code)
+    }
+
+    /// A short outcome word for tables: Done, Success, or the error code.
+    pub fn outcome_label(&self) -> &'static str {
+        match (&self.signal, self.verdict.outcome, self.phase) {
+            (_, _, StepPhase::Executing) => "Executing",
+            (_, VerdictOutcome::Done, _) => "Done",
+            (Some(Signal::Success { .. }), _, _) => "Success",
+            (Some(Signal::Error { code, .. }), _, _) => code.as_str(),
+            (None, _, _) => "Pending",
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! xct-operator: a Kubernetes operator that lets a language model operate
+//! infrastructure through XCT (Execution Control Transfer). The model
+//! proposes one action per step; the system validates it and may refuse;
+//! tools execute deterministically; every step is recorded.
+//!
+//! Layout: [`protocol`] (wire types), [`engine`] (the step machine),
+//! [`model`] (deciders, llama.cpp), [`tools`] (tool trait and catalogue),
+//! [`local`] (the local host), [`crd`] (Kubernetes resource types),
+//! [`cli`] (the `xct` command).
+
+pub mod cli;
+pub mod crd;
+pub mod engine;
+pub mod local;
+pub mod model;
+pub mod protocol;
+pub mod schema;
+pub mod tools;

@@ -1,0 +1,124 @@
+//! Deciders: where decisions come from.
+//!
+//! [`Decider`] is the seam between the engine and a model. [`LlamaDecider`]
+//! runs a GGUF model in-process with llama.cpp; [`ScriptedDecider`] replays
+//! fixed outputs for tests and benchmarks of everything around the model.
+
+pub mod grammar;
+pub mod llama;
+mod scripted;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use llama::{LlamaDecider, LlamaOptions};
+pub use scripted::ScriptedDecider;
+
+use crate::engine::record::ModelStats;
+
+/// Who speaks in a chat turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One chat turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// Sampling parameters of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// 0 means greedy.
+    pub temperature: f32,
+    pub seed: u32,
+    pub max_tokens: u32,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: 0.0,
+            seed: 42,
+            max_tokens: 256,
+        }
+    }
+}
+
+/// One request for one decision.
+#[derive(Debug, Clone)]
+pub struct DecideRequest {
+    /// Identifies the run (used for cache reuse between its steps).
+    pub run_id: String,
+    /// The whole context: system prompt, goal, history as turns.
+    pub messages: Vec<ChatMessage>,
+    /// JSON Schema every output must match (constrains generation).
+    pub schema: Value,
+    pub sampling: Sampling,
+}
+
+/// The model's output, verbatim, and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawDecision {
+    pub text: String,
+    pub stats: ModelStats,
+}
+
+/// A decider failed to produce any output (not the model's choice: the
+/// machinery around it).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeciderError {
+    #[error("model unavailable: {0}")]
+    Unavailable(String),
+    #[error("prompt does not fit: {0}")]
+    PromptTooLong(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("scripted decider has no more outputs")]
+    ScriptExhausted,
+}
+
+impl DeciderError {
+    /// Static category for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            DeciderError::Unavailable(_) => "unavailable",
+            DeciderError::PromptTooLong(_) => "prompt_too_long",
+            DeciderError::Inference(_) => "inference",
+            DeciderError::ScriptExhausted => "script_exhausted",
+        }
+    }
+}
+
+/// Produces one decision per call. Stateless from the engine's view: the
+/// request carries everything the model may know.
+#[async_trait]
+pub trait Decider: Send + Sync {
+    async fn decide(&self, request: DecideRequest) -> Result<RawDecision, DeciderError>;
+}

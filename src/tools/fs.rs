@@ -1,0 +1,344 @@
+//! `fs.read`, `fs.write`, `fs.list`: file tools confined to one workspace.
+//!
+//! Confinement has two layers. [`confine`] refuses, with a message for the
+//! model, any path that is empty, absolute or uses `..`. All I/O then goes
+//! through a `cap_std::fs::Dir` opened on the workspace, which resolves every
+//! component itself and refuses symlinks that lead out of it, so nothing
+//! outside the workspace can be read or written even by a path that passed
+//! the first check.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cap_std::fs::Dir;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{DryRun, Tool, ToolError};
+use crate::protocol::sha256_hex;
+
+/// Largest file `fs.write` writes, by default.
+pub const DEFAULT_MAX_WRITE_BYTES: usize = 1024 * 1024;
+/// Largest content `fs.read` returns whole; longer files are truncated.
+pub const MAX_READ_BYTES: usize = 16 * 1024;
+/// Most entries `fs.list` returns.
+pub const MAX_LIST_ENTRIES: usize = 500;
+const MAX_PATH_BYTES: usize = 1024;
+
+/// A workspace directory shared by the fs tools.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    dir: Arc<Dir>,
+    max_write_bytes: usize,
+}
+
+impl Workspace {
+    /// Open `root` (which must exist) as the workspace.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
+        Ok(Workspace {
+            dir: Arc::new(dir),
+            max_write_bytes: DEFAULT_MAX_WRITE_BYTES,
+        })
+    }
+
+    pub fn with_max_write_bytes(mut self, max: usize) -> Self {
+        self.max_write_bytes = max;
+        self
+    }
+
+    /// The three fs tools over this workspace.
+    pub fn tools(&self) -> Vec<Arc<dyn Tool>> {
+        vec![
+            Arc::new(FsRead { ws: self.clone() }),
+            Arc::new(FsWrite { ws: self.clone() }),
+            Arc::new(FsList { ws: self.clone() }),
+        ]
+    }
+}
+
+/// Check a model-supplied path before any I/O.
+pub fn confine(path: &str) -> Result<PathBuf, ToolError> {
+    if path.is_empty() {
+        return Err(ToolError::invalid(
+            "path is empty; give a path relative to the workspace, e.g. \"config.json\"",
+        ));
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err(ToolError::invalid(format!(
+            "path is {} bytes; at most {MAX_PATH_BYTES}",
+            path.len()
+        )));
+    }
+    if path.contains('\0') {
+        return Err(ToolError::invalid("path contains a NUL byte"));
+    }
+    let p = Path::new(path);
+    let mut out = PathBuf::new();
+    for comp in p.components() {
+        match comp {
+            Component::Normal(c) => out.push(c),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(ToolError::invalid(format!(
+                    "path {path:?} uses '..'; paths must stay inside the workspace"
+                )));
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(ToolError::invalid(format!(
+                    "path {path:?} is absolute; give a path relative to the workspace, e.g. \"./config.json\""
+                )));
+            }
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    Ok(out)
+}
+
+fn io_error(op: &str, path: &Path, e: io::Error) -> ToolError {
+    let shown = path.display();
+    match e.kind() {
+        io::ErrorKind::NotFound => {
+            ToolError::failed(format!("{op} {shown}: no such file or directory"))
+        }
+        io::ErrorKind::PermissionDenied => ToolError::invalid(format!(
+            "{op} {shown}: refused (outside the workspace or not permitted): {e}"
+        )),
+        _ => ToolError::failed(format!("{op} {shown}: {e}")),
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(args: &Value) -> Result<T, ToolError> {
+    serde_json::from_value(args.clone())
+        .map_err(|e| ToolError::invalid(format!("invalid arguments: {e}")))
+}
+
+fn schema_of<T: JsonSchema>() -> Value {
+    let mut v = serde_json::to_value(schemars::schema_for!(T))
+        .unwrap_or_else(|_| json!({"type": "object"}));
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("$schema");
+        obj.remove("title");
+    }
+    v
+}
+
+/// Arguments of `fs.read`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadArgs {
+    /// File path relative to the workspace.
+    pub path: String,
+}
+
+/// Arguments of `fs.write`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteArgs {
+    /// File path relative to the workspace; parent folders are created.
+    pub path: String,
+    /// The complete new content of the file.
+    pub content: String,
+}
+
+/// Arguments of `fs.list`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListArgs {
+    /// Folder relative to the workspace; "." for the workspace itself.
+    pub path: String,
+}
+
+struct FsRead {
+    ws: Workspace,
+}
+
+struct FsWrite {
+    ws: Workspace,
+}
+
+struct FsList {
+    ws: Workspace,
+}
+
+#[async_trait]
+impl Tool for FsRead {
+    fn name(&self) -> &'static str {
+        "fs.read"
+    }
+    fn description(&self) -> &'static str {
+        "Read a UTF-8 text file from the workspace."
+    }
+    fn schema(&self) -> Value {
+        schema_of::<ReadArgs>()
+    }
+    fn mutates(&self) -> bool {
+        false
+    }
+    async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
+        let a: ReadArgs = parse(args)?;
+        confine(&a.path)?;
+        Ok(DryRun::new(format!("would read {}", a.path)))
+    }
+    async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
+        let a: ReadArgs = parse(args)?;
+        let path = confine(&a.path)?;
+        let bytes = self
+            .ws
+            .dir
+            .read(&path)
+            .map_err(|e| io_error("read", &path, e))?;
+        let total = bytes.len();
+        let digest = sha256_hex(&bytes);
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ToolError::failed(format!("{} is not UTF-8 text", a.path)))?;
+        if total > MAX_READ_BYTES {
+            let mut cut = MAX_READ_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            return Ok(
+                json!({"path": a.path, "bytes": total, "truncated": true, "sha256": digest, "content": &text[..cut]}),
+            );
+        }
+        Ok(json!({"path": a.path, "bytes": total, "content": text}))
+    }
+}
+
+#[async_trait]
+impl Tool for FsWrite {
+    fn name(&self) -> &'static str {
+        "fs.write"
+    }
+    fn description(&self) -> &'static str {
+        "Create or replace a text file in the workspace with the given content."
+    }
+    fn schema(&self) -> Value {
+        schema_of::<WriteArgs>()
+    }
+    fn mutates(&self) -> bool {
+        true
+    }
+    async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
+        let a: WriteArgs = parse(args)?;
+        let path = confine(&a.path)?;
+        if a.content.len() > self.ws.max_write_bytes {
+            return Err(ToolError::invalid(format!(
+                "content is {} bytes; fs.write accepts at most {} bytes",
+                a.content.len(),
+                self.ws.max_write_bytes
+            )));
+        }
+        if path == Path::new(".") {
+            return Err(ToolError::invalid(
+                "path names the workspace itself; give a file name",
+            ));
+        }
+        match self.ws.dir.symlink_metadata(&path) {
+            Ok(m) if m.is_symlink() => Err(ToolError::invalid(format!(
+                "{} is a symbolic link; fs.write does not write through links",
+                a.path
+            ))),
+            Ok(m) if m.is_dir() => Err(ToolError::invalid(format!(
+                "{} is a folder, not a file",
+                a.path
+            ))),
+            Ok(m) => Ok(DryRun {
+                summary: format!(
+                    "would overwrite {} ({} -> {} bytes)",
+                    a.path,
+                    m.len(),
+                    a.content.len()
+                ),
+                details: Some(
+                    json!({"path": a.path, "exists": true, "oldBytes": m.len(), "newBytes": a.content.len()}),
+                ),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DryRun {
+                summary: format!("would create {} ({} bytes)", a.path, a.content.len()),
+                details: Some(
+                    json!({"path": a.path, "exists": false, "newBytes": a.content.len()}),
+                ),
+            }),
+            Err(e) => Err(io_error("check", &path, e)),
+        }
+    }
+    async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
+        let a: WriteArgs = parse(args)?;
+        let path = confine(&a.path)?;
+        let existed = self.ws.dir.symlink_metadata(&path).is_ok();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.ws
+                .dir
+                .create_dir_all(parent)
+                .map_err(|e| io_error("create folder", parent, e))?;
+        }
+        self.ws
+            .dir
+            .write(&path, a.content.as_bytes())
+            .map_err(|e| io_error("write", &path, e))?;
+        Ok(
+            json!({"path": a.path, "bytes": a.content.len(), "created": !existed, "sha256": sha256_hex(a.content.as_bytes())}),
+        )
+    }
+}
+
+#[async_trait]
+impl Tool for FsList {
+    fn name(&self) -> &'static str {
+        "fs.list"
+    }
+    fn description(&self) -> &'static str {
+        "List the files and folders in a workspace folder."
+    }
+    fn schema(&self) -> Value {
+        schema_of::<ListArgs>()
+    }
+    fn mutates(&self) -> bool {
+        false
+    }
+    async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
+        let a: ListArgs = parse(args)?;
+        confine(&a.path)?;
+        Ok(DryRun::new(format!("would list {}", a.path)))
+    }
+    async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
+        let a: ListArgs = parse(args)?;
+        let path = confine(&a.path)?;
+        let rd = self
+            .ws
+            .dir
+            .read_dir(&path)
+            .map_err(|e| io_error("list", &path, e))?;
+        let mut entries = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| io_error("list", &path, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ft = entry.file_type().map_err(|e| io_error("list", &path, e))?;
+            let kind = if ft.is_symlink() {
+                "symlink"
+            } else if ft.is_dir() {
+                "dir"
+            } else {
+                "file"
+            };
+            let bytes = if kind == "file" {
+                entry.metadata().map(|m| m.len()).unwrap_or(0)
+            } else {
+                0
+            };
+            entries.push(json!({"name": name, "type": kind, "bytes": bytes}));
+        }
+        entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        let total = entries.len();
+        entries.truncate(MAX_LIST_ENTRIES);
+        Ok(
+            json!({"path": a.path, "entries": entries, "total": total, "truncated": total > MAX_LIST_ENTRIES}),
+        )
+    }
+}

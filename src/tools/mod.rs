@@ -1,0 +1,184 @@
+//! Tools: the only things that execute.
+//!
+//! A [`Tool`] declares its name, a description for the model, a JSON Schema
+//! for its arguments (fed to both the grammar and validation), and whether it
+//! mutates state. The engine always calls [`Tool::validate`] (the tool's own
+//! checks and dry run) before [`Tool::execute`]. Tools return errors as
+//! [`ToolError`]s, which become error signals for the model.
+
+pub mod fs;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::protocol::{ErrorCode, Signal};
+
+/// A tool failure, returned to the model as an error signal.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ToolError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl ToolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ToolError {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArguments, message)
+    }
+
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ExecutionFailed, message)
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn to_signal(&self) -> Signal {
+        Signal::Error {
+            code: self.code,
+            message: self.message.clone(),
+            details: self.details.clone(),
+        }
+    }
+}
+
+/// What a successful validation learned: for a mutation, what would change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DryRun {
+    /// A short sentence, e.g. "would create config.json (17 bytes)".
+    pub summary: String,
+    /// Structured detail (the dry-run response of an API server, a diff...).
+    pub details: Option<Value>,
+}
+
+impl DryRun {
+    pub fn new(summary: impl Into<String>) -> Self {
+        DryRun {
+            summary: summary.into(),
+            details: None,
+        }
+    }
+}
+
+/// One deterministic executor.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// The name the model uses, e.g. `fs.write`.
+    fn name(&self) -> &'static str;
+    /// One or two sentences for the model.
+    fn description(&self) -> &'static str;
+    /// JSON Schema of the `arguments` object.
+    fn schema(&self) -> Value;
+    /// Whether executing changes state (mutations get a dry run and, in the
+    /// cluster, the intent recorded before they run).
+    fn mutates(&self) -> bool;
+    /// The tool's own checks and, for mutations, a dry run. Touches nothing.
+    async fn validate(&self, args: &Value) -> Result<DryRun, ToolError>;
+    /// Execute. Called only after `validate` succeeded.
+    async fn execute(&self, args: &Value) -> Result<Value, ToolError>;
+}
+
+/// Error building a tool set.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ToolSetError {
+    #[error("unknown tool {name:?}; known tools: {known:?}")]
+    Unknown { name: String, known: Vec<String> },
+    #[error("tool {0:?} is listed twice")]
+    Duplicate(String),
+    #[error("no tools given: a run needs at least one tool")]
+    Empty,
+}
+
+impl ToolSetError {
+    /// Static category for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ToolSetError::Unknown { .. } => "unknown_tool",
+            ToolSetError::Duplicate(_) => "duplicate_tool",
+            ToolSetError::Empty => "no_tools",
+        }
+    }
+}
+
+/// A catalogue of tools by name, in a fixed order (the order the model sees
+/// them in the system prompt: a run's own order).
+#[derive(Clone, Default)]
+pub struct ToolSet {
+    tools: Vec<Arc<dyn Tool>>,
+}
+
+impl std::fmt::Debug for ToolSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.tools.iter().map(|t| t.name()))
+            .finish()
+    }
+}
+
+impl ToolSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a tool; one of the same name is replaced in place.
+    pub fn with(mut self, tool: Arc<dyn Tool>) -> Self {
+        match self.tools.iter_mut().find(|t| t.name() == tool.name()) {
+            Some(slot) => *slot = tool,
+            None => self.tools.push(tool),
+        }
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.iter().find(|t| t.name() == name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.tools.iter().map(|t| t.name().to_string()).collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// The subset a run may use, in the run's order. Unknown or repeated
+    /// names are an error: a run never silently loses a tool.
+    pub fn select(&self, names: &[String]) -> Result<ToolSet, ToolSetError> {
+        if names.is_empty() {
+            return Err(ToolSetError::Empty);
+        }
+        let mut out = ToolSet::new();
+        for name in names {
+            let tool = self.get(name).ok_or_else(|| ToolSetError::Unknown {
+                name: name.clone(),
+                known: self.names(),
+            })?;
+            if out.get(name).is_some() {
+                return Err(ToolSetError::Duplicate(name.clone()));
+            }
+            out = out.with(tool.clone());
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,388 @@
+//! The step machine on a scripted decider: every transition, the budgets,
+//! the rendering of the history.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::{Value, json};
+use xct::engine::record::{StepPhase, VerdictOutcome};
+use xct::engine::{
+    Engine, EngineError, Limits, MAX_RESULT_BYTES, RunConfig, RunOutcome, check_schema, context,
+    run_outcome,
+};
+use xct::model::{Role, Sampling, ScriptedDecider};
+use xct::protocol::{ErrorCode, Signal};
+use xct::tools::{DryRun, Tool, ToolError, ToolSet};
+
+/// A tool whose behaviour is chosen by its `mode` argument, counting executions.
+struct Probe {
+    executed: AtomicUsize,
+}
+
+#[async_trait]
+impl Tool for Probe {
+    fn name(&self) -> &'static str {
+        "test.probe"
+    }
+    fn description(&self) -> &'static str {
+        "A probe."
+    }
+    fn schema(&self) -> Value {
+        json!({"type":"object","properties":{"mode":{"type":"string","enum":["ok","refuse","fail","huge"]}},"required":["mode"],"additionalProperties":false})
+    }
+    fn mutates(&self) -> bool {
+        true
+    }
+    async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
+        if args["mode"] == "refuse" {
+            return Err(ToolError::new(ErrorCode::DryRunFailed, "dry run refused"));
+        }
+        Ok(DryRun::new("would probe"))
+    }
+    async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
+        self.executed.fetch_add(1, Ordering::SeqCst);
+        match args["mode"].as_str() {
+            Some("fail") => Err(ToolError::failed("probe failed")),
+            Some("huge") => Ok(json!({"data": "x".repeat(100_000)})),
+            _ => Ok(json!({"probed": true})),
+        }
+    }
+}
+
+struct Reader;
+
+#[async_trait]
+impl Tool for Reader {
+    fn name(&self) -> &'static str {
+        "test.read"
+    }
+    fn description(&self) -> &'static str {
+        "Reads."
+    }
+    fn schema(&self) -> Value {
+        json!({"type":"object","properties":{},"additionalProperties":false})
+    }
+    fn mutates(&self) -> bool {
+        false
+    }
+    async fn validate(&self, _: &Value) -> Result<DryRun, ToolError> {
+        Ok(DryRun::new("would read"))
+    }
+    async fn execute(&self, _: &Value) -> Result<Value, ToolError> {
+        Ok(json!({"value": 7}))
+    }
+}
+
+fn setup(limits: Limits) -> (RunConfig, Arc<Probe>) {
+    let probe = Arc::new(Probe {
+        executed: AtomicUsize::new(0),
+    });
+    let catalogue = ToolSet::new().with(probe.clone()).with(Arc::new(Reader));
+    let cfg = RunConfig {
+        id: "t".into(),
+        goal: "probe things".into(),
+        tools: catalogue
+            .select(&["test.probe".into(), "test.read".into()])
+            .unwrap(),
+        limits,
+        sampling: Sampling::default(),
+    };
+    (cfg, probe)
+}
+
+fn step(tool: &str, args: Value) -> String {
+    json!({"next_step": {"tool": tool, "arguments": args, "goal": "because"}}).to_string()
+}
+
+const DONE: &str = r#"{"done":true,"message":"all probed"}"#;
+
+#[tokio::test]
+async fn every_transition_is_recorded() {
+    let (cfg, probe) = setup(Limits {
+        max_steps: 20,
+        max_consecutive_errors: 10,
+        timeout: None,
+    });
+    let outputs = vec![
+        step("test.probe", json!({"mode": "ok"})),
+        "not json at all".to_string(),
+        step("fs.delete_everything", json!({})),
+        step("test.probe", json!({"mode": "sideways"})),
+        step("test.probe", json!({"mode": "refuse"})),
+        step("test.probe", json!({"mode": "fail"})),
+        step("test.read", json!({})),
+        DONE.to_string(),
+    ];
+    let decider = ScriptedDecider::new(outputs.clone());
+    let engine = Engine::new(&decider);
+    let started = Utc::now();
+    let mut history = Vec::new();
+    let outcome = loop {
+        match engine.step(&cfg, &history, started).await {
+            Ok(rec) => history.push(rec),
+            Err(EngineError::Finished(o)) => break o,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(
+        outcome,
+        RunOutcome::Succeeded {
+            message: "all probed".into()
+        }
+    );
+    assert_eq!(history.len(), 8);
+    let expect: [(VerdictOutcome, &str, Option<&str>); 8] = [
+        (VerdictOutcome::Allowed, "Success", Some("dry-run")),
+        (
+            VerdictOutcome::Invalid,
+            "INVALID_PROPOSAL",
+            Some("protocol"),
+        ),
+        (VerdictOutcome::Vetoed, "TOOL_NOT_ALLOWED", Some("tools")),
+        (VerdictOutcome::Vetoed, "INVALID_ARGUMENTS", Some("schema")),
+        (VerdictOutcome::Vetoed, "DRY_RUN_FAILED", Some("dry-run")),
+        (VerdictOutcome::Allowed, "EXECUTION_FAILED", Some("dry-run")),
+        (VerdictOutcome::Allowed, "Success", Some("dry-run")),
+        (VerdictOutcome::Done, "Done", None),
+    ];
+    for (i, (rec, (verdict, outcome, by))) in history.iter().zip(expect).enumerate() {
+        assert_eq!(rec.index as usize, i + 1);
+        assert_eq!(rec.decision, outputs[i], "decision is kept verbatim");
+        assert_eq!(rec.verdict.outcome, verdict, "step {}", i + 1);
+        assert_eq!(rec.outcome_label(), outcome, "step {}", i + 1);
+        assert_eq!(rec.verdict.decided_by.as_deref(), by, "step {}", i + 1);
+        assert_eq!(rec.phase, StepPhase::Completed);
+        assert!(rec.finished_at.is_some());
+    }
+    // Only the two allowed probe proposals executed; refusals touched nothing.
+    assert_eq!(probe.executed.load(Ordering::SeqCst), 2);
+    assert!(history[0].mutating && !history[6].mutating);
+    assert_eq!(
+        history[0].proposal_digest.as_deref().map(str::len),
+        Some(64)
+    );
+    assert_eq!(history[0].dry_run.as_ref().map(|d| d.ok), Some(true));
+    assert_eq!(history[4].dry_run.as_ref().map(|d| d.ok), Some(false));
+    assert!(history[7].signal.is_none());
+    let Some(Signal::Error {
+        details: Some(details),
+        ..
+    }) = &history[3].signal
+    else {
+        panic!("schema errors carry details")
+    };
+    assert!(
+        details["errors"][0].as_str().unwrap().contains("/mode"),
+        "{details}"
+    );
+}
+
+#[tokio::test]
+async fn max_steps_ends_the_run_without_calling_the_model() {
+    let (cfg, _) = setup(Limits {
+        max_steps: 2,
+        max_consecutive_errors: 10,
+        timeout: None,
+    });
+    let decider = ScriptedDecider::new([
+        step("test.read", json!({})),
+        step("test.read", json!({})),
+        DONE.into(),
+    ]);
+    let engine = Engine::new(&decider);
+    let started = Utc::now();
+    let mut history = vec![];
+    history.push(engine.step(&cfg, &history, started).await.unwrap());
+    history.push(engine.step(&cfg, &history, started).await.unwrap());
+    let err = engine.step(&cfg, &history, started).await.unwrap_err();
+    let EngineError::Finished(RunOutcome::Failed { code, reason }) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(code, ErrorCode::BudgetExhausted);
+    assert!(reason.contains("maxSteps (2)"), "{reason}");
+    assert_eq!(
+        decider.requests().len(),
+        2,
+        "no model call once the budget is spent"
+    );
+}
+
+#[tokio::test]
+async fn consecutive_errors_end_the_run_and_a_success_resets_the_count() {
+    let (cfg, _) = setup(Limits {
+        max_steps: 50,
+        max_consecutive_errors: 2,
+        timeout: None,
+    });
+    let decider = ScriptedDecider::new(
+        ["junk", "{\"done\":false}", "more junk", "junk"]
+            .map(String::from)
+            .into_iter()
+            .chain([step("test.read", json!({}))]),
+    );
+    let engine = Engine::new(&decider);
+    let started = Utc::now();
+    let mut history = vec![];
+    history.push(engine.step(&cfg, &history, started).await.unwrap());
+    history.push(engine.step(&cfg, &history, started).await.unwrap());
+    let err = engine.step(&cfg, &history, started).await.unwrap_err();
+    assert!(
+        matches!(err, EngineError::Finished(RunOutcome::Failed { code: ErrorCode::BudgetExhausted, ref reason }) if reason.contains("2 consecutive errors"))
+    );
+    // A success in between resets the count.
+    let (cfg, _) = setup(Limits {
+        max_steps: 50,
+        max_consecutive_errors: 2,
+        timeout: None,
+    });
+    let decider = ScriptedDecider::new([
+        "junk".to_string(),
+        step("test.read", json!({})),
+        "junk".to_string(),
+        DONE.to_string(),
+    ]);
+    let engine = Engine::new(&decider);
+    let mut history = vec![];
+    for _ in 0..4 {
+        history.push(engine.step(&cfg, &history, started).await.unwrap());
+    }
+    assert_eq!(
+        run_outcome(&cfg, &history, started, Utc::now()),
+        Some(RunOutcome::Succeeded {
+            message: "all probed".into()
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_ends_the_run() {
+    let (cfg, _) = setup(Limits {
+        max_steps: 50,
+        max_consecutive_errors: 5,
+        timeout: Some(Duration::from_secs(60)),
+    });
+    let started = Utc::now() - chrono::Duration::seconds(61);
+    let decider = ScriptedDecider::new([DONE]);
+    let err = Engine::new(&decider)
+        .step(&cfg, &[], started)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Finished(RunOutcome::Failed { code: ErrorCode::BudgetExhausted, ref reason }) if reason.contains("timeout"))
+    );
+    assert!(decider.requests().is_empty());
+    assert_eq!(run_outcome(&cfg, &[], Utc::now(), Utc::now()), None);
+}
+
+#[tokio::test]
+async fn a_decider_failure_records_nothing() {
+    let (cfg, _) = setup(Limits::default());
+    let decider = ScriptedDecider::new(Vec::<String>::new());
+    let err = Engine::new(&decider)
+        .step(&cfg, &[], Utc::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Decider(_)));
+}
+
+#[tokio::test]
+async fn huge_results_are_bounded_with_a_digest() {
+    let (cfg, _) = setup(Limits::default());
+    let decider = ScriptedDecider::new([step("test.probe", json!({"mode": "huge"}))]);
+    let rec = Engine::new(&decider)
+        .step(&cfg, &[], Utc::now())
+        .await
+        .unwrap();
+    let Some(Signal::Success { result }) = rec.signal else {
+        panic!()
+    };
+    assert_eq!(result["truncated"], true);
+    assert!(result["bytes"].as_u64().unwrap() > 100_000);
+    assert_eq!(result["sha256"].as_str().unwrap().len(), 64);
+    assert!(result.to_string().len() <= MAX_RESULT_BYTES);
+}
+
+#[tokio::test]
+async fn history_is_rendered_as_chat_turns() {
+    let (cfg, _) = setup(Limits::default());
+    let first = step("test.read", json!({}));
+    let decider = ScriptedDecider::new([first.clone(), "oops".to_string(), DONE.to_string()]);
+    let engine = Engine::new(&decider);
+    let started = Utc::now();
+    let mut history = vec![];
+    for _ in 0..3 {
+        history.push(engine.step(&cfg, &history, started).await.unwrap());
+    }
+    let reqs = decider.requests();
+    // First call: system prompt and goal only.
+    assert_eq!(reqs[0].messages.len(), 2);
+    let system = &reqs[0].messages[0];
+    assert_eq!(system.role, Role::System);
+    assert!(
+        system.content.contains("test.probe (changes state)")
+            && system.content.contains("test.read (read-only)")
+    );
+    assert!(
+        system
+            .content
+            .contains("\"enum\":[\"ok\",\"refuse\",\"fail\",\"huge\"]"),
+        "schemas are listed"
+    );
+    assert!(
+        system.content.contains("{\"done\":true"),
+        "the contract is stated"
+    );
+    assert_eq!(reqs[0].messages[1].content, "Goal: probe things");
+    // Third call: the two earlier decisions as assistant turns, each followed by its signal.
+    let m = &reqs[2].messages;
+    let roles: Vec<Role> = m.iter().map(|x| x.role).collect();
+    assert_eq!(
+        roles,
+        [
+            Role::System,
+            Role::User,
+            Role::Assistant,
+            Role::User,
+            Role::Assistant,
+            Role::User
+        ]
+    );
+    assert_eq!(m[2].content, first);
+    assert_eq!(m[3].content, r#"{"status":"success","result":{"value":7}}"#);
+    assert_eq!(m[4].content, "oops");
+    assert!(
+        m[5].content
+            .starts_with(r#"{"status":"error","code":"INVALID_PROPOSAL""#),
+        "{}",
+        m[5].content
+    );
+    assert_eq!(reqs[2].run_id, "t");
+}
+
+#[test]
+fn the_decision_schema_accepts_exactly_done_or_an_allowed_tool() {
+    let (cfg, _) = setup(Limits::default());
+    let schema = context::decision_schema(&cfg);
+    let ok = [
+        json!({"done": true, "message": "m"}),
+        json!({"next_step": {"tool": "test.probe", "arguments": {"mode": "ok"}, "goal": "g"}}),
+        json!({"next_step": {"tool": "test.read", "arguments": {}, "goal": "g"}}),
+    ];
+    for v in ok {
+        assert!(check_schema(&schema, &v).is_ok(), "{v}");
+    }
+    let bad = [
+        json!({"done": false, "message": "m"}),
+        json!({"done": true}),
+        json!({"next_step": {"tool": "fs.write", "arguments": {}, "goal": "g"}}),
+        json!({"next_step": {"tool": "test.probe", "arguments": {"mode": "nope"}, "goal": "g"}}),
+        json!({"next_step": {"tool": "test.read", "arguments": {"x": 1}, "goal": "g"}}),
+        json!({"next_step": {"tool": "test.read", "arguments": {}}}),
+    ];
+    for v in bad {
+        assert!(check_schema(&schema, &v).is_err(), "{v}");
+    }
+}

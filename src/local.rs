@@ -19,29 +19,17 @@ use crate::tools::fs::Workspace;
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not an XctRun manifest: {message}")]
     Manifest { path: PathBuf, message: String },
     #[error("{path}: invalid spec: {}", problems.join("; "))]
-    Spec {
-        path: PathBuf,
-        problems: Vec<String>,
-    },
+    Spec { path: PathBuf, problems: Vec<String> },
     #[error("workspace {path}: {source}")]
-    Workspace {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Workspace { path: PathBuf, source: std::io::Error },
     #[error("cannot write the history to {path}: {message}")]
     History { path: PathBuf, message: String },
     #[error("model failure at step {step}: {source}")]
-    Decider {
-        step: u32,
-        source: crate::model::DeciderError,
-    },
+    Decider { step: u32, source: crate::model::DeciderError },
 }
 
 impl LocalError {
@@ -60,41 +48,24 @@ impl LocalError {
 
 /// Parse an `XctRun` manifest (the same YAML the cluster takes).
 pub fn load_manifest(path: &Path) -> Result<XctRun, LocalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LocalError::Read {
-        path: path.into(),
-        source,
-    })?;
-    parse_manifest(&text).map_err(|message| LocalError::Manifest {
-        path: path.into(),
-        message,
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| LocalError::Read { path: path.into(), source })?;
+    parse_manifest(&text).map_err(|message| LocalError::Manifest { path: path.into(), message })
 }
 
 /// Parse manifest text, checking apiVersion and kind.
 pub fn parse_manifest(text: &str) -> Result<XctRun, String> {
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-    let api = value
-        .get("apiVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    let kind = value
-        .get("kind")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
+    let api = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+    let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
     if api != "xct.dev/v1alpha1" || kind != "XctRun" {
-        return Err(format!(
-            "expected apiVersion xct.dev/v1alpha1 and kind XctRun, found {api:?} / {kind:?}"
-        ));
+        return Err(format!("expected apiVersion xct.dev/v1alpha1 and kind XctRun, found {api:?} / {kind:?}"));
     }
     serde_yaml::from_value(value).map_err(|e| e.to_string())
 }
 
 /// The local tool catalogue over a workspace.
 pub fn catalogue(workspace: &Workspace) -> ToolSet {
-    workspace
-        .tools()
-        .into_iter()
-        .fold(ToolSet::new(), ToolSet::with)
+    workspace.tools().into_iter().fold(ToolSet::new(), ToolSet::with)
 }
 
 /// A finished local run.
@@ -113,35 +84,21 @@ pub struct Prepared {
 
 /// Check the manifest's spec and open the workspace (created if missing).
 /// Done before the model is loaded, so a bad manifest fails fast.
-pub fn prepare(
-    run: &XctRun,
-    manifest: &Path,
-    workspace_dir: &Path,
-) -> Result<Prepared, LocalError> {
-    std::fs::create_dir_all(workspace_dir).map_err(|source| LocalError::Workspace {
-        path: workspace_dir.into(),
-        source,
-    })?;
-    let workspace = Workspace::open(workspace_dir).map_err(|source| LocalError::Workspace {
-        path: workspace_dir.into(),
-        source,
-    })?;
+pub fn prepare(run: &XctRun, manifest: &Path, workspace_dir: &Path) -> Result<Prepared, LocalError> {
+    std::fs::create_dir_all(workspace_dir)
+        .map_err(|source| LocalError::Workspace { path: workspace_dir.into(), source })?;
+    let workspace = Workspace::open(workspace_dir)
+        .map_err(|source| LocalError::Workspace { path: workspace_dir.into(), source })?;
     let tools = catalogue(&workspace);
     let problems = run.spec.problems(&tools);
     if !problems.is_empty() {
-        return Err(LocalError::Spec {
-            path: manifest.into(),
-            problems,
-        });
+        return Err(LocalError::Spec { path: manifest.into(), problems });
     }
     let name = run.metadata.name.clone().unwrap_or_else(|| "local".into());
     let cfg = run
         .spec
         .run_config(name.clone(), &tools)
-        .map_err(|e| LocalError::Spec {
-            path: manifest.into(),
-            problems: vec![e.to_string()],
-        })?;
+        .map_err(|e| LocalError::Spec { path: manifest.into(), problems: vec![e.to_string()] })?;
     Ok(Prepared { name, cfg })
 }
 
@@ -160,12 +117,7 @@ pub async fn run(
         started_at: Some(started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         ..XctRunStatus::default()
     };
-    let _ = writeln!(
-        out,
-        "run {name}: goal {:?}, tools {:?}",
-        cfg.goal,
-        cfg.tools.names()
-    );
+    let _ = writeln!(out, "run {name}: goal {:?}, tools {:?}", cfg.goal, cfg.tools.names());
     let outcome = loop {
         match engine.step(cfg, &status.steps, started).await {
             Ok(record) => {
@@ -179,10 +131,7 @@ pub async fn run(
                 status.phase = RunPhase::Failed;
                 status.message = Some(format!("model failure: {source}"));
                 write_history(history_path, &status)?;
-                return Err(LocalError::Decider {
-                    step: status.steps.len() as u32 + 1,
-                    source,
-                });
+                return Err(LocalError::Decider { step: status.steps.len() as u32 + 1, source });
             }
         }
     };
@@ -214,12 +163,7 @@ pub fn step_line(r: &StepRecord) -> String {
         (_, Some(tool)) => tool.clone(),
         (_, None) => "(invalid output)".to_string(),
     };
-    let by = r
-        .verdict
-        .decided_by
-        .as_deref()
-        .map(|b| format!(" by {b}"))
-        .unwrap_or_default();
+    let by = r.verdict.decided_by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
     let detail = match &r.signal {
         Some(Signal::Error { message, .. }) => format!(": {}", clip(message, 100)),
         Some(Signal::Success { result }) => format!(": {}", clip(&result.to_string(), 100)),
@@ -240,23 +184,14 @@ pub fn step_line(r: &StepRecord) -> String {
 }
 
 fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        format!("{}...", s.chars().take(max).collect::<String>())
-    }
+    if s.chars().count() <= max { s.to_string() } else { format!("{}...", s.chars().take(max).collect::<String>()) }
 }
 
 fn write_history(path: &Path, status: &XctRunStatus) -> Result<(), LocalError> {
-    let yaml = serde_yaml::to_string(status).map_err(|e| LocalError::History {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
+    let yaml =
+        serde_yaml::to_string(status).map_err(|e| LocalError::History { path: path.into(), message: e.to_string() })?;
     let tmp = path.with_extension("yaml.tmp");
     std::fs::write(&tmp, yaml)
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| LocalError::History {
-            path: path.into(),
-            message: e.to_string(),
-        })
+        .map_err(|e| LocalError::History { path: path.into(), message: e.to_string() })
 }

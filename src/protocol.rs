@@ -100,7 +100,8 @@ impl NextStep {
     /// of a proposal (approvals and crash recovery bind to it). The goal is
     /// prose and does not change what would execute, so it is left out.
     pub fn digest(&self) -> String {
-        let canonical = serde_json::json!({"tool": self.tool, "arguments": canonical(&Value::Object(self.arguments.clone()))});
+        let canonical =
+            serde_json::json!({"tool": self.tool, "arguments": canonical(&Value::Object(self.arguments.clone()))});
         sha256_hex(canonical.to_string().as_bytes())
     }
 }
@@ -156,19 +157,11 @@ impl Signal {
     }
 
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        Signal::Error {
-            code,
-            message: message.into(),
-            details: None,
-        }
+        Signal::Error { code, message: message.into(), details: None }
     }
 
     pub fn error_with(code: ErrorCode, message: impl Into<String>, details: Value) -> Self {
-        Signal::Error {
-            code,
-            message: message.into(),
-            details: Some(details),
-        }
+        Signal::Error { code, message: message.into(), details: Some(details) }
     }
 
     pub fn is_error(&self) -> bool {
@@ -185,7 +178,9 @@ impl Signal {
 
     /// Compact JSON, as shown to the model.
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!(r#"{{"status":"error","code":"EXECUTION_FAILED","message":"unserialisable signal: {e}"}}"#))
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"status":"error","code":"EXECUTION_FAILED","message":"unserialisable signal: {e}"}}"#)
+        })
     }
 }
 
@@ -198,9 +193,7 @@ pub struct ProposalError {
 
 impl ProposalError {
     fn new(message: impl Into<String>) -> Self {
-        ProposalError {
-            message: message.into(),
-        }
+        ProposalError { message: message.into() }
     }
 
     /// The signal returned to the model.
@@ -224,9 +217,7 @@ pub fn parse_decision(text: &str, truncated: bool) -> Result<Decision, ProposalE
     }
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(ProposalError::new(format!(
-            "the output was empty: {SHAPE_HINT}"
-        )));
+        return Err(ProposalError::new(format!("the output was empty: {SHAPE_HINT}")));
     }
     if !trimmed.starts_with('{') {
         return Err(ProposalError::new(format!(
@@ -243,19 +234,13 @@ pub fn parse_decision(text: &str, truncated: bool) -> Result<Decision, ProposalE
             )));
         }
         Some(Err(e)) if e.is_eof() => {
-            return Err(ProposalError::new(format!(
-                "the JSON object is incomplete ({e}): {SHAPE_HINT}"
-            )));
+            return Err(ProposalError::new(format!("the JSON object is incomplete ({e}): {SHAPE_HINT}")));
         }
         Some(Err(e)) => {
-            return Err(ProposalError::new(format!(
-                "the output is not valid JSON ({e}): {SHAPE_HINT}"
-            )));
+            return Err(ProposalError::new(format!("the output is not valid JSON ({e}): {SHAPE_HINT}")));
         }
         None => {
-            return Err(ProposalError::new(format!(
-                "the output was empty: {SHAPE_HINT}"
-            )));
+            return Err(ProposalError::new(format!("the output was empty: {SHAPE_HINT}")));
         }
     };
     let consumed = stream.byte_offset();
@@ -272,9 +257,7 @@ pub fn parse_decision(text: &str, truncated: bool) -> Result<Decision, ProposalE
 /// Check the shape of an already-parsed decision object.
 pub fn decision_from_value(value: Value) -> Result<Decision, ProposalError> {
     let Value::Object(mut obj) = value else {
-        return Err(ProposalError::new(format!(
-            "the output must be a JSON object: {SHAPE_HINT}"
-        )));
+        return Err(ProposalError::new(format!("the output must be a JSON object: {SHAPE_HINT}")));
     };
     let has_step = obj.contains_key("next_step");
     let has_done = obj.contains_key("done");
@@ -294,23 +277,16 @@ pub fn decision_from_value(value: Value) -> Result<Decision, ProposalError> {
             }
             other => {
                 let found = other.as_ref().map_or("missing", type_name);
-                return Err(ProposalError::new(format!(
-                    "\"done\" must be the boolean true, not {found}"
-                )));
+                return Err(ProposalError::new(format!("\"done\" must be the boolean true, not {found}")));
             }
         }
         let message = match obj.remove("message") {
             Some(Value::String(s)) => s,
             Some(other) => {
-                return Err(ProposalError::new(format!(
-                    "\"message\" must be a string, not {}",
-                    type_name(&other)
-                )));
+                return Err(ProposalError::new(format!("\"message\" must be a string, not {}", type_name(&other))));
             }
             None => {
-                return Err(ProposalError::new(
-                    "the done object needs a \"message\" saying what was accomplished",
-                ));
+                return Err(ProposalError::new("the done object needs a \"message\" saying what was accomplished"));
             }
         };
         return Ok(Decision::Done { message });
@@ -335,9 +311,7 @@ pub fn decision_from_value(value: Value) -> Result<Decision, ProposalError> {
                 )));
             }
             None => {
-                return Err(ProposalError::new(
-                    "\"next_step\" needs \"tool\": the name of one allowed tool",
-                ));
+                return Err(ProposalError::new("\"next_step\" needs \"tool\": the name of one allowed tool"));
             }
         };
         let arguments = match step.get("arguments") {
@@ -349,9 +323,7 @@ pub fn decision_from_value(value: Value) -> Result<Decision, ProposalError> {
                 )));
             }
             None => {
-                return Err(ProposalError::new(
-                    "\"next_step\" needs \"arguments\": an object (use {} for none)",
-                ));
+                return Err(ProposalError::new("\"next_step\" needs \"arguments\": an object (use {} for none)"));
             }
         };
         let goal = match step.get("goal") {
@@ -363,40 +335,21 @@ pub fn decision_from_value(value: Value) -> Result<Decision, ProposalError> {
                 )));
             }
             None => {
-                return Err(ProposalError::new(
-                    "\"next_step\" needs \"goal\": why this step is needed",
-                ));
+                return Err(ProposalError::new("\"next_step\" needs \"goal\": why this step is needed"));
             }
         };
-        return Ok(Decision::NextStep(NextStep {
-            tool,
-            arguments,
-            goal,
-        }));
+        return Ok(Decision::NextStep(NextStep { tool, arguments, goal }));
     }
     let keys: Vec<&String> = obj.keys().take(5).collect();
-    Err(ProposalError::new(format!(
-        "the object has neither \"next_step\" nor \"done\" (keys: {keys:?}): {SHAPE_HINT}"
-    )))
+    Err(ProposalError::new(format!("the object has neither \"next_step\" nor \"done\" (keys: {keys:?}): {SHAPE_HINT}")))
 }
 
-fn reject_unknown(
-    obj: &Map<String, Value>,
-    allowed: &[&str],
-    what: &str,
-) -> Result<(), ProposalError> {
-    let unknown: Vec<&str> = obj
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !allowed.contains(k))
-        .take(5)
-        .collect();
+fn reject_unknown(obj: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), ProposalError> {
+    let unknown: Vec<&str> = obj.keys().map(String::as_str).filter(|k| !allowed.contains(k)).take(5).collect();
     if unknown.is_empty() {
         Ok(())
     } else {
-        Err(ProposalError::new(format!(
-            "{what} has unknown key(s) {unknown:?}; allowed keys are {allowed:?}"
-        )))
+        Err(ProposalError::new(format!("{what} has unknown key(s) {unknown:?}; allowed keys are {allowed:?}")))
     }
 }
 
@@ -417,11 +370,7 @@ pub fn canonical(v: &Value) -> Value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), canonical(&m[k])))
-                    .collect(),
-            )
+            Value::Object(keys.into_iter().map(|k| (k.clone(), canonical(&m[k]))).collect())
         }
         Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
         other => other.clone(),

@@ -10,8 +10,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use xct::engine::record::{StepPhase, VerdictOutcome};
 use xct::engine::{
-    Engine, EngineError, Limits, MAX_RESULT_BYTES, RunConfig, RunOutcome, check_schema, context,
-    run_outcome,
+    Engine, EngineError, Limits, MAX_RESULT_BYTES, RunConfig, RunOutcome, check_schema, context, run_outcome,
 };
 use xct::model::{Role, Sampling, ScriptedDecider};
 use xct::protocol::{ErrorCode, Signal};
@@ -77,16 +76,12 @@ impl Tool for Reader {
 }
 
 fn setup(limits: Limits) -> (RunConfig, Arc<Probe>) {
-    let probe = Arc::new(Probe {
-        executed: AtomicUsize::new(0),
-    });
+    let probe = Arc::new(Probe { executed: AtomicUsize::new(0) });
     let catalogue = ToolSet::new().with(probe.clone()).with(Arc::new(Reader));
     let cfg = RunConfig {
         id: "t".into(),
         goal: "probe things".into(),
-        tools: catalogue
-            .select(&["test.probe".into(), "test.read".into()])
-            .unwrap(),
+        tools: catalogue.select(&["test.probe".into(), "test.read".into()]).unwrap(),
         limits,
         sampling: Sampling::default(),
     };
@@ -101,11 +96,7 @@ const DONE: &str = r#"{"done":true,"message":"all probed"}"#;
 
 #[tokio::test]
 async fn every_transition_is_recorded() {
-    let (cfg, probe) = setup(Limits {
-        max_steps: 20,
-        max_consecutive_errors: 10,
-        timeout: None,
-    });
+    let (cfg, probe) = setup(Limits { max_steps: 20, max_consecutive_errors: 10, timeout: None });
     let outputs = vec![
         step("test.probe", json!({"mode": "ok"})),
         "not json at all".to_string(),
@@ -127,20 +118,11 @@ async fn every_transition_is_recorded() {
             Err(e) => panic!("{e}"),
         }
     };
-    assert_eq!(
-        outcome,
-        RunOutcome::Succeeded {
-            message: "all probed".into()
-        }
-    );
+    assert_eq!(outcome, RunOutcome::Succeeded { message: "all probed".into() });
     assert_eq!(history.len(), 8);
     let expect: [(VerdictOutcome, &str, Option<&str>); 8] = [
         (VerdictOutcome::Allowed, "Success", Some("dry-run")),
-        (
-            VerdictOutcome::Invalid,
-            "INVALID_PROPOSAL",
-            Some("protocol"),
-        ),
+        (VerdictOutcome::Invalid, "INVALID_PROPOSAL", Some("protocol")),
         (VerdictOutcome::Vetoed, "TOOL_NOT_ALLOWED", Some("tools")),
         (VerdictOutcome::Vetoed, "INVALID_ARGUMENTS", Some("schema")),
         (VerdictOutcome::Vetoed, "DRY_RUN_FAILED", Some("dry-run")),
@@ -160,63 +142,35 @@ async fn every_transition_is_recorded() {
     // Only the two allowed probe proposals executed; refusals touched nothing.
     assert_eq!(probe.executed.load(Ordering::SeqCst), 2);
     assert!(history[0].mutating && !history[6].mutating);
-    assert_eq!(
-        history[0].proposal_digest.as_deref().map(str::len),
-        Some(64)
-    );
+    assert_eq!(history[0].proposal_digest.as_deref().map(str::len), Some(64));
     assert_eq!(history[0].dry_run.as_ref().map(|d| d.ok), Some(true));
     assert_eq!(history[4].dry_run.as_ref().map(|d| d.ok), Some(false));
     assert!(history[7].signal.is_none());
-    let Some(Signal::Error {
-        details: Some(details),
-        ..
-    }) = &history[3].signal
-    else {
+    let Some(Signal::Error { details: Some(details), .. }) = &history[3].signal else {
         panic!("schema errors carry details")
     };
-    assert!(
-        details["errors"][0].as_str().unwrap().contains("/mode"),
-        "{details}"
-    );
+    assert!(details["errors"][0].as_str().unwrap().contains("/mode"), "{details}");
 }
 
 #[tokio::test]
 async fn max_steps_ends_the_run_without_calling_the_model() {
-    let (cfg, _) = setup(Limits {
-        max_steps: 2,
-        max_consecutive_errors: 10,
-        timeout: None,
-    });
-    let decider = ScriptedDecider::new([
-        step("test.read", json!({})),
-        step("test.read", json!({})),
-        DONE.into(),
-    ]);
+    let (cfg, _) = setup(Limits { max_steps: 2, max_consecutive_errors: 10, timeout: None });
+    let decider = ScriptedDecider::new([step("test.read", json!({})), step("test.read", json!({})), DONE.into()]);
     let engine = Engine::new(&decider);
     let started = Utc::now();
     let mut history = vec![];
     history.push(engine.step(&cfg, &history, started).await.unwrap());
     history.push(engine.step(&cfg, &history, started).await.unwrap());
     let err = engine.step(&cfg, &history, started).await.unwrap_err();
-    let EngineError::Finished(RunOutcome::Failed { code, reason }) = err else {
-        panic!("{err:?}")
-    };
+    let EngineError::Finished(RunOutcome::Failed { code, reason }) = err else { panic!("{err:?}") };
     assert_eq!(code, ErrorCode::BudgetExhausted);
     assert!(reason.contains("maxSteps (2)"), "{reason}");
-    assert_eq!(
-        decider.requests().len(),
-        2,
-        "no model call once the budget is spent"
-    );
+    assert_eq!(decider.requests().len(), 2, "no model call once the budget is spent");
 }
 
 #[tokio::test]
 async fn consecutive_errors_end_the_run_and_a_success_resets_the_count() {
-    let (cfg, _) = setup(Limits {
-        max_steps: 50,
-        max_consecutive_errors: 2,
-        timeout: None,
-    });
+    let (cfg, _) = setup(Limits { max_steps: 50, max_consecutive_errors: 2, timeout: None });
     let decider = ScriptedDecider::new(
         ["junk", "{\"done\":false}", "more junk", "junk"]
             .map(String::from)
@@ -233,17 +187,9 @@ async fn consecutive_errors_end_the_run_and_a_success_resets_the_count() {
         matches!(err, EngineError::Finished(RunOutcome::Failed { code: ErrorCode::BudgetExhausted, ref reason }) if reason.contains("2 consecutive errors"))
     );
     // A success in between resets the count.
-    let (cfg, _) = setup(Limits {
-        max_steps: 50,
-        max_consecutive_errors: 2,
-        timeout: None,
-    });
-    let decider = ScriptedDecider::new([
-        "junk".to_string(),
-        step("test.read", json!({})),
-        "junk".to_string(),
-        DONE.to_string(),
-    ]);
+    let (cfg, _) = setup(Limits { max_steps: 50, max_consecutive_errors: 2, timeout: None });
+    let decider =
+        ScriptedDecider::new(["junk".to_string(), step("test.read", json!({})), "junk".to_string(), DONE.to_string()]);
     let engine = Engine::new(&decider);
     let mut history = vec![];
     for _ in 0..4 {
@@ -251,25 +197,16 @@ async fn consecutive_errors_end_the_run_and_a_success_resets_the_count() {
     }
     assert_eq!(
         run_outcome(&cfg, &history, started, Utc::now()),
-        Some(RunOutcome::Succeeded {
-            message: "all probed".into()
-        })
+        Some(RunOutcome::Succeeded { message: "all probed".into() })
     );
 }
 
 #[tokio::test]
 async fn the_deadline_ends_the_run() {
-    let (cfg, _) = setup(Limits {
-        max_steps: 50,
-        max_consecutive_errors: 5,
-        timeout: Some(Duration::from_secs(60)),
-    });
+    let (cfg, _) = setup(Limits { max_steps: 50, max_consecutive_errors: 5, timeout: Some(Duration::from_secs(60)) });
     let started = Utc::now() - chrono::Duration::seconds(61);
     let decider = ScriptedDecider::new([DONE]);
-    let err = Engine::new(&decider)
-        .step(&cfg, &[], started)
-        .await
-        .unwrap_err();
+    let err = Engine::new(&decider).step(&cfg, &[], started).await.unwrap_err();
     assert!(
         matches!(err, EngineError::Finished(RunOutcome::Failed { code: ErrorCode::BudgetExhausted, ref reason }) if reason.contains("timeout"))
     );
@@ -281,10 +218,7 @@ async fn the_deadline_ends_the_run() {
 async fn a_decider_failure_records_nothing() {
     let (cfg, _) = setup(Limits::default());
     let decider = ScriptedDecider::new(Vec::<String>::new());
-    let err = Engine::new(&decider)
-        .step(&cfg, &[], Utc::now())
-        .await
-        .unwrap_err();
+    let err = Engine::new(&decider).step(&cfg, &[], Utc::now()).await.unwrap_err();
     assert!(matches!(err, EngineError::Decider(_)));
 }
 
@@ -292,13 +226,8 @@ async fn a_decider_failure_records_nothing() {
 async fn huge_results_are_bounded_with_a_digest() {
     let (cfg, _) = setup(Limits::default());
     let decider = ScriptedDecider::new([step("test.probe", json!({"mode": "huge"}))]);
-    let rec = Engine::new(&decider)
-        .step(&cfg, &[], Utc::now())
-        .await
-        .unwrap();
-    let Some(Signal::Success { result }) = rec.signal else {
-        panic!()
-    };
+    let rec = Engine::new(&decider).step(&cfg, &[], Utc::now()).await.unwrap();
+    let Some(Signal::Success { result }) = rec.signal else { panic!() };
     assert_eq!(result["truncated"], true);
     assert!(result["bytes"].as_u64().unwrap() > 100_000);
     assert_eq!(result["sha256"].as_str().unwrap().len(), 64);
@@ -321,44 +250,18 @@ async fn history_is_rendered_as_chat_turns() {
     assert_eq!(reqs[0].messages.len(), 2);
     let system = &reqs[0].messages[0];
     assert_eq!(system.role, Role::System);
-    assert!(
-        system.content.contains("test.probe (changes state)")
-            && system.content.contains("test.read (read-only)")
-    );
-    assert!(
-        system
-            .content
-            .contains("\"enum\":[\"ok\",\"refuse\",\"fail\",\"huge\"]"),
-        "schemas are listed"
-    );
-    assert!(
-        system.content.contains("{\"done\":true"),
-        "the contract is stated"
-    );
+    assert!(system.content.contains("test.probe (changes state)") && system.content.contains("test.read (read-only)"));
+    assert!(system.content.contains("\"enum\":[\"ok\",\"refuse\",\"fail\",\"huge\"]"), "schemas are listed");
+    assert!(system.content.contains("{\"done\":true"), "the contract is stated");
     assert_eq!(reqs[0].messages[1].content, "Goal: probe things");
     // Third call: the two earlier decisions as assistant turns, each followed by its signal.
     let m = &reqs[2].messages;
     let roles: Vec<Role> = m.iter().map(|x| x.role).collect();
-    assert_eq!(
-        roles,
-        [
-            Role::System,
-            Role::User,
-            Role::Assistant,
-            Role::User,
-            Role::Assistant,
-            Role::User
-        ]
-    );
+    assert_eq!(roles, [Role::System, Role::User, Role::Assistant, Role::User, Role::Assistant, Role::User]);
     assert_eq!(m[2].content, first);
     assert_eq!(m[3].content, r#"{"status":"success","result":{"value":7}}"#);
     assert_eq!(m[4].content, "oops");
-    assert!(
-        m[5].content
-            .starts_with(r#"{"status":"error","code":"INVALID_PROPOSAL""#),
-        "{}",
-        m[5].content
-    );
+    assert!(m[5].content.starts_with(r#"{"status":"error","code":"INVALID_PROPOSAL""#), "{}", m[5].content);
     assert_eq!(reqs[2].run_id, "t");
 }
 

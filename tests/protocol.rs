@@ -23,9 +23,7 @@ fn accepts_a_next_step() {
         false,
     )
     .unwrap();
-    let Decision::NextStep(step) = d else {
-        panic!("expected next_step")
-    };
+    let Decision::NextStep(step) = d else { panic!("expected next_step") };
     assert_eq!(step.tool, "fs.write");
     assert_eq!(step.arguments["path"], "config.json");
     assert_eq!(step.goal, "create it");
@@ -34,12 +32,7 @@ fn accepts_a_next_step() {
 #[test]
 fn accepts_done_with_surrounding_whitespace() {
     let d = parse_decision("\n  {\"done\": true, \"message\": \"ok\"}  \n", false).unwrap();
-    assert_eq!(
-        d,
-        Decision::Done {
-            message: "ok".into()
-        }
-    );
+    assert_eq!(d, Decision::Done { message: "ok".into() });
 }
 
 #[test]
@@ -48,76 +41,28 @@ fn refuses_bad_outputs_with_precise_messages() {
         ("", "empty"),
         ("   ", "empty"),
         ("I will now create the file.", "must start with '{'"),
-        (
-            r#"Sure! {"done":true,"message":"x"}"#,
-            "must start with '{'",
-        ),
-        (
-            r#"{"done":true,"message":"a"}{"done":true,"message":"b"}"#,
-            "after the JSON object",
-        ),
-        (
-            r#"{"done":true,"message":"a"} and that is all"#,
-            "after the JSON object",
-        ),
+        (r#"Sure! {"done":true,"message":"x"}"#, "must start with '{'"),
+        (r#"{"done":true,"message":"a"}{"done":true,"message":"b"}"#, "after the JSON object"),
+        (r#"{"done":true,"message":"a"} and that is all"#, "after the JSON object"),
         (r#"{"done":false,"message":"a"}"#, "must be true"),
         (r#"{"done":"true","message":"a"}"#, "boolean true"),
         (r#"{"done":1,"message":"a"}"#, "boolean true"),
         (r#"{"done":true}"#, "needs a \"message\""),
-        (
-            r#"{"done":true,"message":7}"#,
-            "\"message\" must be a string",
-        ),
+        (r#"{"done":true,"message":7}"#, "\"message\" must be a string"),
         (r#"{"done":true,"message":"a","extra":1}"#, "unknown key"),
-        (
-            r#"{"next_step":{"tool":"fs.read","arguments":{},"goal":"g"},"done":true}"#,
-            "both",
-        ),
-        (
-            r#"{"next_step":{"tool":"fs.read","arguments":{},"goal":"g"},"why":"x"}"#,
-            "unknown key",
-        ),
+        (r#"{"next_step":{"tool":"fs.read","arguments":{},"goal":"g"},"done":true}"#, "both"),
+        (r#"{"next_step":{"tool":"fs.read","arguments":{},"goal":"g"},"why":"x"}"#, "unknown key"),
         (r#"{"next_step":"fs.read"}"#, "must be an object"),
-        (
-            r#"{"next_step":{"tool":"","arguments":{},"goal":"g"}}"#,
-            "must not be empty",
-        ),
-        (
-            r#"{"next_step":{"tool":"  ","arguments":{},"goal":"g"}}"#,
-            "must not be empty",
-        ),
-        (
-            r#"{"next_step":{"tool":5,"arguments":{},"goal":"g"}}"#,
-            "tool\" must be a string",
-        ),
-        (
-            r#"{"next_step":{"arguments":{},"goal":"g"}}"#,
-            "needs \"tool\"",
-        ),
-        (
-            r#"{"next_step":{"tool":"fs.read","arguments":[],"goal":"g"}}"#,
-            "must be an object, not an array",
-        ),
-        (
-            r#"{"next_step":{"tool":"fs.read","arguments":"path=x","goal":"g"}}"#,
-            "must be an object, not a string",
-        ),
-        (
-            r#"{"next_step":{"tool":"fs.read","goal":"g"}}"#,
-            "needs \"arguments\"",
-        ),
-        (
-            r#"{"next_step":{"tool":"fs.read","arguments":{}}}"#,
-            "needs \"goal\"",
-        ),
-        (
-            r#"{"next_step":{"tool":"fs.read","arguments":{},"goal":null}}"#,
-            "goal\" must be a string",
-        ),
-        (
-            r#"{"next_step":{"tool":"fs.read","arguments":{},"goal":"g","args":{}}}"#,
-            "unknown key",
-        ),
+        (r#"{"next_step":{"tool":"","arguments":{},"goal":"g"}}"#, "must not be empty"),
+        (r#"{"next_step":{"tool":"  ","arguments":{},"goal":"g"}}"#, "must not be empty"),
+        (r#"{"next_step":{"tool":5,"arguments":{},"goal":"g"}}"#, "tool\" must be a string"),
+        (r#"{"next_step":{"arguments":{},"goal":"g"}}"#, "needs \"tool\""),
+        (r#"{"next_step":{"tool":"fs.read","arguments":[],"goal":"g"}}"#, "must be an object, not an array"),
+        (r#"{"next_step":{"tool":"fs.read","arguments":"path=x","goal":"g"}}"#, "must be an object, not a string"),
+        (r#"{"next_step":{"tool":"fs.read","goal":"g"}}"#, "needs \"arguments\""),
+        (r#"{"next_step":{"tool":"fs.read","arguments":{}}}"#, "needs \"goal\""),
+        (r#"{"next_step":{"tool":"fs.read","arguments":{},"goal":null}}"#, "goal\" must be a string"),
+        (r#"{"next_step":{"tool":"fs.read","arguments":{},"goal":"g","args":{}}}"#, "unknown key"),
         (r#"{"action":"fs.read"}"#, "neither"),
         (r#"{}"#, "neither"),
         (r#"{"done":true,"message":"a""#, "incomplete"),
@@ -138,16 +83,9 @@ fn arrays_and_scalars_are_not_decisions() {
 
 #[test]
 fn truncated_output_says_it_was_cut_off() {
-    let err = parse_decision(
-        r#"{"next_step":{"tool":"fs.write","arguments":{"path":"a","content":"lo"#,
-        true,
-    )
-    .unwrap_err();
-    assert!(
-        err.message.contains("cut off at the token limit"),
-        "{}",
-        err.message
-    );
+    let err =
+        parse_decision(r#"{"next_step":{"tool":"fs.write","arguments":{"path":"a","content":"lo"#, true).unwrap_err();
+    assert!(err.message.contains("cut off at the token limit"), "{}", err.message);
 }
 
 #[test]
@@ -155,51 +93,25 @@ fn deep_nesting_is_refused_without_panicking() {
     let deep = format!("{}{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
     let text = format!("{{\"next_step\":{{\"tool\":\"t\",\"arguments\":{deep},\"goal\":\"g\"}}}}");
     let err = parse_decision(&text, false).unwrap_err();
-    assert!(
-        err.message.contains("not valid JSON") || err.message.contains("bytes"),
-        "{}",
-        err.message
-    );
-    let arrays = format!(
-        "{{\"done\":true,\"message\":{}{}}}",
-        "[".repeat(200),
-        "]".repeat(200)
-    );
-    assert!(
-        parse_decision(&arrays, false)
-            .unwrap_err()
-            .message
-            .contains("recursion limit")
-    );
+    assert!(err.message.contains("not valid JSON") || err.message.contains("bytes"), "{}", err.message);
+    let arrays = format!("{{\"done\":true,\"message\":{}{}}}", "[".repeat(200), "]".repeat(200));
+    assert!(parse_decision(&arrays, false).unwrap_err().message.contains("recursion limit"));
 }
 
 #[test]
 fn megabyte_strings_are_refused_by_size() {
     let big = format!(r#"{{"done":true,"message":"{}"}}"#, "x".repeat(1024 * 1024));
     let err = parse_decision(&big, false).unwrap_err();
-    assert!(
-        err.message.contains(&MAX_DECISION_BYTES.to_string()),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains(&MAX_DECISION_BYTES.to_string()), "{}", err.message);
     // Just under the limit is fine.
-    let ok = format!(
-        r#"{{"done":true,"message":"{}"}}"#,
-        "x".repeat(MAX_DECISION_BYTES - 40)
-    );
+    let ok = format!(r#"{{"done":true,"message":"{}"}}"#, "x".repeat(MAX_DECISION_BYTES - 40));
     assert!(parse_decision(&ok, false).is_ok());
 }
 
 #[test]
 fn odd_unicode_round_trips() {
-    let d = parse_decision(
-        r#"{"done":true,"message":"réussi ✓ \u0000 😀 \u202e"}"#,
-        false,
-    )
-    .unwrap();
-    let Decision::Done { message } = d else {
-        panic!()
-    };
+    let d = parse_decision(r#"{"done":true,"message":"réussi ✓ \u0000 😀 \u202e"}"#, false).unwrap();
+    let Decision::Done { message } = d else { panic!() };
     assert!(message.contains('😀') && message.contains('\u{202e}') && message.contains('\0'));
 }
 
@@ -214,12 +126,7 @@ fn signals_have_the_wire_shape() {
         json!({"status":"error","code":"POLICY_VETO","message":"no"})
     );
     assert_eq!(
-        serde_json::to_value(Signal::error_with(
-            ErrorCode::DryRunFailed,
-            "no",
-            json!({"x":1})
-        ))
-        .unwrap(),
+        serde_json::to_value(Signal::error_with(ErrorCode::DryRunFailed, "no", json!({"x":1}))).unwrap(),
         json!({"status":"error","code":"DRY_RUN_FAILED","message":"no","details":{"x":1}})
     );
     for code in ErrorCode::ALL {
@@ -229,24 +136,13 @@ fn signals_have_the_wire_shape() {
 
 #[test]
 fn digest_ignores_goal_and_key_order() {
-    let a = parse_decision(
-        r#"{"next_step":{"tool":"t","arguments":{"a":1,"b":{"y":2,"x":1}},"goal":"one"}}"#,
-        false,
-    )
-    .unwrap();
-    let b = parse_decision(
-        r#"{"next_step":{"tool":"t","arguments":{"b":{"x":1,"y":2},"a":1},"goal":"two"}}"#,
-        false,
-    )
-    .unwrap();
-    let c = parse_decision(
-        r#"{"next_step":{"tool":"t","arguments":{"a":2,"b":{"x":1,"y":2}},"goal":"one"}}"#,
-        false,
-    )
-    .unwrap();
-    let (Decision::NextStep(a), Decision::NextStep(b), Decision::NextStep(c)) = (a, b, c) else {
-        panic!()
-    };
+    let a = parse_decision(r#"{"next_step":{"tool":"t","arguments":{"a":1,"b":{"y":2,"x":1}},"goal":"one"}}"#, false)
+        .unwrap();
+    let b = parse_decision(r#"{"next_step":{"tool":"t","arguments":{"b":{"x":1,"y":2},"a":1},"goal":"two"}}"#, false)
+        .unwrap();
+    let c = parse_decision(r#"{"next_step":{"tool":"t","arguments":{"a":2,"b":{"x":1,"y":2}},"goal":"one"}}"#, false)
+        .unwrap();
+    let (Decision::NextStep(a), Decision::NextStep(b), Decision::NextStep(c)) = (a, b, c) else { panic!() };
     assert_eq!(a.digest(), b.digest());
     assert_ne!(a.digest(), c.digest());
     assert_eq!(a.digest().len(), 64);

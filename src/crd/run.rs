@@ -111,11 +111,7 @@ fn default_max_tokens() -> u32 {
 
 impl Default for ModelParams {
     fn default() -> Self {
-        ModelParams {
-            temperature: 0.0,
-            seed: default_seed(),
-            max_tokens: default_max_tokens(),
-        }
+        ModelParams { temperature: 0.0, seed: default_seed(), max_tokens: default_max_tokens() }
     }
 }
 
@@ -171,11 +167,7 @@ impl XctRunStatus {
     /// Recompute the summary fields from `steps`.
     pub fn refresh_summary(&mut self) {
         self.step_count = self.steps.len() as u32;
-        self.error_count = self
-            .steps
-            .iter()
-            .filter(|s| s.error_code().is_some())
-            .count() as u32;
+        self.error_count = self.steps.iter().filter(|s| s.error_code().is_some()).count() as u32;
         self.last_tool = self.steps.last().and_then(|s| s.tool.clone());
         self.last_outcome = self.steps.last().map(|s| s.outcome_label().to_string());
     }
@@ -189,25 +181,16 @@ impl XctRunSpec {
             out.push("spec.goal is empty".to_string());
         }
         if self.goal.len() > MAX_GOAL_BYTES {
-            out.push(format!(
-                "spec.goal is {} bytes; at most {MAX_GOAL_BYTES}",
-                self.goal.len()
-            ));
+            out.push(format!("spec.goal is {} bytes; at most {MAX_GOAL_BYTES}", self.goal.len()));
         }
         if self.tools.len() > MAX_TOOLS {
-            out.push(format!(
-                "spec.tools has {} entries; at most {MAX_TOOLS}",
-                self.tools.len()
-            ));
+            out.push(format!("spec.tools has {} entries; at most {MAX_TOOLS}", self.tools.len()));
         } else if let Err(e) = catalogue.select(&self.tools) {
             out.push(format!("spec.tools: {e}"));
         }
         let l = &self.limits;
         if l.max_steps == 0 || l.max_steps > MAX_STEPS_LIMIT {
-            out.push(format!(
-                "spec.limits.maxSteps must be 1..={MAX_STEPS_LIMIT}, got {}",
-                l.max_steps
-            ));
+            out.push(format!("spec.limits.maxSteps must be 1..={MAX_STEPS_LIMIT}, got {}", l.max_steps));
         }
         if l.max_consecutive_errors == 0 {
             out.push("spec.limits.maxConsecutiveErrors must be at least 1".to_string());
@@ -217,26 +200,16 @@ impl XctRunSpec {
         }
         let m = &self.model;
         if !(0.0..=2.0).contains(&m.temperature) {
-            out.push(format!(
-                "spec.model.temperature must be 0..=2, got {}",
-                m.temperature
-            ));
+            out.push(format!("spec.model.temperature must be 0..=2, got {}", m.temperature));
         }
         if m.max_tokens == 0 || m.max_tokens > 4096 {
-            out.push(format!(
-                "spec.model.maxTokens must be 1..=4096, got {}",
-                m.max_tokens
-            ));
+            out.push(format!("spec.model.maxTokens must be 1..=4096, got {}", m.max_tokens));
         }
         out
     }
 
     /// The engine's view of this run.
-    pub fn run_config(
-        &self,
-        id: impl Into<String>,
-        catalogue: &ToolSet,
-    ) -> Result<RunConfig, ToolSetError> {
+    pub fn run_config(&self, id: impl Into<String>, catalogue: &ToolSet) -> Result<RunConfig, ToolSetError> {
         Ok(RunConfig {
             id: id.into(),
             goal: self.goal.clone(),

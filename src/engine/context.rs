@@ -29,11 +29,7 @@ Results arrive as {\"status\":\"success\",\"result\":...} or {\"status\":\"error
 An error means nothing happened: read it and adjust your next proposal.\n\nTools:\n",
     );
     for tool in run.tools.iter() {
-        let mutates = if tool.mutates() {
-            "changes state"
-        } else {
-            "read-only"
-        };
+        let mutates = if tool.mutates() { "changes state" } else { "read-only" };
         s.push_str(&format!(
             "- {} ({mutates}): {} Arguments schema: {}\n",
             tool.name(),
@@ -67,11 +63,7 @@ fn echo(decision: &str) -> String {
     while !decision.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!(
-        "{}... [{} bytes cut]",
-        &decision[..cut],
-        decision.len() - cut
-    )
+    format!("{}... [{} bytes cut]", &decision[..cut], decision.len() - cut)
 }
 
 /// The JSON Schema of a valid decision for this run: `done`, or a

@@ -16,13 +16,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::model::{DecideRequest, Decider, DeciderError, Sampling};
-use crate::protocol::{
-    Decision, ErrorCode, NextStep, ProposalError, Signal, parse_decision, sha256_hex,
-};
+use crate::protocol::{Decision, ErrorCode, NextStep, ProposalError, Signal, parse_decision, sha256_hex};
 use crate::tools::ToolSet;
-use record::{
-    DryRunRecord, ModelStats, StepPhase, StepRecord, StepTimings, Verdict, VerdictOutcome,
-};
+use record::{DryRunRecord, ModelStats, StepPhase, StepRecord, StepTimings, Verdict, VerdictOutcome};
 
 /// Largest serialized result returned to the model; larger ones are
 /// replaced by a preview, their size and their sha256.
@@ -38,11 +34,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_steps: 20,
-            max_consecutive_errors: 5,
-            timeout: None,
-        }
+        Limits { max_steps: 20, max_consecutive_errors: 5, timeout: None }
     }
 }
 
@@ -110,10 +102,7 @@ pub fn run_outcome(
     if errors >= run.limits.max_consecutive_errors {
         return Some(RunOutcome::Failed {
             code: ErrorCode::BudgetExhausted,
-            reason: format!(
-                "{errors} consecutive errors (maxConsecutiveErrors {})",
-                run.limits.max_consecutive_errors
-            ),
+            reason: format!("{errors} consecutive errors (maxConsecutiveErrors {})", run.limits.max_consecutive_errors),
         });
     }
     if let Some(timeout) = run.limits.timeout {
@@ -130,11 +119,7 @@ pub fn run_outcome(
 
 /// Error signals at the end of the history.
 pub fn consecutive_errors(history: &[StepRecord]) -> u32 {
-    history
-        .iter()
-        .rev()
-        .take_while(|s| s.signal.as_ref().is_some_and(Signal::is_error))
-        .count() as u32
+    history.iter().rev().take_while(|s| s.signal.as_ref().is_some_and(Signal::is_error)).count() as u32
 }
 
 /// The model's answer, parsed.
@@ -169,11 +154,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Phase 1: one model call.
-    pub async fn decide(
-        &self,
-        run: &RunConfig,
-        history: &[StepRecord],
-    ) -> Result<Decided, EngineError> {
+    pub async fn decide(&self, run: &RunConfig, history: &[StepRecord]) -> Result<Decided, EngineError> {
         let started_at = Utc::now();
         let t = Instant::now();
         let request = DecideRequest {
@@ -182,20 +163,11 @@ impl<'a> Engine<'a> {
             schema: context::decision_schema(run),
             // A different seed per step, so a retry after an error is not forced
             // to repeat itself; still deterministic for a given run and step.
-            sampling: Sampling {
-                seed: run.sampling.seed.wrapping_add(history.len() as u32),
-                ..run.sampling.clone()
-            },
+            sampling: Sampling { seed: run.sampling.seed.wrapping_add(history.len() as u32), ..run.sampling.clone() },
         };
         let raw = self.decider.decide(request).await?;
         let parsed = parse_decision(&raw.text, raw.stats.truncated);
-        Ok(Decided {
-            raw: raw.text,
-            stats: raw.stats,
-            parsed,
-            model_ms: ms(t),
-            started_at,
-        })
+        Ok(Decided { raw: raw.text, stats: raw.stats, parsed, model_ms: ms(t), started_at })
     }
 
     /// Phase 2: may this proposal run? Tool allowed, arguments valid against
@@ -204,10 +176,7 @@ impl<'a> Engine<'a> {
         let t = Instant::now();
         let Some(tool) = run.tools.get(&step.tool) else {
             let allowed = run.tools.names();
-            let msg = format!(
-                "tool {:?} is not allowed in this run; allowed tools: {allowed:?}",
-                step.tool
-            );
+            let msg = format!("tool {:?} is not allowed in this run; allowed tools: {allowed:?}", step.tool);
             return refused(
                 t,
                 false,
@@ -219,40 +188,20 @@ impl<'a> Engine<'a> {
         let mutating = tool.mutates();
         let args = Value::Object(step.arguments.clone());
         if let Err(errors) = check_schema(&tool.schema(), &args) {
-            let msg = format!(
-                "arguments do not match the schema of {}: {}",
-                step.tool,
-                errors.join("; ")
-            );
+            let msg = format!("arguments do not match the schema of {}: {}", step.tool, errors.join("; "));
             let details = json!({"errors": errors, "schema": tool.schema()});
-            return refused(
-                t,
-                mutating,
-                "schema",
-                Signal::error_with(ErrorCode::InvalidArguments, msg, details),
-                None,
-            );
+            return refused(t, mutating, "schema", Signal::error_with(ErrorCode::InvalidArguments, msg, details), None);
         }
         match tool.validate(&args).await {
             Ok(dry) => Validated {
-                verdict: Verdict::new(
-                    VerdictOutcome::Allowed,
-                    dry.summary.clone(),
-                    Some("dry-run"),
-                ),
-                dry_run: Some(DryRunRecord {
-                    ok: true,
-                    summary: dry.summary,
-                }),
+                verdict: Verdict::new(VerdictOutcome::Allowed, dry.summary.clone(), Some("dry-run")),
+                dry_run: Some(DryRunRecord { ok: true, summary: dry.summary }),
                 refusal: None,
                 mutating,
                 validation_ms: ms(t),
             },
             Err(e) => {
-                let dry = DryRunRecord {
-                    ok: false,
-                    summary: e.message.clone(),
-                };
+                let dry = DryRunRecord { ok: false, summary: e.message.clone() };
                 refused(t, mutating, "dry-run", e.to_signal(), Some(dry))
             }
         }
@@ -263,10 +212,7 @@ impl<'a> Engine<'a> {
     pub async fn execute(run: &RunConfig, step: &NextStep) -> (Signal, u64) {
         let t = Instant::now();
         let signal = match run.tools.get(&step.tool) {
-            None => Signal::error(
-                ErrorCode::ToolNotAllowed,
-                format!("tool {:?} is not allowed", step.tool),
-            ),
+            None => Signal::error(ErrorCode::ToolNotAllowed, format!("tool {:?} is not allowed", step.tool)),
             Some(tool) => match tool.execute(&Value::Object(step.arguments.clone())).await {
                 Ok(result) => Signal::success(bound_result(result)),
                 Err(e) => e.to_signal(),
@@ -304,16 +250,11 @@ impl<'a> Engine<'a> {
 
 /// The record of a step that executes nothing: a done, an invalid output,
 /// or a refused proposal.
-pub fn record_unexecuted(
-    index: u32,
-    decided: &Decided,
-    validated: Option<Validated>,
-) -> StepRecord {
+pub fn record_unexecuted(index: u32, decided: &Decided, validated: Option<Validated>) -> StepRecord {
     let mut rec = base_record(index, decided);
     match (&decided.parsed, validated) {
         (Err(e), _) => {
-            rec.verdict =
-                Verdict::new(VerdictOutcome::Invalid, e.message.clone(), Some("protocol"));
+            rec.verdict = Verdict::new(VerdictOutcome::Invalid, e.message.clone(), Some("protocol"));
             rec.signal = Some(e.to_signal());
         }
         (Ok(Decision::Done { message }), _) => {
@@ -336,12 +277,7 @@ pub fn record_unexecuted(
 }
 
 /// The record of an allowed proposal about to execute (phase Executing).
-pub fn record_intent(
-    index: u32,
-    decided: &Decided,
-    step: &NextStep,
-    validated: Validated,
-) -> StepRecord {
+pub fn record_intent(index: u32, decided: &Decided, step: &NextStep, validated: Validated) -> StepRecord {
     let mut rec = base_record(index, decided);
     rec.tool = Some(step.tool.clone());
     rec.proposal_digest = Some(step.digest());
@@ -372,25 +308,14 @@ fn base_record(index: u32, decided: &Decided) -> StepRecord {
         signal: None,
         phase: StepPhase::Completed,
         mutating: false,
-        started_at: decided
-            .started_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started_at: decided.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         finished_at: None,
         model: decided.stats.clone(),
-        timings: StepTimings {
-            model_ms: decided.model_ms,
-            ..StepTimings::default()
-        },
+        timings: StepTimings { model_ms: decided.model_ms, ..StepTimings::default() },
     }
 }
 
-fn refused(
-    t: Instant,
-    mutating: bool,
-    by: &str,
-    signal: Signal,
-    dry_run: Option<DryRunRecord>,
-) -> Validated {
+fn refused(t: Instant, mutating: bool, by: &str, signal: Signal, dry_run: Option<DryRunRecord>) -> Validated {
     let reason = match &signal {
         Signal::Error { message, .. } => message.clone(),
         Signal::Success { .. } => String::new(),
@@ -407,25 +332,17 @@ fn refused(
 /// Validate `instance` against a JSON Schema; every violation as a line
 /// naming where it is.
 pub fn check_schema(schema: &Value, instance: &Value) -> Result<(), Vec<String>> {
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|e| vec![format!("the tool's schema is invalid: {e}")])?;
+    let validator =
+        jsonschema::validator_for(schema).map_err(|e| vec![format!("the tool's schema is invalid: {e}")])?;
     let errors: Vec<String> = validator
         .iter_errors(instance)
         .take(10)
         .map(|e| {
             let at = e.instance_path().to_string();
-            if at.is_empty() {
-                e.to_string()
-            } else {
-                format!("{at}: {e}")
-            }
+            if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
         })
         .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
 /// Keep results small enough for the model and the status: a result over

@@ -59,16 +59,8 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn new(
-        outcome: VerdictOutcome,
-        reason: impl Into<String>,
-        decided_by: Option<&str>,
-    ) -> Self {
-        Verdict {
-            outcome,
-            reason: reason.into(),
-            decided_by: decided_by.map(str::to_string),
-        }
+    pub fn new(outcome: VerdictOutcome, reason: impl Into<String>, decided_by: Option<&str>) -> Self {
+        Verdict { outcome, reason: reason.into(), decided_by: decided_by.map(str::to_string) }
     }
 }
 

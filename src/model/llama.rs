@@ -60,13 +60,7 @@ pub struct LlamaOptions {
 
 impl LlamaOptions {
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
-        LlamaOptions {
-            model_path: model_path.into(),
-            n_ctx: 8192,
-            n_threads: None,
-            n_gpu_layers: 0,
-            n_batch: 512,
-        }
+        LlamaOptions { model_path: model_path.into(), n_ctx: 8192, n_threads: None, n_gpu_layers: 0, n_batch: 512 }
     }
 }
 
@@ -109,15 +103,11 @@ impl LlamaDecider {
         std::thread::Builder::new()
             .name("xct-inference".into())
             .spawn(move || inference_thread(opts, rx, ready_tx))
-            .map_err(|e| {
-                DeciderError::Unavailable(format!("cannot start the inference thread: {e}"))
-            })?;
+            .map_err(|e| DeciderError::Unavailable(format!("cannot start the inference thread: {e}")))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(LlamaDecider { tx, description }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(DeciderError::Unavailable(
-                "the inference thread stopped while loading".into(),
-            )),
+            Err(_) => Err(DeciderError::Unavailable("the inference thread stopped while loading".into())),
         }
     }
 
@@ -140,9 +130,7 @@ impl Decider for LlamaDecider {
             .send(Job { request, reply })
             .await
             .map_err(|_| DeciderError::Unavailable("the inference thread has stopped".into()))?;
-        rx.await.map_err(|_| {
-            DeciderError::Inference("the inference thread dropped the request".into())
-        })?
+        rx.await.map_err(|_| DeciderError::Inference("the inference thread dropped the request".into()))?
     }
 }
 
@@ -169,13 +157,8 @@ fn inference_thread(
     let setup = || -> Result<(&'static LlamaBackend, LlamaModel), DeciderError> {
         let backend = backend()?;
         let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
-        let model =
-            LlamaModel::load_from_file(backend, &opts.model_path, &params).map_err(|e| {
-                DeciderError::Unavailable(format!(
-                    "cannot load model {}: {e}",
-                    opts.model_path.display()
-                ))
-            })?;
+        let model = LlamaModel::load_from_file(backend, &opts.model_path, &params)
+            .map_err(|e| DeciderError::Unavailable(format!("cannot load model {}: {e}", opts.model_path.display())))?;
         Ok((backend, model))
     };
     let (backend, model) = match setup() {
@@ -185,9 +168,7 @@ fn inference_thread(
             return;
         }
     };
-    let threads = opts
-        .n_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
+    let threads = opts.n_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(opts.n_ctx))
         .with_n_batch(opts.n_batch)
@@ -196,9 +177,7 @@ fn inference_thread(
     let ctx = match model.new_context(backend, ctx_params) {
         Ok(c) => c,
         Err(e) => {
-            let _ = ready.send(Err(DeciderError::Unavailable(format!(
-                "cannot create a llama.cpp context: {e}"
-            ))));
+            let _ = ready.send(Err(DeciderError::Unavailable(format!("cannot create a llama.cpp context: {e}"))));
             return;
         }
     };
@@ -223,13 +202,10 @@ fn inference_thread(
     };
     let _ = ready.send(Ok(()));
     while let Some(job) = rx.blocking_recv() {
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| worker.decide(&job.request)))
-            .unwrap_or_else(|_| {
-                worker.reset();
-                Err(DeciderError::Inference(
-                    "inference panicked; the context was reset".into(),
-                ))
-            });
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| worker.decide(&job.request))).unwrap_or_else(|_| {
+            worker.reset();
+            Err(DeciderError::Inference("inference panicked; the context was reset".into()))
+        });
         let _ = job.reply.send(result);
     }
 }
@@ -261,12 +237,8 @@ impl Worker<'_> {
 
         let t_decode = Instant::now();
         let mut chain = sampler_chain(req.sampling.temperature, req.sampling.seed);
-        let (text, completion_tokens, truncated) = self.generate(
-            &mut chain,
-            &mut grammar,
-            logits_idx,
-            req.sampling.max_tokens,
-        )?;
+        let (text, completion_tokens, truncated) =
+            self.generate(&mut chain, &mut grammar, logits_idx, req.sampling.max_tokens)?;
         let stats = ModelStats {
             prompt_tokens: tokens.len() as u32,
             cached_tokens: cached as u32,
@@ -303,20 +275,10 @@ impl Worker<'_> {
     /// Evaluate the prompt, reusing the cached common prefix. Returns how
     /// many tokens came from the cache and the batch index of the logits.
     fn evaluate_prompt(&mut self, tokens: &[LlamaToken]) -> Result<(usize, i32), DeciderError> {
-        let mut common = self
-            .cache
-            .tokens
-            .iter()
-            .zip(tokens)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let mut common = self.cache.tokens.iter().zip(tokens).take_while(|(a, b)| a == b).count();
         // At least the last prompt token is evaluated: its logits start generation.
         common = common.min(tokens.len() - 1);
-        if self
-            .ctx
-            .kv_cache_seq_rm(0, Some(common as u32), None)
-            .is_err()
-        {
+        if self.ctx.kv_cache_seq_rm(0, Some(common as u32), None).is_err() {
             // Some caches (sliding-window, recurrent) cannot drop a suffix: start over.
             self.ctx.clear_kv_cache();
             common = 0;
@@ -329,15 +291,11 @@ impl Worker<'_> {
             for (i, tok) in chunk.iter().enumerate() {
                 let pos = common + chunk_no * self.n_batch + i;
                 let last = pos == tokens.len() - 1;
-                batch
-                    .add(*tok, pos as i32, &[0], last)
-                    .map_err(|e| DeciderError::Inference(format!("batch: {e}")))?;
+                batch.add(*tok, pos as i32, &[0], last).map_err(|e| DeciderError::Inference(format!("batch: {e}")))?;
             }
             if let Err(e) = self.ctx.decode(&mut batch) {
                 self.reset();
-                return Err(DeciderError::Inference(format!(
-                    "prompt evaluation failed: {e}"
-                )));
+                return Err(DeciderError::Inference(format!("prompt evaluation failed: {e}")));
             }
             self.cache.tokens.extend_from_slice(chunk);
         }
@@ -364,9 +322,9 @@ impl Worker<'_> {
             if vocab.is_eog(tok) {
                 return Ok((String::from_utf8_lossy(&out).into_owned(), n, false));
             }
-            grammar.try_accept(tok).map_err(|e| {
-                DeciderError::Inference(format!("grammar refused token {}: {e}", tok.0))
-            })?;
+            grammar
+                .try_accept(tok)
+                .map_err(|e| DeciderError::Inference(format!("grammar refused token {}: {e}", tok.0)))?;
             chain.accept(tok);
             n += 1;
             let piece = vocab.token_to_piece(tok, false, None);
@@ -376,9 +334,7 @@ impl Worker<'_> {
             }
             let pos = self.cache.tokens.len() as i32;
             batch.clear();
-            batch
-                .add(tok, pos, &[0], true)
-                .map_err(|e| DeciderError::Inference(format!("batch: {e}")))?;
+            batch.add(tok, pos, &[0], true).map_err(|e| DeciderError::Inference(format!("batch: {e}")))?;
             if let Err(e) = self.ctx.decode(&mut batch) {
                 self.reset();
                 return Err(DeciderError::Inference(format!("decode failed: {e}")));
@@ -386,11 +342,7 @@ impl Worker<'_> {
             self.cache.tokens.push(tok);
             logits_idx = 0;
         }
-        Ok((
-            String::from_utf8_lossy(&out).into_owned(),
-            n,
-            !end.is_done(),
-        ))
+        Ok((String::from_utf8_lossy(&out).into_owned(), n, !end.is_done()))
     }
 }
 
@@ -418,9 +370,8 @@ fn sample_checked(
 ) -> Result<LlamaToken, DeciderError> {
     let mut candidates = ctx.token_data_array_ith(idx);
     chain.apply(&mut candidates);
-    let picked = candidates
-        .selected_token()
-        .ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))?;
+    let picked =
+        candidates.selected_token().ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))?;
     let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(picked, 1.0, 0.0)], false);
     grammar.apply(&mut single);
     if single.data.first().is_some_and(|d| d.logit().is_finite()) {
@@ -429,12 +380,10 @@ fn sample_checked(
     let mut candidates = ctx.token_data_array_ith(idx);
     grammar.apply(&mut candidates);
     if !candidates.data.iter().any(|d| d.logit().is_finite()) {
-        return Err(DeciderError::Inference(
-            "the grammar allows no next token".into(),
-        ));
+        return Err(DeciderError::Inference("the grammar allows no next token".into()));
     }
     chain.apply(&mut candidates);
-    candidates.selected_token().ok_or_else(|| {
-        DeciderError::Inference("the sampler selected no token under the grammar".into())
-    })
+    candidates
+        .selected_token()
+        .ok_or_else(|| DeciderError::Inference("the sampler selected no token under the grammar".into()))
 }

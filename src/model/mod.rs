@@ -45,10 +45,7 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        ChatMessage {
-            role,
-            content: content.into(),
-        }
+        ChatMessage { role, content: content.into() }
     }
 }
 
@@ -63,11 +60,7 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling {
-            temperature: 0.0,
-            seed: 42,
-            max_tokens: 256,
-        }
+        Sampling { temperature: 0.0, seed: 42, max_tokens: 256 }
     }
 }
 

@@ -37,28 +37,12 @@ impl ScriptedDecider {
 #[async_trait]
 impl Decider for ScriptedDecider {
     async fn decide(&self, request: DecideRequest) -> Result<RawDecision, DeciderError> {
-        let prompt_tokens = request
-            .messages
-            .iter()
-            .map(|m| m.content.len() as u32 / 4)
-            .sum();
+        let prompt_tokens = request.messages.iter().map(|m| m.content.len() as u32 / 4).sum();
         if let Ok(mut r) = self.requests.lock() {
             r.push(request);
         }
-        let text = self
-            .outputs
-            .lock()
-            .ok()
-            .and_then(|mut o| o.pop_front())
-            .ok_or(DeciderError::ScriptExhausted)?;
+        let text = self.outputs.lock().ok().and_then(|mut o| o.pop_front()).ok_or(DeciderError::ScriptExhausted)?;
         let completion_tokens = text.len() as u32 / 4;
-        Ok(RawDecision {
-            text,
-            stats: ModelStats {
-                prompt_tokens,
-                completion_tokens,
-                ..ModelStats::default()
-            },
-        })
+        Ok(RawDecision { text, stats: ModelStats { prompt_tokens, completion_tokens, ..ModelStats::default() } })
     }
 }

@@ -39,10 +39,7 @@ impl Workspace {
     /// Open `root` (which must exist) as the workspace.
     pub fn open(root: &Path) -> io::Result<Self> {
         let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
-        Ok(Workspace {
-            dir: Arc::new(dir),
-            max_write_bytes: DEFAULT_MAX_WRITE_BYTES,
-        })
+        Ok(Workspace { dir: Arc::new(dir), max_write_bytes: DEFAULT_MAX_WRITE_BYTES })
     }
 
     pub fn with_max_write_bytes(mut self, max: usize) -> Self {
@@ -63,15 +60,10 @@ impl Workspace {
 /// Check a model-supplied path before any I/O.
 pub fn confine(path: &str) -> Result<PathBuf, ToolError> {
     if path.is_empty() {
-        return Err(ToolError::invalid(
-            "path is empty; give a path relative to the workspace, e.g. \"config.json\"",
-        ));
+        return Err(ToolError::invalid("path is empty; give a path relative to the workspace, e.g. \"config.json\""));
     }
     if path.len() > MAX_PATH_BYTES {
-        return Err(ToolError::invalid(format!(
-            "path is {} bytes; at most {MAX_PATH_BYTES}",
-            path.len()
-        )));
+        return Err(ToolError::invalid(format!("path is {} bytes; at most {MAX_PATH_BYTES}", path.len())));
     }
     if path.contains('\0') {
         return Err(ToolError::invalid("path contains a NUL byte"));
@@ -103,24 +95,20 @@ pub fn confine(path: &str) -> Result<PathBuf, ToolError> {
 fn io_error(op: &str, path: &Path, e: io::Error) -> ToolError {
     let shown = path.display();
     match e.kind() {
-        io::ErrorKind::NotFound => {
-            ToolError::failed(format!("{op} {shown}: no such file or directory"))
+        io::ErrorKind::NotFound => ToolError::failed(format!("{op} {shown}: no such file or directory")),
+        io::ErrorKind::PermissionDenied => {
+            ToolError::invalid(format!("{op} {shown}: refused (outside the workspace or not permitted): {e}"))
         }
-        io::ErrorKind::PermissionDenied => ToolError::invalid(format!(
-            "{op} {shown}: refused (outside the workspace or not permitted): {e}"
-        )),
         _ => ToolError::failed(format!("{op} {shown}: {e}")),
     }
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(args: &Value) -> Result<T, ToolError> {
-    serde_json::from_value(args.clone())
-        .map_err(|e| ToolError::invalid(format!("invalid arguments: {e}")))
+    serde_json::from_value(args.clone()).map_err(|e| ToolError::invalid(format!("invalid arguments: {e}")))
 }
 
 fn schema_of<T: JsonSchema>() -> Value {
-    let mut v = serde_json::to_value(schemars::schema_for!(T))
-        .unwrap_or_else(|_| json!({"type": "object"}));
+    let mut v = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_else(|_| json!({"type": "object"}));
     if let Some(obj) = v.as_object_mut() {
         obj.remove("$schema");
         obj.remove("title");
@@ -188,15 +176,10 @@ impl Tool for FsRead {
     async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
         let a: ReadArgs = parse(args)?;
         let path = confine(&a.path)?;
-        let bytes = self
-            .ws
-            .dir
-            .read(&path)
-            .map_err(|e| io_error("read", &path, e))?;
+        let bytes = self.ws.dir.read(&path).map_err(|e| io_error("read", &path, e))?;
         let total = bytes.len();
         let digest = sha256_hex(&bytes);
-        let text = String::from_utf8(bytes)
-            .map_err(|_| ToolError::failed(format!("{} is not UTF-8 text", a.path)))?;
+        let text = String::from_utf8(bytes).map_err(|_| ToolError::failed(format!("{} is not UTF-8 text", a.path)))?;
         if total > MAX_READ_BYTES {
             let mut cut = MAX_READ_BYTES;
             while !text.is_char_boundary(cut) {
@@ -235,35 +218,22 @@ impl Tool for FsWrite {
             )));
         }
         if path == Path::new(".") {
-            return Err(ToolError::invalid(
-                "path names the workspace itself; give a file name",
-            ));
+            return Err(ToolError::invalid("path names the workspace itself; give a file name"));
         }
         match self.ws.dir.symlink_metadata(&path) {
-            Ok(m) if m.is_symlink() => Err(ToolError::invalid(format!(
-                "{} is a symbolic link; fs.write does not write through links",
-                a.path
-            ))),
-            Ok(m) if m.is_dir() => Err(ToolError::invalid(format!(
-                "{} is a folder, not a file",
-                a.path
-            ))),
+            Ok(m) if m.is_symlink() => {
+                Err(ToolError::invalid(format!("{} is a symbolic link; fs.write does not write through links", a.path)))
+            }
+            Ok(m) if m.is_dir() => Err(ToolError::invalid(format!("{} is a folder, not a file", a.path))),
             Ok(m) => Ok(DryRun {
-                summary: format!(
-                    "would overwrite {} ({} -> {} bytes)",
-                    a.path,
-                    m.len(),
-                    a.content.len()
-                ),
+                summary: format!("would overwrite {} ({} -> {} bytes)", a.path, m.len(), a.content.len()),
                 details: Some(
                     json!({"path": a.path, "exists": true, "oldBytes": m.len(), "newBytes": a.content.len()}),
                 ),
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DryRun {
                 summary: format!("would create {} ({} bytes)", a.path, a.content.len()),
-                details: Some(
-                    json!({"path": a.path, "exists": false, "newBytes": a.content.len()}),
-                ),
+                details: Some(json!({"path": a.path, "exists": false, "newBytes": a.content.len()})),
             }),
             Err(e) => Err(io_error("check", &path, e)),
         }
@@ -273,15 +243,9 @@ impl Tool for FsWrite {
         let path = confine(&a.path)?;
         let existed = self.ws.dir.symlink_metadata(&path).is_ok();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            self.ws
-                .dir
-                .create_dir_all(parent)
-                .map_err(|e| io_error("create folder", parent, e))?;
+            self.ws.dir.create_dir_all(parent).map_err(|e| io_error("create folder", parent, e))?;
         }
-        self.ws
-            .dir
-            .write(&path, a.content.as_bytes())
-            .map_err(|e| io_error("write", &path, e))?;
+        self.ws.dir.write(&path, a.content.as_bytes()).map_err(|e| io_error("write", &path, e))?;
         Ok(
             json!({"path": a.path, "bytes": a.content.len(), "created": !existed, "sha256": sha256_hex(a.content.as_bytes())}),
         )
@@ -310,11 +274,7 @@ impl Tool for FsList {
     async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
         let a: ListArgs = parse(args)?;
         let path = confine(&a.path)?;
-        let rd = self
-            .ws
-            .dir
-            .read_dir(&path)
-            .map_err(|e| io_error("list", &path, e))?;
+        let rd = self.ws.dir.read_dir(&path).map_err(|e| io_error("list", &path, e))?;
         let mut entries = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| io_error("list", &path, e))?;
@@ -327,18 +287,12 @@ impl Tool for FsList {
             } else {
                 "file"
             };
-            let bytes = if kind == "file" {
-                entry.metadata().map(|m| m.len()).unwrap_or(0)
-            } else {
-                0
-            };
+            let bytes = if kind == "file" { entry.metadata().map(|m| m.len()).unwrap_or(0) } else { 0 };
             entries.push(json!({"name": name, "type": kind, "bytes": bytes}));
         }
         entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         let total = entries.len();
         entries.truncate(MAX_LIST_ENTRIES);
-        Ok(
-            json!({"path": a.path, "entries": entries, "total": total, "truncated": total > MAX_LIST_ENTRIES}),
-        )
+        Ok(json!({"path": a.path, "entries": entries, "total": total, "truncated": total > MAX_LIST_ENTRIES}))
     }
 }

@@ -26,11 +26,7 @@ pub struct ToolError {
 
 impl ToolError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ToolError {
-            code,
-            message: message.into(),
-            details: None,
-        }
+        ToolError { code, message: message.into(), details: None }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -47,11 +43,7 @@ impl ToolError {
     }
 
     pub fn to_signal(&self) -> Signal {
-        Signal::Error {
-            code: self.code,
-            message: self.message.clone(),
-            details: self.details.clone(),
-        }
+        Signal::Error { code: self.code, message: self.message.clone(), details: self.details.clone() }
     }
 }
 
@@ -66,10 +58,7 @@ pub struct DryRun {
 
 impl DryRun {
     pub fn new(summary: impl Into<String>) -> Self {
-        DryRun {
-            summary: summary.into(),
-            details: None,
-        }
+        DryRun { summary: summary.into(), details: None }
     }
 }
 
@@ -122,9 +111,7 @@ pub struct ToolSet {
 
 impl std::fmt::Debug for ToolSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.tools.iter().map(|t| t.name()))
-            .finish()
+        f.debug_list().entries(self.tools.iter().map(|t| t.name())).finish()
     }
 }
 
@@ -170,10 +157,8 @@ impl ToolSet {
         }
         let mut out = ToolSet::new();
         for name in names {
-            let tool = self.get(name).ok_or_else(|| ToolSetError::Unknown {
-                name: name.clone(),
-                known: self.names(),
-            })?;
+            let tool =
+                self.get(name).ok_or_else(|| ToolSetError::Unknown { name: name.clone(), known: self.names() })?;
             if out.get(name).is_some() {
                 return Err(ToolSetError::Duplicate(name.clone()));
             }

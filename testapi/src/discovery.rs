@@ -1,7 +1,9 @@
 //! Discovery documents ("Discovery API"): `/version`, `/api`, `/api/v1`,
 //! `/apis`, `/apis/<group>`, `/apis/<group>/<version>`, in the legacy
 //! (unaggregated) format; clients that ask for aggregated discovery fall
-//! back to it.
+//! back to it. A minimal OpenAPI v3 (`/openapi/v3`): one PATCH operation per
+//! kind that declares the `fieldValidation` parameter, which is what kubectl
+//! looks for before leaving validation to the server; no schemas.
 
 use serde_json::{Value, json};
 
@@ -42,4 +44,50 @@ pub fn resources(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     }
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+}
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+}
+
+/// `/openapi/v3`: where each group-version's document is.
+pub fn openapi_root(reg: &Registry) -> Value {
+    let mut paths = serde_json::Map::new();
+    for (g, vs) in reg.groups() {
+        for v in vs {
+            let p = gv_path(&g, &v);
+            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=0")}));
+        }
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/<gv>`: PATCH operations with their GVK and parameters.
+pub fn openapi_group_version(reg: &Registry, group: &str, version: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    for k in reg.in_version(group, version) {
+        let base = format!("/{}", gv_path(group, version));
+        let path = if k.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", k.plural)
+        } else {
+            format!("{base}/{}/{{name}}", k.plural)
+        };
+        let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force"]
+            .iter()
+            .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
+            .collect();
+        paths.insert(
+            path,
+            json!({"patch": {
+                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": k.kind},
+                "x-kubernetes-action": "patch",
+                "parameters": params,
+                "responses": {"200": {"description": "OK"}},
+            }}),
+        );
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(json!({"openapi": "3.0.0", "info": {"title": "xct-testapi", "version": version}, "paths": paths}))
 }

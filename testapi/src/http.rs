@@ -155,6 +155,7 @@ pub async fn handle(
         groups: who.groups.clone(),
         dry_run: param(&q, "dryRun") == Some("All") || delete_dry_run(&method, &body),
         status: 200,
+        content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
     };
     let response = match parse_target(&reg, &path) {
         Some(target) => {
@@ -249,6 +250,9 @@ fn other(app: &App, method: &Method, path: &str, reg: &Registry) -> Response {
         ("GET", ["apis"]) => Some(discovery::groups(reg)),
         ("GET", ["apis", g]) => discovery::group(reg, g),
         ("GET", ["apis", g, v]) => discovery::resources(reg, g, v),
+        ("GET", ["openapi", "v3"]) => Some(discovery::openapi_root(reg)),
+        ("GET", ["openapi", "v3", "api", v]) => discovery::openapi_group_version(reg, "", v),
+        ("GET", ["openapi", "v3", "apis", g, v]) => discovery::openapi_group_version(reg, g, v),
         ("GET", ["_testapi", "requests"]) => Some(serde_json::to_value(app.audit.records()).unwrap_or_default()),
         ("POST", ["_testapi", "compact"]) => {
             app.store.compact();
@@ -264,6 +268,17 @@ fn other(app: &App, method: &Method, path: &str, reg: &Registry) -> Response {
 
 fn parse_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let base = ct.split(';').next().unwrap_or_default().trim();
+    if !matches!(base, "application/json" | "application/yaml" | "") {
+        // Protobuf and CBOR are not served; clients fall back to JSON on 415.
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct:?}"
+            ),
+        ));
+    }
     let v: Result<Value, String> = if ct.contains("yaml") {
         serde_yaml::from_slice(body).map_err(|e| e.to_string())
     } else {

@@ -32,10 +32,11 @@ pub fn table(kind: &Kind, items: &[Value], resource_version: u64) -> Value {
             let mut cells = vec![o["metadata"]["name"].clone()];
             for c in &kind.printer_columns {
                 let v = o.pointer(&c.json_path.replace('.', "/")).cloned();
-                cells.push(v.unwrap_or_else(|| field(o, &c.json_path).map_or(Value::Null, Value::String)));
+                let v = v.unwrap_or_else(|| field(o, &c.json_path).map_or(Value::Null, Value::String));
+                cells.push(if c.type_ == "date" { age(&v) } else { v });
             }
             if !has_age {
-                cells.push(o["metadata"]["creationTimestamp"].clone());
+                cells.push(age(&o["metadata"]["creationTimestamp"]));
             }
             json!({
                 "cells": cells,
@@ -49,5 +50,19 @@ pub fn table(kind: &Kind, items: &[Value], resource_version: u64) -> Value {
         "metadata": {"resourceVersion": resource_version.to_string()},
         "columnDefinitions": columns,
         "rows": rows,
+    })
+}
+
+/// A timestamp as the age kube-apiserver prints ("45s", "3m", "2h", "5d").
+fn age(ts: &Value) -> Value {
+    let Some(t) = ts.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) else {
+        return json!("<unknown>");
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    json!(match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
     })
 }

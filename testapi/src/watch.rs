@@ -17,7 +17,7 @@ use crate::select::{FieldSelector, LabelSelector};
 use crate::store::{Event, Store};
 
 /// How often a bookmark is sent when the client allows them.
-pub const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
+pub const BOOKMARK_EVERY: Duration = Duration::from_secs(1);
 
 /// What to watch.
 #[derive(Debug, Clone)]

@@ -57,6 +57,23 @@ impl ModelArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the operator: reconcile XctRuns, one model step per reconcile.
+    Controller {
+        /// Only watch runs in this namespace (default: all namespaces).
+        #[arg(long, env = "XCT_NAMESPACE")]
+        namespace: Option<String>,
+        /// Address of /livez and /readyz.
+        #[arg(long, env = "XCT_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+        health_addr: std::net::SocketAddr,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Write the CRDs (crds/*.yaml) from the Rust types.
+    Crdgen {
+        /// Output folder.
+        #[arg(long, default_value = "crds")]
+        out: PathBuf,
+    },
     /// Run an XctRun manifest on this machine with the fs tools.
     Local {
         /// The XctRun manifest (the same YAML the cluster takes).
@@ -75,6 +92,8 @@ pub enum Command {
 /// Entry point used by `main`.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Controller { namespace, health_addr, model } => controller(namespace, health_addr, model).await,
+        Command::Crdgen { out } => crdgen(&out),
         Command::Local { manifest, workspace, history, model } => local(manifest, workspace, history, model).await,
     }
 }
@@ -107,6 +126,53 @@ async fn local(manifest: PathBuf, workspace: PathBuf, history: Option<PathBuf>, 
         }
         Err(e) => fail(&e),
     }
+}
+
+async fn controller(namespace: Option<String>, health_addr: std::net::SocketAddr, model: ModelArgs) -> ExitCode {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let readiness = Arc::new(crate::operator::health::Readiness::default());
+    let health = tokio::spawn(crate::operator::health::serve(health_addr, readiness.clone()));
+    let config = match kube::Config::infer().await {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("no Kubernetes configuration: {e}")),
+    };
+    let client = match kube::Client::try_from(config.clone()) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let opts = model.options();
+    let decider = match tokio::task::spawn_blocking(move || LlamaDecider::load(opts)).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            // Never ready without a model, but no crash loop: stay up, unready.
+            tracing::error!(error = %e, "model not loaded; the operator will not become ready");
+            eprintln!("xct: {e}");
+            let _ = health.await;
+            return ExitCode::from(2);
+        }
+        Err(e) => return fail(&e),
+    };
+    readiness.model_loaded.store(true, Ordering::SeqCst);
+    tracing::info!(model = decider.description(), "model loaded");
+    let ctx = Arc::new(crate::operator::Context::new(client, config, Arc::new(decider)));
+    crate::operator::run(ctx, namespace, readiness).await;
+    ExitCode::SUCCESS
+}
+
+fn crdgen(out: &std::path::Path) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(out) {
+        return fail(&e);
+    }
+    for (file, crd) in crate::crd::all() {
+        let path = out.join(file);
+        if let Err(e) = std::fs::write(&path, crate::crd::render(&crd)) {
+            return fail(&format!("{}: {e}", path.display()));
+        }
+        println!("wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {

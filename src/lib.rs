@@ -11,8 +11,10 @@
 pub mod cli;
 pub mod crd;
 pub mod engine;
+pub mod k8s;
 pub mod local;
 pub mod model;
+pub mod operator;
 pub mod protocol;
 pub mod schema;
 pub mod tools;

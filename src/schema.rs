@@ -27,3 +27,19 @@ pub fn any_object(_: &mut SchemaGenerator) -> Schema {
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
+
+/// A signal: `{status: success, result}` or `{status: error, code, message, details}`.
+pub fn signal(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "description": "What the model was told: {status: success, result} or {status: error, code, message, details}.",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["success", "error"], "description": "success or error"},
+            "code": {"type": "string", "description": "The error code (errors only)."},
+            "message": {"type": "string", "description": "What went wrong (errors only)."},
+            "result": {"x-kubernetes-preserve-unknown-fields": true, "description": "The tool's result (successes only)."},
+            "details": {"x-kubernetes-preserve-unknown-fields": true, "description": "Structured error detail (errors only)."},
+        },
+    })
+}

@@ -26,6 +26,7 @@ pub const MAX_GOAL_BYTES: usize = 8 * 1024;
     namespaced,
     shortname = "xr",
     status = "XctRunStatus",
+    doc = "An XCT run: a goal pursued by a model one validated step at a time, with the full step history in its status.",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Steps","type":"integer","jsonPath":".status.stepCount"}"#,
     printcolumn = r#"{"name":"Last Tool","type":"string","jsonPath":".status.lastTool"}"#,
@@ -33,13 +34,22 @@ pub const MAX_GOAL_BYTES: usize = 8 * 1024;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.tools.all(t, self.tools.exists_one(u, u == t))", "message": "spec.tools must not repeat a tool"},
+]))]
 pub struct XctRunSpec {
-    /// What the run should achieve, in plain words for the model.
+    /// What the run should achieve, in plain words for the model. Immutable.
+    #[schemars(length(min = 1, max = 8192))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "spec.goal is immutable"}]))]
     pub goal: String,
     /// Names of the tools this run may use (from the operator's catalogue).
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 64)))]
     pub tools: Vec<String>,
-    /// ServiceAccount (in the run's namespace) every tool call acts as.
+    /// ServiceAccount in the run's own namespace that every tool call acts
+    /// as (by impersonation). Required in a cluster; a plain name, so a run
+    /// cannot name a ServiceAccount of another namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub service_account_name: Option<String>,
     /// Budgets that end the run.
     #[serde(default)]
@@ -58,12 +68,15 @@ pub struct XctRunSpec {
 pub struct RunLimits {
     /// Most steps (model decisions) the run may take.
     #[serde(default = "default_max_steps")]
+    #[schemars(range(min = 1, max = 10000))]
     pub max_steps: u32,
     /// Consecutive error signals after which the run fails.
     #[serde(default = "default_max_errors")]
+    #[schemars(range(min = 1, max = 1000))]
     pub max_consecutive_errors: u32,
     /// Wall-clock seconds from the first step after which the run fails.
     #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 604800))]
     pub timeout_seconds: u32,
 }
 
@@ -93,12 +106,14 @@ impl Default for RunLimits {
 pub struct ModelParams {
     /// Sampling temperature; 0 is greedy (deterministic).
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: f32,
     /// Random seed for sampling.
     #[serde(default = "default_seed")]
     pub seed: u32,
     /// Most tokens per decision; a longer one is cut off and refused.
     #[serde(default = "default_max_tokens")]
+    #[schemars(range(min = 1, max = 4096))]
     pub max_tokens: u32,
 }
 
@@ -112,6 +127,59 @@ fn default_max_tokens() -> u32 {
 impl Default for ModelParams {
     fn default() -> Self {
         ModelParams { temperature: 0.0, seed: default_seed(), max_tokens: default_max_tokens() }
+    }
+}
+
+/// A condition in the style of `metav1.Condition`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Valid or Completed.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// One CamelCase word.
+    pub reason: String,
+    /// Human-readable detail.
+    #[serde(default)]
+    pub message: String,
+    /// When `status` last changed (RFC 3339).
+    pub last_transition_time: String,
+    /// The generation this condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Set a condition, keeping `lastTransitionTime` when the status is unchanged.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    let now = crate::engine::now_rfc3339();
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = now;
+            }
+            c.status = status;
+            c.reason = reason.into();
+            c.message = message.into();
+            c.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: now,
+            observed_generation: generation,
+        }),
     }
 }
 
@@ -140,6 +208,12 @@ pub struct XctRunStatus {
     /// Pending, Running, AwaitingApproval, Suspended, Succeeded or Failed.
     #[serde(default)]
     pub phase: RunPhase,
+    /// The spec generation this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Valid (the spec is usable) and Completed (the run has ended).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
     /// Why the run is in this phase (the done message, or the failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -127,6 +127,7 @@ pub struct StepRecord {
     pub dry_run: Option<DryRunRecord>,
     /// What the model is told: absent only for `done` and in-flight steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::signal")]
     pub signal: Option<Signal>,
     /// Executing (intent recorded) or Completed.
     #[serde(default)]

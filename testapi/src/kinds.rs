@@ -126,6 +126,7 @@ impl Default for Registry {
                 Kind::builtin("", "v1", "ConfigMap", "configmaps", true).short(&["cm"]),
                 Kind::builtin("", "v1", "Secret", "secrets", true),
                 Kind::builtin("", "v1", "Event", "events", true).short(&["ev"]),
+                Kind::builtin("", "v1", "Service", "services", true).short(&["svc"]).with_status(),
                 pods,
                 deploy,
                 sts,

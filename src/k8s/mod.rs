@@ -1,0 +1,115 @@
+//! Kubernetes side of the tools: the kinds a tool may touch, and clients
+//! that act as a run's ServiceAccount through impersonation. The operator's
+//! own identity never acts for the model.
+
+pub mod tools;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use kube::api::{ApiResource, GroupVersionKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Kinds the Kubernetes tools can address (a closed set: the grammar and
+/// the argument schemas only offer these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum TargetKind {
+    Deployment,
+    StatefulSet,
+    ConfigMap,
+    Secret,
+    Pod,
+    Service,
+    ServiceAccount,
+}
+
+impl TargetKind {
+    pub const ALL: [TargetKind; 7] = [
+        TargetKind::Deployment,
+        TargetKind::StatefulSet,
+        TargetKind::ConfigMap,
+        TargetKind::Secret,
+        TargetKind::Pod,
+        TargetKind::Service,
+        TargetKind::ServiceAccount,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Deployment => "Deployment",
+            TargetKind::StatefulSet => "StatefulSet",
+            TargetKind::ConfigMap => "ConfigMap",
+            TargetKind::Secret => "Secret",
+            TargetKind::Pod => "Pod",
+            TargetKind::Service => "Service",
+            TargetKind::ServiceAccount => "ServiceAccount",
+        }
+    }
+
+    /// Group, version, plural.
+    pub fn gvr(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            TargetKind::Deployment => ("apps", "v1", "deployments"),
+            TargetKind::StatefulSet => ("apps", "v1", "statefulsets"),
+            TargetKind::ConfigMap => ("", "v1", "configmaps"),
+            TargetKind::Secret => ("", "v1", "secrets"),
+            TargetKind::Pod => ("", "v1", "pods"),
+            TargetKind::Service => ("", "v1", "services"),
+            TargetKind::ServiceAccount => ("", "v1", "serviceaccounts"),
+        }
+    }
+
+    pub fn api_resource(self) -> ApiResource {
+        let (g, v, plural) = self.gvr();
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, self.as_str()), plural)
+    }
+
+    /// The kind for an `apiVersion` + `kind` pair, if tools may touch it.
+    pub fn from_type(api_version: &str, kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| {
+            let (g, v, _) = k.gvr();
+            let av = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
+            k.as_str() == kind && av == api_version
+        })
+    }
+}
+
+/// The user name Kubernetes gives a ServiceAccount.
+pub fn service_account_user(namespace: &str, name: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{name}")
+}
+
+/// Builds (and caches) clients impersonating ServiceAccounts.
+pub struct Impersonator {
+    base: kube::Config,
+    cache: Mutex<HashMap<(String, String), kube::Client>>,
+}
+
+impl Impersonator {
+    pub fn new(base: kube::Config) -> Self {
+        Impersonator { base, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// A client acting as `namespace/name`, with the groups Kubernetes gives
+    /// ServiceAccounts.
+    pub fn client_for(&self, namespace: &str, name: &str) -> Result<kube::Client, kube::Error> {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(c) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(c);
+        }
+        let mut config = self.base.clone();
+        config.auth_info.impersonate = Some(service_account_user(namespace, name));
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".into(),
+        ]);
+        config.default_namespace = namespace.to_string();
+        let client = kube::Client::try_from(config)?;
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(key, client.clone());
+        }
+        Ok(client)
+    }
+}

@@ -1,0 +1,138 @@
+//! The operator: a kube-runtime `Controller` over `XctRun` that runs one
+//! model step per reconcile (see [`reconcile`]).
+
+pub mod events;
+pub mod health;
+pub mod reconcile;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+
+use crate::crd::XctRun;
+use crate::k8s::Impersonator;
+use crate::model::{Decider, DeciderError};
+
+/// Why a reconcile did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("status write conflict: the run changed since it was read")]
+    Conflict,
+    #[error("model: {0}")]
+    Decider(#[from] DeciderError),
+    #[error("engine: {0}")]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Static category for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Conflict => "conflict",
+            Error::Decider(_) => "decider",
+            Error::Engine(_) => "engine",
+            Error::InvalidSpec(_) => "invalid_spec",
+            Error::Internal(_) => "internal",
+        }
+    }
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// The operator's own identity: reads runs, writes their status and events.
+    pub client: kube::Client,
+    /// Clients acting as the runs' ServiceAccounts: the only ones tools use.
+    pub impersonator: Impersonator,
+    pub decider: Arc<dyn Decider>,
+    pub events: events::Events,
+    /// Steps this process has recorded per run (uid): a cached object with
+    /// fewer is stale and waits for the watch to catch up.
+    known_steps: Mutex<HashMap<String, usize>>,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, base: kube::Config, decider: Arc<dyn Decider>) -> Self {
+        Context {
+            events: events::Events::new(client.clone()),
+            impersonator: Impersonator::new(base),
+            client,
+            decider,
+            known_steps: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn known(&self, uid: &str) -> usize {
+        self.known_steps.lock().map(|m| m.get(uid).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    fn remember(&self, uid: &str, steps: usize) {
+        if let Ok(mut m) = self.known_steps.lock() {
+            m.insert(uid.to_string(), steps);
+        }
+    }
+}
+
+/// Invalid specs wait for a change; conflicts retry at once; transient
+/// failures back off with jitter.
+pub fn error_policy(_run: Arc<DeserializeGuard<XctRun>>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(category = error.category(), %error, "reconcile failed");
+    match error {
+        Error::InvalidSpec(_) => Action::await_change(),
+        Error::Conflict => Action::requeue(Duration::from_millis(100)),
+        _ => Action::requeue(Duration::from_secs(2) + jitter(Duration::from_secs(3))),
+    }
+}
+
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    max.mul_f64(f64::from(nanos % 1000) / 1000.0)
+}
+
+/// Run the controller until shutdown. `namespace` limits it to one namespace.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<health::Readiness>) {
+    let api: Api<DeserializeGuard<XctRun>> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    let synced = readiness.clone();
+    tokio::spawn(async move {
+        // Re-poll: the controller waits on the same readiness signal, and
+        // kube-runtime's DelayedInit wakes only one waiter.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    synced.watches_synced.store(true, Ordering::SeqCst);
+                    break;
+                }
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
+        }
+    });
+    controller
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        })
+        .await;
+}

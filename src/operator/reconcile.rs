@@ -1,0 +1,242 @@
+//! One reconcile = one model step, as a pipeline:
+//! fetch -> recover -> decide (one model call) -> validate -> record intent
+//! -> execute -> record result -> requeue.
+//!
+//! Every status write carries a resourceVersion precondition (see
+//! [`super::status`]); the intent of a mutation is recorded before it runs,
+//! so a second controller, or this one after a restart, can never execute
+//! the same step twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::status::StatusWriter;
+use super::{Context, Error};
+use crate::crd::{RunPhase, XctRun, XctRunStatus, set_condition};
+use crate::engine::record::{StepPhase, StepRecord};
+use crate::engine::{Engine, RunConfig, RunOutcome, complete, record_intent, record_unexecuted, run_outcome};
+use crate::k8s::tools::K8sContext;
+use crate::protocol::{Decision, ErrorCode, NextStep, Signal, parse_decision};
+use crate::tools::ToolSet;
+
+/// Pause between steps of a run (the next step is also triggered by the
+/// watch event of the status write).
+pub const NEXT_STEP: Duration = Duration::from_millis(500);
+
+/// The tools a run may use, acting as its ServiceAccount.
+fn catalogue(ctx: &Context, namespace: &str, service_account: &str) -> Result<ToolSet, Error> {
+    let client = ctx.impersonator.client_for(namespace, service_account)?;
+    let k8s = Arc::new(K8sContext { client, namespace: namespace.to_string() });
+    Ok(crate::k8s::tools::tools(k8s).into_iter().fold(ToolSet::new(), ToolSet::with))
+}
+
+/// The reconcile entry point.
+pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let run = match &guard.0 {
+        Ok(run) => run,
+        Err(invalid) => {
+            // A malformed object: say so on it and wait for it to change.
+            let reference = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("xct.dev/v1alpha1".into()),
+                kind: Some("XctRun".into()),
+                name: invalid.metadata.name.clone(),
+                namespace: invalid.metadata.namespace.clone(),
+                uid: invalid.metadata.uid.clone(),
+                ..Default::default()
+            };
+            ctx.events
+                .publish(&reference, true, "InvalidObject", format!("cannot read this XctRun: {}", invalid.error))
+                .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let status = run.status.clone().unwrap_or_default();
+    if status.phase.is_terminal() {
+        return Ok(Action::await_change());
+    }
+    let uid = run.uid().unwrap_or_default();
+    if status.steps.len() < ctx.known(&uid) {
+        // Our cache has not seen our own last write yet.
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let namespace = run.namespace().unwrap_or_default();
+    let api: Api<XctRun> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut writer = StatusWriter::new(api, run);
+    let reference = run.object_ref(&());
+    let generation = run.metadata.generation;
+    let mut status = status;
+    status.observed_generation = generation;
+
+    // Validate the spec (what the schema cannot).
+    let sa = run.spec.service_account_name.clone().unwrap_or_default();
+    let tools = catalogue(&ctx, &namespace, if sa.is_empty() { "default" } else { &sa })?;
+    let mut problems = run.spec.problems(&tools);
+    if sa.is_empty() {
+        problems.push("spec.serviceAccountName is required: tools act as that ServiceAccount".into());
+    }
+    if !problems.is_empty() {
+        let message = problems.join("; ");
+        set_condition(&mut status.conditions, "Valid", false, "InvalidSpec", &message, generation);
+        status.message = Some(message.clone());
+        writer.write(&status).await?;
+        ctx.events.publish(&reference, true, "InvalidSpec", message.clone()).await;
+        return Err(Error::InvalidSpec(message));
+    }
+    set_condition(&mut status.conditions, "Valid", true, "SpecAccepted", "", generation);
+    if run.spec.suspend {
+        if status.phase != RunPhase::Suspended {
+            status.phase = RunPhase::Suspended;
+            status.message = Some("suspended by spec.suspend".into());
+            writer.write(&status).await?;
+            ctx.events.publish(&reference, false, "Suspended", "the run is suspended".into()).await;
+        }
+        return Ok(Action::await_change());
+    }
+    let cfg = run.spec.run_config(uid.clone(), &tools).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let now = Utc::now();
+    let started_at = status
+        .started_at
+        .as_deref()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map_or(now, |t| t.with_timezone(&Utc));
+    status.started_at.get_or_insert_with(|| started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    status.phase = RunPhase::Running;
+    status.message = None;
+
+    // Recover a step found mid-execution (the controller stopped during it).
+    if status.steps.last().is_some_and(|s| s.phase == StepPhase::Executing) {
+        recover(&cfg, &mut status).await;
+        return record(&ctx, &mut writer, &reference, &uid, &mut status).await;
+    }
+    if let Some(outcome) = run_outcome(&cfg, &status.steps, started_at, now) {
+        return finish(&ctx, &mut writer, &reference, &mut status, outcome, generation).await;
+    }
+
+    // Decide: exactly one model call.
+    let engine = Engine::new(ctx.decider.as_ref());
+    let decided = engine.decide(&cfg, &status.steps).await?;
+    let index = status.steps.len() as u32 + 1;
+    let step = match &decided.parsed {
+        Ok(Decision::NextStep(step)) => step.clone(),
+        _ => {
+            status.steps.push(record_unexecuted(index, &decided, None));
+            return record(&ctx, &mut writer, &reference, &uid, &mut status).await;
+        }
+    };
+    // Validate: tools, schema, the tool's own dry run.
+    let validated = Engine::validate(&cfg, &step).await;
+    if validated.refusal.is_some() {
+        status.steps.push(record_unexecuted(index, &decided, Some(validated)));
+        return record(&ctx, &mut writer, &reference, &uid, &mut status).await;
+    }
+    // Record the intent before a mutation executes.
+    let intent = record_intent(index, &decided, &step, validated);
+    let mutating = intent.mutating;
+    status.steps.push(intent);
+    if mutating {
+        status.refresh_summary();
+        writer.write(&status).await?;
+        ctx.remember(&uid, status.steps.len());
+    }
+    // Execute, then record the result.
+    let (signal, ms) = Engine::execute(&cfg, &step).await;
+    if let Some(last) = status.steps.last_mut() {
+        complete(last, signal, ms);
+    }
+    record(&ctx, &mut writer, &reference, &uid, &mut status).await
+}
+
+/// Write the status with the new step, publish its event, come back soon.
+async fn record(
+    ctx: &Context,
+    writer: &mut StatusWriter,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    uid: &str,
+    status: &mut XctRunStatus,
+) -> Result<Action, Error> {
+    status.refresh_summary();
+    writer.write(status).await?;
+    ctx.remember(uid, status.steps.len());
+    if let Some(step) = status.steps.last() {
+        ctx.events.step(reference, step).await;
+    }
+    Ok(Action::requeue(NEXT_STEP))
+}
+
+/// The run is over: record why.
+async fn finish(
+    ctx: &Context,
+    writer: &mut StatusWriter,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    status: &mut XctRunStatus,
+    outcome: RunOutcome,
+    generation: Option<i64>,
+) -> Result<Action, Error> {
+    let (phase, reason, message, warning) = match outcome {
+        RunOutcome::Succeeded { message } => (RunPhase::Succeeded, "Succeeded", message, false),
+        RunOutcome::Failed { code, reason } => (RunPhase::Failed, "Failed", format!("{code}: {reason}"), true),
+    };
+    status.phase = phase;
+    status.message = Some(message.clone());
+    set_condition(&mut status.conditions, "Completed", true, reason, &message, generation);
+    status.refresh_summary();
+    writer.write(status).await?;
+    ctx.events.publish(reference, warning, &format!("Run{reason}"), message).await;
+    Ok(Action::await_change())
+}
+
+/// A step was left `Executing`: a read-only tool runs again; a mutation is
+/// never re-executed blindly: the model gets OUTCOME_UNKNOWN with what can
+/// be observed now.
+async fn recover(cfg: &RunConfig, status: &mut XctRunStatus) {
+    let Some(last) = status.steps.last_mut() else { return };
+    let step = match parse_decision(&last.decision, last.model.truncated) {
+        Ok(Decision::NextStep(step)) => step,
+        _ => {
+            NextStep { tool: last.tool.clone().unwrap_or_default(), arguments: Default::default(), goal: String::new() }
+        }
+    };
+    if !last.mutating {
+        let (signal, ms) = Engine::execute(cfg, &step).await;
+        complete(last, signal, ms);
+        return;
+    }
+    let observed = observe(cfg, &step).await;
+    let signal = Signal::error_with(
+        ErrorCode::OutcomeUnknown,
+        format!(
+            "the controller stopped while {} was executing; it was not run again and its effect is unknown: check the current state before retrying",
+            step.tool
+        ),
+        json!({"observed": observed}),
+    );
+    complete(last, signal, 0);
+}
+
+/// What the target of a Kubernetes proposal looks like now (read-only).
+async fn observe(cfg: &RunConfig, step: &NextStep) -> serde_json::Value {
+    let (Some(kind), Some(name)) = (step.arguments.get("kind"), step.arguments.get("name")) else {
+        return serde_json::Value::Null;
+    };
+    let Some(get) = cfg.tools.get("k8s.get") else { return serde_json::Value::Null };
+    let mut args = json!({"kind": kind, "name": name});
+    if let Some(ns) = step.arguments.get("namespace") {
+        args["namespace"] = ns.clone();
+    }
+    match get.execute(&args).await {
+        Ok(v) => v,
+        Err(e) => json!({"error": e.message}),
+    }
+}
+
+/// Exposed for tests: does this record show a step in flight?
+pub fn in_flight(step: &StepRecord) -> bool {
+    step.phase == StepPhase::Executing
+}

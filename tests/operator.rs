@@ -1,0 +1,167 @@
+//! The operator against the test API server with a scripted decider: every
+//! path of the pipeline, driven step by step, checked from the request log.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use support::*;
+use xct::crd::{RunPhase, XctRun};
+use xct::engine::record::VerdictOutcome;
+use xct::model::ScriptedDecider;
+use xct::operator::{Context, health::Readiness};
+
+fn step(tool: &str, args: serde_json::Value) -> String {
+    json!({"next_step": {"tool": tool, "arguments": args, "goal": "test"}}).to_string()
+}
+
+async fn wait_terminal(api: &Api<XctRun>, name: &str, secs: u64) -> XctRun {
+    for _ in 0..secs * 10 {
+        let r = api.get(name).await.unwrap();
+        if r.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {name} did not finish: {:?}", api.get(name).await.unwrap().status);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_run_exercises_every_path() {
+    let srv = cluster().await;
+    let admin = srv.client();
+    let outputs = vec![
+        step("k8s.get", json!({"kind": "Deployment", "name": "web"})),
+        "this is not JSON".to_string(),
+        step("k8s.delete", json!({"kind": "Deployment", "name": "web"})),
+        step("k8s.scale", json!({"kind": "Deployment", "name": "web", "replicas": 5000})),
+        step("k8s.scale", json!({"kind": "Deployment", "name": "missing", "replicas": 2})),
+        step("k8s.scale", json!({"kind": "Deployment", "name": "web", "replicas": 3})),
+        r#"{"done":true,"message":"scaled web to 3"}"#.to_string(),
+    ];
+    let decider = Arc::new(ScriptedDecider::new(outputs.clone()));
+    let ctx = Arc::new(Context::new(
+        kube::Client::try_from(operator_config(&srv)).unwrap(),
+        operator_config(&srv),
+        decider.clone(),
+    ));
+    let readiness = Arc::new(Readiness::default());
+    let controller = tokio::spawn(xct::operator::run(ctx, None, readiness.clone()));
+
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let run: XctRun = serde_yaml::from_str(&format!(
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: scale-web}}\nspec:\n  goal: Scale web to 3 replicas\n  tools: [k8s.get, k8s.scale]\n  serviceAccountName: {SA}\n  limits: {{maxSteps: 10, maxConsecutiveErrors: 5}}\n"
+    ))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    let done = wait_terminal(&runs, "scale-web", 30).await;
+    for _ in 0..50 {
+        if readiness.watches_synced.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(readiness.watches_synced.load(std::sync::atomic::Ordering::SeqCst), "ready once the watch synced");
+    controller.abort();
+
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, RunPhase::Succeeded, "{:?}", status.message);
+    assert_eq!(status.message.as_deref(), Some("scaled web to 3"));
+    let labels: Vec<&str> = status.steps.iter().map(|s| s.outcome_label()).collect();
+    assert_eq!(
+        labels,
+        ["Success", "INVALID_PROPOSAL", "TOOL_NOT_ALLOWED", "INVALID_ARGUMENTS", "DRY_RUN_FAILED", "Success", "Done"]
+    );
+    for (i, s) in status.steps.iter().enumerate() {
+        assert_eq!(s.index as usize, i + 1);
+        assert_eq!(s.decision, outputs[i], "decisions are kept verbatim, in order");
+    }
+    assert_eq!(status.steps[5].verdict.outcome, VerdictOutcome::Allowed);
+    assert_eq!(
+        status.steps[5].signal.as_ref().unwrap(),
+        &xct::protocol::Signal::success(
+            json!({"kind": "Deployment", "name": "web", "namespace": NS, "replicas": {"from": 1, "to": 3}})
+        )
+    );
+    assert_eq!(status.step_count, 7);
+    assert!(status.conditions.iter().any(|c| c.type_ == "Completed" && c.status == "True" && c.reason == "Succeeded"));
+    assert_eq!(status.observed_generation, Some(1));
+
+    // The effect happened, once.
+    let deploys: Api<Deployment> = Api::namespaced(admin.clone(), NS);
+    assert_eq!(deploys.get("web").await.unwrap().spec.replicas, Some(3));
+
+    let log = srv.requests();
+    let sa_user = xct::k8s::service_account_user(NS, SA);
+    // Setup requests are made by "admin"; everything else is the operator's.
+    let tool_requests: Vec<_> =
+        log.iter().filter(|r| r.resource == "deployments" && r.authenticated_user != "admin").collect();
+    assert!(!tool_requests.is_empty());
+    for r in &tool_requests {
+        assert_eq!(r.user, sa_user, "every tool request acts as the run's ServiceAccount: {r:?}");
+        assert!(r.impersonated && r.authenticated_user == "xct-operator");
+    }
+    // Every persisted mutation was preceded by the same request as a dry run.
+    let mutations: Vec<_> = log.iter().filter(|r| r.user == sa_user && r.is_persisted_mutation()).collect();
+    assert_eq!(mutations.len(), 1, "exactly one mutation reached storage: {mutations:?}");
+    for m in &mutations {
+        assert!(
+            log.iter().any(|d| d.seq < m.seq && d.dry_run && d.path == m.path && d.verb == m.verb && d.status < 300),
+            "no dry run before {m:?}"
+        );
+    }
+    // Vetoed and invalid proposals never reached the API.
+    assert!(!log.iter().any(|r| r.verb == "delete" && r.resource == "deployments"));
+    assert!(!log.iter().any(|r| r.user == sa_user && r.path.ends_with("/missing/scale") && !r.dry_run));
+    // The operator's own identity never touched a tool's target.
+    assert!(
+        log.iter().filter(|r| r.user == "xct-operator").all(|r| matches!(r.resource.as_str(), "xctruns" | "events"))
+    );
+    // An Event per step.
+    // (kube's Recorder turns a repeated reason into a series: a patch of the first.)
+    let events = log.iter().filter(|r| r.resource == "events" && matches!(r.verb.as_str(), "create" | "patch")).count();
+    assert!(events >= 8, "an event per step and one for the end, got {events}");
+    // One model call per step.
+    assert_eq!(decider.requests().len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_and_suspended_runs_wait() {
+    let srv = cluster().await;
+    let admin = srv.client();
+    let decider = Arc::new(ScriptedDecider::new(Vec::<String>::new()));
+    let ctx = Arc::new(Context::new(
+        kube::Client::try_from(operator_config(&srv)).unwrap(),
+        operator_config(&srv),
+        decider.clone(),
+    ));
+    let controller = tokio::spawn(xct::operator::run(ctx, Some(NS.into()), Arc::new(Readiness::default())));
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let bad: XctRun = serde_yaml::from_str("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {name: bad}\nspec:\n  goal: g\n  tools: [k8s.get, rm.rf]\n").unwrap();
+    runs.create(&PostParams::default(), &bad).await.unwrap();
+    let paused: XctRun = serde_yaml::from_str(&format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: paused}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n  suspend: true\n")).unwrap();
+    runs.create(&PostParams::default(), &paused).await.unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        let b = runs.get("bad").await.unwrap();
+        let p = runs.get("paused").await.unwrap();
+        let bad_msg = b.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default();
+        if bad_msg.contains("rm.rf")
+            && bad_msg.contains("serviceAccountName")
+            && p.status.as_ref().is_some_and(|s| s.phase == RunPhase::Suspended)
+        {
+            let valid = b.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Valid").unwrap();
+            assert_eq!((valid.status.as_str(), valid.reason.as_str()), ("False", "InvalidSpec"));
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    controller.abort();
+    assert!(ok, "the invalid run reports its problems and the suspended run is Suspended");
+    assert!(decider.requests().is_empty(), "no model call for invalid or suspended runs");
+}

@@ -1,0 +1,66 @@
+//! Shared test setup: a test API server with the CRDs and a demo namespace.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use serde_json::json;
+use xct_testapi::TestApiServer;
+
+pub const NS: &str = "demo";
+pub const SA: &str = "runner";
+
+/// The model file, or a failure saying how to get it.
+pub fn model_path() -> std::path::PathBuf {
+    let p = std::env::var("XCT_MODEL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    assert!(p.is_file(), "the test model {} is missing: run scripts/fetch-model.sh", p.display());
+    p
+}
+
+/// Apply every CRD under crds/ with the admin client.
+pub async fn install_crds(client: &kube::Client) {
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    for (_, crd) in xct::crd::all() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(&name, &PatchParams::apply("xct-tests"), &Patch::Apply(&crd)).await.unwrap();
+    }
+}
+
+/// Namespace, ServiceAccount and a Deployment "web" with 1 replica.
+pub async fn install_demo(client: &kube::Client) {
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap())
+        .await
+        .unwrap();
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
+    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": SA}})).unwrap())
+        .await
+        .unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let d = json!({"metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
+    deploys.create(&PostParams::default(), &serde_json::from_value(d).unwrap()).await.unwrap();
+}
+
+pub async fn cluster() -> TestApiServer {
+    let srv = TestApiServer::start().await.unwrap();
+    install_crds(&srv.client()).await;
+    install_demo(&srv.client()).await;
+    srv
+}
+
+/// The kube::Config the operator uses against the test server.
+pub fn operator_config(srv: &TestApiServer) -> kube::Config {
+    let mut c = kube::Config::new(srv.url().parse().unwrap());
+    c.auth_info.token = Some("xct-operator".to_string().into());
+    c
+}

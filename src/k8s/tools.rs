@@ -2,7 +2,8 @@
 //! `k8s.patch` (merge), `k8s.apply` (server-side apply, field manager
 //! `xct`), `k8s.delete`, `k8s.rollout_restart`, `k8s.logs`, `k8s.events`.
 //!
-//! Every call goes through a client impersonating the run's ServiceAccount.
+//! Every call goes through a client impersonating the run's ServiceAccount,
+//! in the run's own namespace (tools take no namespace argument).
 //! Every mutation is first sent with `dryRun=All` (in `validate`); a failed
 //! dry run is DRY_RUN_FAILED and nothing changes. Secret values are never
 //! returned: `k8s.get` on a Secret shows its keys only.
@@ -18,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use super::TargetKind;
 use crate::protocol::ErrorCode;
-use crate::tools::{DryRun, Tool, ToolError};
+use crate::tools::{DryRun, Tool, ToolError, schema_of};
 
 /// Field manager of `k8s.apply`.
 pub const FIELD_MANAGER: &str = "xct";
@@ -26,7 +27,7 @@ const MAX_LIST_ITEMS: usize = 100;
 const MAX_LOG_LINES: u32 = 500;
 
 /// What every tool of one run shares: the impersonating client and the
-/// run's namespace (the default target namespace).
+/// run's namespace (the only namespace its tools act in).
 pub struct K8sContext {
     pub client: kube::Client,
     pub namespace: String,
@@ -82,9 +83,6 @@ pub struct ObjectArgs {
     pub kind: TargetKind,
     /// Name of the object.
     pub name: String,
-    /// Namespace (default: the run's namespace).
-    #[serde(default)]
-    pub namespace: Option<String>,
 }
 
 /// Arguments of `k8s.list`.
@@ -93,9 +91,6 @@ pub struct ObjectArgs {
 pub struct ListArgs {
     /// Kind to list.
     pub kind: TargetKind,
-    /// Namespace (default: the run's namespace).
-    #[serde(default)]
-    pub namespace: Option<String>,
     /// Label selector, e.g. "app=web".
     #[serde(default)]
     pub label_selector: Option<String>,
@@ -109,9 +104,6 @@ pub struct ScaleArgs {
     pub kind: WorkloadKind,
     /// Name of the workload.
     pub name: String,
-    /// Namespace (default: the run's namespace).
-    #[serde(default)]
-    pub namespace: Option<String>,
     /// Desired replicas.
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: u32,
@@ -125,9 +117,6 @@ pub struct PatchArgs {
     pub kind: TargetKind,
     /// Name of the object.
     pub name: String,
-    /// Namespace (default: the run's namespace).
-    #[serde(default)]
-    pub namespace: Option<String>,
     /// JSON merge patch (RFC 7386) to apply.
     #[schemars(schema_with = "crate::schema::any_object")]
     pub patch: Map<String, Value>,
@@ -150,9 +139,6 @@ pub struct RestartArgs {
     pub kind: WorkloadKind,
     /// Name of the workload.
     pub name: String,
-    /// Namespace (default: the run's namespace).
-    #[serde(default)]
-    pub namespace: Option<String>,
 }
 
 /// Arguments of `k8s.logs`.
@@ -161,9 +147,6 @@ pub struct RestartArgs {
 pub struct LogsArgs {
     /// Pod name.
     pub pod: String,
-    /// Namespace (default: the run's namespace).
-    #[serde(default)]
-    pub namespace: Option<String>,
     /// Container (default: the pod's only container).
     #[serde(default)]
     pub container: Option<String>,
@@ -177,9 +160,6 @@ pub struct LogsArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsArgs {
-    /// Namespace (default: the run's namespace).
-    #[serde(default)]
-    pub namespace: Option<String>,
     /// Only events about the object with this name.
     #[serde(default)]
     pub name: Option<String>,
@@ -210,7 +190,7 @@ impl Op {
             Op::Delete => "Delete an object.",
             Op::RolloutRestart => "Restart the pods of a Deployment or StatefulSet.",
             Op::Logs => "Read the last lines of a pod's log.",
-            Op::Events => "List recent events in a namespace, optionally about one object.",
+            Op::Events => "List recent events in the namespace, optionally about one object.",
         }
     }
 
@@ -230,15 +210,6 @@ impl Op {
             Op::Events => schema_of::<EventsArgs>(),
         }
     }
-}
-
-fn schema_of<T: JsonSchema>() -> Value {
-    let mut v = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_else(|_| json!({"type": "object"}));
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("$schema");
-        obj.remove("title");
-    }
-    v
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(args: &Value) -> Result<T, ToolError> {
@@ -264,8 +235,9 @@ struct K8sTool {
 }
 
 impl K8sTool {
-    fn api(&self, kind: TargetKind, ns: &Option<String>) -> (Api<DynamicObject>, String) {
-        let ns = ns.clone().unwrap_or_else(|| self.ctx.namespace.clone());
+    /// Tools act in the run's own namespace only.
+    fn api(&self, kind: TargetKind) -> (Api<DynamicObject>, String) {
+        let ns = self.ctx.namespace.clone();
         (Api::namespaced_with(self.ctx.client.clone(), &ns, &kind.api_resource()), ns)
     }
 
@@ -275,7 +247,7 @@ impl K8sTool {
         match self.op {
             Op::Scale => {
                 let a: ScaleArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind.target(), &a.namespace);
+                let (api, ns) = self.api(a.kind.target());
                 let what = format!("scale {:?} {ns}/{}", a.kind, a.name);
                 let s =
                     api.patch_scale(&a.name, &dry(), &Patch::Merge(json!({"spec": {"replicas": a.replicas}}))).await;
@@ -284,7 +256,7 @@ impl K8sTool {
             }
             Op::Patch => {
                 let a: PatchArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind, &a.namespace);
+                let (api, ns) = self.api(a.kind);
                 let what = format!("patch {} {ns}/{}", a.kind.as_str(), a.name);
                 let after = api
                     .patch(&a.name, &dry(), &Patch::Merge(Value::Object(a.patch)))
@@ -296,8 +268,8 @@ impl K8sTool {
                 })
             }
             Op::Apply => {
-                let (kind, name, ns, body) = self.manifest(args)?;
-                let (api, ns) = self.api(kind, &Some(ns));
+                let (kind, name, body) = self.manifest(args)?;
+                let (api, ns) = self.api(kind);
                 let what = format!("apply {} {ns}/{name}", kind.as_str());
                 let pp = PatchParams { dry_run: true, ..PatchParams::apply(FIELD_MANAGER) };
                 api.patch(&name, &pp, &Patch::Apply(body)).await.map_err(|e| fail(&what, e))?;
@@ -305,7 +277,7 @@ impl K8sTool {
             }
             Op::Delete => {
                 let a: ObjectArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind, &a.namespace);
+                let (api, ns) = self.api(a.kind);
                 let what = format!("delete {} {ns}/{}", a.kind.as_str(), a.name);
                 api.delete(&a.name, &DeleteParams { dry_run: true, ..DeleteParams::default() })
                     .await
@@ -314,7 +286,7 @@ impl K8sTool {
             }
             Op::RolloutRestart => {
                 let a: RestartArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind.target(), &a.namespace);
+                let (api, ns) = self.api(a.kind.target());
                 let what = format!("restart {:?} {ns}/{}", a.kind, a.name);
                 api.patch(&a.name, &dry(), &Patch::Merge(restart_patch())).await.map_err(|e| fail(&what, e))?;
                 Ok(DryRun::new(format!("would {what}")))
@@ -325,7 +297,7 @@ impl K8sTool {
         }
     }
 
-    fn manifest(&self, args: &Value) -> Result<(TargetKind, String, String, Value), ToolError> {
+    fn manifest(&self, args: &Value) -> Result<(TargetKind, String, Value), ToolError> {
         let a: ApplyArgs = parse(args)?;
         let m = Value::Object(a.manifest);
         let api_version = m["apiVersion"].as_str().unwrap_or_default();
@@ -340,8 +312,13 @@ impl K8sTool {
             .as_str()
             .filter(|n| !n.is_empty())
             .ok_or_else(|| ToolError::invalid("manifest.metadata.name is required"))?;
-        let ns = m["metadata"]["namespace"].as_str().unwrap_or(&self.ctx.namespace).to_string();
-        Ok((kind, name.to_string(), ns, m.clone()))
+        if let Some(ns) = m["metadata"]["namespace"].as_str().filter(|ns| *ns != self.ctx.namespace) {
+            return Err(ToolError::invalid(format!(
+                "manifest.metadata.namespace {ns:?}: tools act only in the run's namespace {:?}",
+                self.ctx.namespace
+            )));
+        }
+        Ok((kind, name.to_string(), m.clone()))
     }
 
     async fn run(&self, args: &Value) -> Result<Value, ToolError> {
@@ -349,14 +326,14 @@ impl K8sTool {
         match self.op {
             Op::Get => {
                 let a: ObjectArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind, &a.namespace);
+                let (api, ns) = self.api(a.kind);
                 let obj =
                     api.get(&a.name).await.map_err(|e| fail(&format!("get {} {ns}/{}", a.kind.as_str(), a.name), e))?;
                 Ok(present(a.kind, serde_json::to_value(obj).unwrap_or_default()))
             }
             Op::List => {
                 let a: ListArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind, &a.namespace);
+                let (api, ns) = self.api(a.kind);
                 let lp = match &a.label_selector {
                     Some(s) => ListParams::default().labels(s),
                     None => ListParams::default(),
@@ -369,7 +346,7 @@ impl K8sTool {
             }
             Op::Scale => {
                 let a: ScaleArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind.target(), &a.namespace);
+                let (api, ns) = self.api(a.kind.target());
                 let what = format!("scale {:?} {ns}/{}", a.kind, a.name);
                 let before = api.get_scale(&a.name).await.map_err(|e| fail(&what, e))?;
                 let after = api
@@ -388,7 +365,7 @@ impl K8sTool {
             }
             Op::Patch => {
                 let a: PatchArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind, &a.namespace);
+                let (api, ns) = self.api(a.kind);
                 let what = format!("patch {} {ns}/{}", a.kind.as_str(), a.name);
                 let after = api
                     .patch(&a.name, &PatchParams::default(), &Patch::Merge(Value::Object(a.patch)))
@@ -399,8 +376,8 @@ impl K8sTool {
                 )
             }
             Op::Apply => {
-                let (kind, name, ns, body) = self.manifest(args)?;
-                let (api, ns) = self.api(kind, &Some(ns));
+                let (kind, name, body) = self.manifest(args)?;
+                let (api, ns) = self.api(kind);
                 let what = format!("apply {} {ns}/{name}", kind.as_str());
                 let after = api
                     .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(body))
@@ -412,14 +389,14 @@ impl K8sTool {
             }
             Op::Delete => {
                 let a: ObjectArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind, &a.namespace);
+                let (api, ns) = self.api(a.kind);
                 let what = format!("delete {} {ns}/{}", a.kind.as_str(), a.name);
                 api.delete(&a.name, &DeleteParams::default()).await.map_err(|e| fail(&what, e))?;
                 Ok(json!({"deleted": format!("{}/{}", ns, a.name), "kind": a.kind.as_str()}))
             }
             Op::RolloutRestart => {
                 let a: RestartArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind.target(), &a.namespace);
+                let (api, ns) = self.api(a.kind.target());
                 let patch = restart_patch();
                 let at =
                     patch["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].clone();
@@ -429,7 +406,7 @@ impl K8sTool {
             }
             Op::Logs => {
                 let a: LogsArgs = parse(args)?;
-                let ns = a.namespace.clone().unwrap_or_else(|| self.ctx.namespace.clone());
+                let ns = self.ctx.namespace.clone();
                 let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
                 let tail = a.tail_lines.unwrap_or(50).min(MAX_LOG_LINES);
                 let lp =
@@ -440,7 +417,7 @@ impl K8sTool {
             }
             Op::Events => {
                 let a: EventsArgs = parse(args)?;
-                let ns = a.namespace.clone().unwrap_or_else(|| self.ctx.namespace.clone());
+                let ns = self.ctx.namespace.clone();
                 let events: Api<CoreEvent> = Api::namespaced(self.ctx.client.clone(), &ns);
                 let lp = match &a.name {
                     Some(n) => ListParams::default().fields(&format!("involvedObject.name={n}")),

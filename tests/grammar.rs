@@ -1,0 +1,44 @@
+//! Every tool's argument schema can be embedded in the decision schema and
+//! turned into a grammar by llama.cpp's converter (a failure there would
+//! stop every run that lists the tool).
+
+use std::sync::Arc;
+
+use xct::engine::{Limits, RunConfig, context};
+use xct::k8s::tools::K8sContext;
+use xct::model::Sampling;
+use xct::model::grammar::schema_to_gbnf;
+use xct::tools::ToolSet;
+use xct::tools::fs::Workspace;
+
+#[tokio::test]
+async fn every_tool_schema_becomes_a_grammar() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+    let k8s = xct::k8s::tools::tools(Arc::new(K8sContext { client, namespace: "demo".into() }));
+    let fs = Workspace::open(dir.path()).unwrap().tools();
+    let all: Vec<_> = k8s.into_iter().chain(fs).collect();
+    assert_eq!(all.len(), 12);
+    for tool in &all {
+        let schema = tool.schema();
+        assert!(!schema.to_string().contains("$ref"), "{} has a $ref: {schema}", tool.name());
+        let run = RunConfig {
+            id: "g".into(),
+            goal: "g".into(),
+            tools: ToolSet::new().with(tool.clone()),
+            limits: Limits::default(),
+            sampling: Sampling::default(),
+        };
+        let gbnf = schema_to_gbnf(&context::decision_schema(&run))
+            .unwrap_or_else(|e| panic!("{}: {e}\n{schema}", tool.name()));
+        assert!(gbnf.contains(tool.name()), "{}", tool.name());
+    }
+    let run = RunConfig {
+        id: "all".into(),
+        goal: "g".into(),
+        tools: all.into_iter().fold(ToolSet::new(), ToolSet::with),
+        limits: Limits::default(),
+        sampling: Sampling::default(),
+    };
+    schema_to_gbnf(&context::decision_schema(&run)).unwrap();
+}

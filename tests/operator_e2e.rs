@@ -1,0 +1,136 @@
+//! End to end with the real model: the test API server, a real kubectl,
+//! the `xct controller` binary with SmolLM2, and an example run.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::model_path;
+use xct::crd::XctRun;
+use xct::engine::record::VerdictOutcome;
+use xct::protocol::parse_decision;
+use xct_testapi::TestApiServer;
+use xct_testapi::kubectl::run_async as kubectl;
+
+struct Controller(Child);
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() {
+    let model = model_path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let srv = TestApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let admin_kc = dir.path().join("admin.kubeconfig");
+    let operator_kc = dir.path().join("operator.kubeconfig");
+    srv.write_kubeconfig(&admin_kc, None).unwrap();
+    srv.write_kubeconfig(&operator_kc, Some("xct-operator")).unwrap();
+    for f in ["crds/", "examples/cluster/demo.yaml", "examples/cluster/scale-web.yaml"] {
+        let path = root.join(f);
+        let o = kubectl(&admin_kc, &["apply", "-f", path.to_str().unwrap()], None).await;
+        assert!(o.ok, "kubectl apply -f {f}: {}{}", o.stdout, o.stderr);
+    }
+    let port = free_port();
+    let _controller = Controller(
+        Command::new(env!("CARGO_BIN_EXE_xct"))
+            .args(["controller", "--threads", "2", "--health-addr", &format!("127.0.0.1:{port}")])
+            .arg("--model")
+            .arg(&model)
+            .env("KUBECONFIG", &operator_kc)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    // Ready once the model is loaded and the watch synced.
+    let mut ready = false;
+    for _ in 0..300 {
+        if http_status(port, "/readyz") == Some(200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the controller never became ready");
+    assert_eq!(http_status(port, "/livez"), Some(200));
+
+    let mut run: Option<XctRun> = None;
+    for _ in 0..240 {
+        let o = kubectl(&admin_kc, &["get", "xctrun", "scale-web", "-n", "demo", "-o", "json"], None).await;
+        assert!(o.ok, "{}", o.stderr);
+        let r: XctRun = serde_json::from_str(&o.stdout).unwrap();
+        if r.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
+            run = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let run = run.expect("the run reaches a terminal phase within its budget");
+    let status = run.status.unwrap();
+    println!("phase {:?}: {:?}", status.phase, status.message);
+    assert!(!status.steps.is_empty() && status.steps.len() as u32 <= run.spec.limits.max_steps);
+    for (i, s) in status.steps.iter().enumerate() {
+        println!("{}", xct::local::step_line(s));
+        assert_eq!(s.index as usize, i + 1, "steps in order");
+        assert!(!s.decision.is_empty() && !s.verdict.reason.is_empty() || s.verdict.outcome == VerdictOutcome::Done);
+        if s.verdict.outcome != VerdictOutcome::Done {
+            assert!(s.signal.is_some(), "step {} has a signal", s.index);
+        }
+        if s.verdict.outcome != VerdictOutcome::Invalid {
+            parse_decision(&s.decision, false).expect("grammar-constrained output parses");
+        }
+    }
+    // The table view and describe work on the run.
+    let o = kubectl(&admin_kc, &["get", "xr", "-n", "demo"], None).await;
+    assert!(o.ok && o.stdout.contains("scale-web") && o.stdout.contains("PHASE"), "{}", o.stdout);
+
+    let log = srv.requests();
+    let sa = xct::k8s::service_account_user("demo", "xct-runner");
+    let operator: Vec<_> = log.iter().filter(|r| r.authenticated_user == "xct-operator").collect();
+    let tool_requests: Vec<_> =
+        operator.iter().filter(|r| !matches!(r.resource.as_str(), "xctruns" | "events")).collect();
+    assert!(!tool_requests.is_empty(), "the run's tools reached the API");
+    for r in &tool_requests {
+        assert_eq!(r.user, sa, "every tool request impersonates the run's ServiceAccount: {r:?}");
+        // The run may use k8s.scale, k8s.get, k8s.list: deployments and their scale, read or patch.
+        assert_eq!(r.resource, "deployments", "no request outside the run's tools: {r:?}");
+        assert!(matches!(r.verb.as_str(), "get" | "list" | "patch"), "no request outside the run's tools: {r:?}");
+        assert!(r.verb != "patch" || r.subresource == "scale", "{r:?}");
+    }
+    // What reached storage is exactly what the history records as executed
+    // mutations, and each was dry-run first.
+    let persisted: Vec<_> = tool_requests.iter().filter(|r| r.is_persisted_mutation()).collect();
+    let executed = status.steps.iter().filter(|s| s.mutating && s.verdict.outcome == VerdictOutcome::Allowed).count();
+    assert_eq!(persisted.len(), executed, "mutations on the API == executed mutating steps");
+    for m in &persisted {
+        assert!(
+            log.iter().any(|d| d.seq < m.seq && d.dry_run && d.path == m.path && d.verb == m.verb && d.user == sa),
+            "mutation without a prior dry run: {m:?}"
+        );
+    }
+    println!("{} tool requests, {} persisted mutations", tool_requests.len(), persisted.len());
+    let value: Value = serde_json::to_value(&status.steps).unwrap();
+    assert!(value.to_string().len() < 256 * 1024);
+}

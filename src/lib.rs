@@ -15,6 +15,7 @@ pub mod k8s;
 pub mod local;
 pub mod model;
 pub mod operator;
+pub mod policy;
 pub mod protocol;
 pub mod schema;
 pub mod tools;

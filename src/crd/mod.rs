@@ -1,8 +1,12 @@
 //! Kubernetes resource types (group `xct.dev`, version `v1alpha1`). The
 //! Rust types are the source of truth for `crds/*.yaml`.
 
+pub mod policy;
 pub mod run;
 
+pub use policy::{
+    ApprovalDecision, Effect, Enforcement, XctApproval, XctApprovalSpec, XctPolicy, XctPolicySpec, XctPolicyStatus,
+};
 pub use run::{Condition, ModelParams, RunLimits, RunPhase, XctRun, XctRunSpec, XctRunStatus, set_condition};
 
 use kube::CustomResourceExt;
@@ -10,7 +14,7 @@ use kube::CustomResourceExt;
 /// Every CRD of the project, with the file it is written to under `crds/`.
 pub fn all()
 -> Vec<(&'static str, k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition)> {
-    vec![("xctrun.yaml", XctRun::crd())]
+    vec![("xctrun.yaml", XctRun::crd()), ("xctpolicy.yaml", XctPolicy::crd()), ("xctapproval.yaml", XctApproval::crd())]
 }
 
 /// The YAML written to `crds/<file>`.

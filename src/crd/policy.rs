@@ -1,0 +1,179 @@
+//! `XctPolicy` (the veto layer) and `XctApproval` (a human decision bound
+//! to one exact proposal).
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::run::Condition;
+
+/// Rules that decide which proposals may execute. Deny overrides allow;
+/// what no policy allows is vetoed.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "xct.dev",
+    version = "v1alpha1",
+    kind = "XctPolicy",
+    shortname = "xp",
+    status = "XctPolicyStatus",
+    doc = "Rules that allow, deny or require approval for the proposals of XctRuns. Deny overrides allow; what no policy allows is vetoed.",
+    printcolumn = r#"{"name":"Enforcement","type":"string","jsonPath":".spec.enforcement"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Runs","type":"integer","jsonPath":".status.runsDecided"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct XctPolicySpec {
+    /// Which runs this policy applies to (all runs when empty).
+    #[serde(default)]
+    pub selector: PolicySelector,
+    /// Enforce decides; Audit only records what it would have decided.
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// The rules, evaluated in order.
+    #[schemars(length(min = 1, max = 256))]
+    pub rules: Vec<PolicyRule>,
+}
+
+/// Which runs a policy selects.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySelector {
+    /// Labels of the run's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Labels of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_selector: Option<LabelSelector>,
+}
+
+/// A Kubernetes-style label selector.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    /// Labels that must be present with these values.
+    #[serde(default)]
+    pub match_labels: std::collections::BTreeMap<String, String>,
+    /// Set-based requirements.
+    #[serde(default)]
+    pub match_expressions: Vec<LabelRequirement>,
+}
+
+/// One set-based requirement.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct LabelRequirement {
+    /// The label key.
+    pub key: String,
+    /// In, NotIn, Exists or DoesNotExist.
+    pub operator: SelectorOperator,
+    /// Values for In and NotIn.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// Operators of a label requirement.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+/// Enforce or only audit.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Enforcement {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// What a matching rule decides.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Effect {
+    Allow,
+    Deny,
+    RequireApproval,
+}
+
+/// One rule.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRule {
+    /// Unique within the policy; named in step records.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Tool name patterns (`*` matches any run of characters), e.g. `k8s.*`.
+    #[schemars(length(min = 1, max = 64))]
+    pub tools: Vec<String>,
+    /// Allow, Deny or RequireApproval.
+    pub effect: Effect,
+    /// Optional CEL condition over `proposal`, `run` and `target`; the rule
+    /// matches only when it is true. An evaluation error vetoes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub when: Option<String>,
+    /// Said to the model (and recorded) when this rule decides.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+/// What the operator observed of a policy.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct XctPolicyStatus {
+    /// The generation the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready (compiled) or Invalid (naming the rule and the CEL error).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// How many distinct runs this policy has decided for.
+    #[serde(default)]
+    pub runs_decided: u64,
+}
+
+/// A human decision on one proposal, bound to its digest.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "xct.dev",
+    version = "v1alpha1",
+    kind = "XctApproval",
+    namespaced,
+    shortname = "xa",
+    doc = "Approves or rejects one proposal of an XctRun; it counts only if proposalDigest matches that exact proposal.",
+    printcolumn = r#"{"name":"Run","type":"string","jsonPath":".spec.runName"}"#,
+    printcolumn = r#"{"name":"Step","type":"integer","jsonPath":".spec.step"}"#,
+    printcolumn = r#"{"name":"Decision","type":"string","jsonPath":".spec.decision"}"#,
+    printcolumn = r#"{"name":"Approver","type":"string","jsonPath":".spec.approver"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct XctApprovalSpec {
+    /// The XctRun (same namespace).
+    #[schemars(length(min = 1, max = 253))]
+    pub run_name: String,
+    /// The step index awaiting approval.
+    #[schemars(range(min = 1))]
+    pub step: u32,
+    /// sha256 of the proposal, as shown in the run's status.
+    #[schemars(length(min = 64, max = 64), regex(pattern = "^[0-9a-f]{64}$"))]
+    pub proposal_digest: String,
+    /// Approve or Reject.
+    pub decision: ApprovalDecision,
+    /// Why; told to the model on Reject.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub reason: String,
+    /// Who decided; the chart's ValidatingAdmissionPolicy requires it to be
+    /// the authenticated user that creates the object.
+    #[serde(default)]
+    pub approver: String,
+}
+
+/// Approve or Reject.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ApprovalDecision {
+    Approve,
+    Reject,
+}

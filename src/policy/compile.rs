@@ -1,0 +1,167 @@
+//! Compiling policies: every CEL condition is parsed once, when the policy
+//! (or its generation) is new, and checked to use only the variables a
+//! condition can see. Errors name the rule and the position.
+
+use std::sync::Arc;
+
+use crate::crd::policy::{PolicyRule, PolicySelector};
+use crate::crd::{Effect, Enforcement, XctPolicySpec};
+
+/// The variables a `when` condition can use.
+pub const VARIABLES: [&str; 3] = ["proposal", "run", "target"];
+/// Longest accepted condition (bounds evaluation cost with bounded inputs).
+pub const MAX_CONDITION_BYTES: usize = 4096;
+/// Most comprehension macros (`all`, `exists`, `map`, ...) in one condition.
+pub const MAX_COMPREHENSIONS: usize = 4;
+
+/// A policy that failed to compile.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("policy {policy}, rule {rule}{}: {message}", position.map(|(l, c)| format!(" at {l}:{c}")).unwrap_or_default())]
+pub struct CompileError {
+    pub policy: String,
+    pub rule: String,
+    /// Line and column in the rule's `when`, when known.
+    pub position: Option<(isize, isize)>,
+    pub message: String,
+}
+
+/// One rule, ready to evaluate.
+#[derive(Debug)]
+pub struct CompiledRule {
+    pub name: String,
+    pub tools: Vec<String>,
+    pub effect: Effect,
+    pub when: Option<(String, Arc<cel::Program>)>,
+    pub message: String,
+}
+
+/// A policy, ready to evaluate.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    pub name: String,
+    pub generation: Option<i64>,
+    pub enforcement: Enforcement,
+    pub selector: PolicySelector,
+    pub rules: Vec<CompiledRule>,
+}
+
+/// A policy as the operator holds it: compiled, or why it is not.
+#[derive(Debug, Clone)]
+pub enum Loaded {
+    Ready(Arc<CompiledPolicy>),
+    /// Invalid policies still select runs and veto everything for them: an
+    /// invalid policy never silently allows anything.
+    Invalid {
+        name: String,
+        enforcement: Enforcement,
+        selector: PolicySelector,
+        error: CompileError,
+    },
+}
+
+impl Loaded {
+    pub fn name(&self) -> &str {
+        match self {
+            Loaded::Ready(p) => &p.name,
+            Loaded::Invalid { name, .. } => name,
+        }
+    }
+}
+
+/// Compile one policy.
+pub fn compile(name: &str, generation: Option<i64>, spec: &XctPolicySpec) -> Result<CompiledPolicy, CompileError> {
+    let err = |rule: &str, position, message: String| CompileError {
+        policy: name.into(),
+        rule: rule.into(),
+        position,
+        message,
+    };
+    let mut rules = Vec::new();
+    for (i, r) in spec.rules.iter().enumerate() {
+        if spec.rules[..i].iter().any(|o| o.name == r.name) {
+            return Err(err(&r.name, None, "rule names must be unique within a policy".into()));
+        }
+        rules.push(compile_rule(r).map_err(|(pos, m)| err(&r.name, pos, m))?);
+    }
+    if rules.is_empty() {
+        return Err(err("-", None, "a policy needs at least one rule".into()));
+    }
+    Ok(CompiledPolicy {
+        name: name.into(),
+        generation,
+        enforcement: spec.enforcement,
+        selector: spec.selector.clone(),
+        rules,
+    })
+}
+
+/// Compile, keeping failures as [`Loaded::Invalid`].
+pub fn load(name: &str, generation: Option<i64>, spec: &XctPolicySpec) -> Loaded {
+    match compile(name, generation, spec) {
+        Ok(p) => Loaded::Ready(Arc::new(p)),
+        Err(error) => {
+            Loaded::Invalid { name: name.into(), enforcement: spec.enforcement, selector: spec.selector.clone(), error }
+        }
+    }
+}
+
+type RuleError = (Option<(isize, isize)>, String);
+
+fn compile_rule(r: &PolicyRule) -> Result<CompiledRule, RuleError> {
+    if r.tools.is_empty() {
+        return Err((None, "tools must name at least one tool pattern".into()));
+    }
+    let when = match r.when.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+        None => None,
+        Some(src) => {
+            if src.len() > MAX_CONDITION_BYTES {
+                return Err((None, format!("when is {} bytes; at most {MAX_CONDITION_BYTES}", src.len())));
+            }
+            let comprehensions = ["all(", "exists(", "exists_one(", "map(", "filter("]
+                .iter()
+                .map(|m| src.matches(m).count())
+                .sum::<usize>();
+            if comprehensions > MAX_COMPREHENSIONS {
+                return Err((None, format!("when uses {comprehensions} comprehensions; at most {MAX_COMPREHENSIONS}")));
+            }
+            let program = cel::Program::compile(src).map_err(|e| {
+                let first = e.errors.first();
+                (first.map(|p| p.pos), first.map_or_else(|| e.to_string(), |p| format!("CEL syntax error: {}", p.msg)))
+            })?;
+            let refs = program.references();
+            let bound = comprehension_variables(src);
+            let unknown: Vec<String> = refs
+                .variables()
+                .into_iter()
+                .filter(|v| !VARIABLES.contains(v) && !bound.iter().any(|b| b == v))
+                .map(str::to_string)
+                .collect();
+            if !unknown.is_empty() {
+                return Err((None, format!("unknown variable(s) {unknown:?}; a condition can use {VARIABLES:?}")));
+            }
+            Some((src.to_string(), Arc::new(program)))
+        }
+    };
+    Ok(CompiledRule {
+        name: r.name.clone(),
+        tools: r.tools.clone(),
+        effect: r.effect,
+        when,
+        message: r.message.clone(),
+    })
+}
+
+/// Names bound by comprehension macros, e.g. `k` in `m.all(k, k != 'x')`.
+fn comprehension_variables(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for mac in ["all(", "exists(", "exists_one(", "map(", "filter("] {
+        for (i, _) in src.match_indices(mac) {
+            let rest = &src[i + mac.len()..];
+            let name: String = rest.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            if !name.is_empty() && rest.trim_start()[name.len()..].trim_start().starts_with(',') {
+                out.push(name);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,253 @@
+//! Judging one proposal against the loaded policies.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::compile::{CompiledPolicy, CompiledRule, Loaded};
+use crate::crd::policy::{LabelSelector, PolicySelector, SelectorOperator};
+use crate::crd::{Effect, Enforcement};
+
+/// Longest a single CEL evaluation may take; past it the rule vetoes.
+pub const EVAL_TIMEOUT: Duration = Duration::from_millis(200);
+/// Largest `target` handed to CEL (bigger objects are cut to metadata,
+/// spec and status summaries by the caller; this is the hard cap).
+pub const MAX_INPUT_BYTES: usize = 256 * 1024;
+
+/// What the run looks like to a policy.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub namespace_labels: BTreeMap<String, String>,
+    /// The run's metadata and spec as JSON (`run.metadata`, `run.spec`).
+    pub metadata: Value,
+    pub spec: Value,
+    /// Index of the step being judged.
+    pub step: u32,
+    /// Executed mutating steps so far.
+    pub mutations: u32,
+    /// Steps that ended in an error signal so far.
+    pub errors: u32,
+}
+
+/// Everything a judgement looks at.
+#[derive(Debug, Clone)]
+pub struct PolicyInput {
+    pub tool: String,
+    pub arguments: Value,
+    pub goal: String,
+    pub run: RunInfo,
+    /// The live object the proposal would touch, null if absent.
+    pub target: Value,
+}
+
+/// The decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny,
+    RequireApproval,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "Allow",
+            Verdict::Deny => "Deny",
+            Verdict::RequireApproval => "RequireApproval",
+        }
+    }
+}
+
+/// A judgement: the verdict, which rule decided (`policy/rule`), why, and
+/// what Audit policies would have decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub decided_by: Option<String>,
+    pub message: String,
+    pub audit: Vec<String>,
+    /// Every Enforce policy that selected the run.
+    pub deciding_policies: Vec<String>,
+}
+
+/// Judge one proposal.
+pub fn judge(policies: &[Loaded], input: &PolicyInput) -> Judgement {
+    let (enforce, audit): (Vec<&Loaded>, Vec<&Loaded>) = policies
+        .iter()
+        .filter(|p| selects(selector_of(p), &input.run))
+        .partition(|p| enforcement_of(p) == Enforcement::Enforce);
+    let mut j = decide(&enforce, input);
+    j.deciding_policies = enforce.iter().map(|p| p.name().to_string()).collect();
+    if !audit.is_empty() {
+        let a = decide(&audit, input);
+        j.audit.push(format!(
+            "audit: {} by {}{}",
+            a.verdict.as_str(),
+            a.decided_by.as_deref().unwrap_or("no rule"),
+            if a.message.is_empty() { String::new() } else { format!(": {}", a.message) }
+        ));
+    }
+    j
+}
+
+fn selector_of(p: &Loaded) -> &PolicySelector {
+    match p {
+        Loaded::Ready(c) => &c.selector,
+        Loaded::Invalid { selector, .. } => selector,
+    }
+}
+
+fn enforcement_of(p: &Loaded) -> Enforcement {
+    match p {
+        Loaded::Ready(c) => c.enforcement,
+        Loaded::Invalid { enforcement, .. } => *enforcement,
+    }
+}
+
+struct Hit<'a> {
+    effect: Effect,
+    by: String,
+    message: String,
+    _rule: Option<&'a CompiledRule>,
+}
+
+fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
+    let mut hits: Vec<Hit<'_>> = Vec::new();
+    for p in policies {
+        match p {
+            Loaded::Invalid { name, error, .. } => hits.push(Hit {
+                effect: Effect::Deny,
+                by: format!("{name}/-"),
+                message: format!("policy {name} is invalid and vetoes everything it selects: {error}"),
+                _rule: None,
+            }),
+            Loaded::Ready(policy) => hits.extend(rule_hits(policy, input)),
+        }
+    }
+    let pick = |effect: Effect| hits.iter().find(|h| h.effect == effect);
+    let (verdict, hit) = if let Some(h) = pick(Effect::Deny) {
+        (Verdict::Deny, Some(h))
+    } else if let Some(h) = pick(Effect::RequireApproval) {
+        (Verdict::RequireApproval, Some(h))
+    } else if let Some(h) = pick(Effect::Allow) {
+        (Verdict::Allow, Some(h))
+    } else {
+        (Verdict::Deny, None)
+    };
+    match hit {
+        Some(h) => Judgement {
+            verdict,
+            decided_by: Some(h.by.clone()),
+            message: h.message.clone(),
+            audit: vec![],
+            deciding_policies: vec![],
+        },
+        None => Judgement {
+            verdict,
+            decided_by: None,
+            message: format!("no XctPolicy allows {} for run {}/{}", input.tool, input.run.namespace, input.run.name),
+            audit: vec![],
+            deciding_policies: vec![],
+        },
+    }
+}
+
+fn rule_hits<'a>(policy: &'a CompiledPolicy, input: &PolicyInput) -> Vec<Hit<'a>> {
+    let mut out = Vec::new();
+    for rule in &policy.rules {
+        if !rule.tools.iter().any(|pattern| glob(pattern, &input.tool)) {
+            continue;
+        }
+        let by = format!("{}/{}", policy.name, rule.name);
+        let matched = match &rule.when {
+            None => Ok(true),
+            Some((src, program)) => evaluate(program.clone(), input).map_err(|e| format!("when {src:?} failed: {e}")),
+        };
+        match matched {
+            Ok(true) => out.push(Hit { effect: rule.effect, by, message: rule.message.clone(), _rule: Some(rule) }),
+            Ok(false) => {}
+            // Fail closed: an error vetoes, with the error text.
+            Err(e) => out.push(Hit {
+                effect: Effect::Deny,
+                by,
+                message: format!("CEL error (fail closed): {e}"),
+                _rule: Some(rule),
+            }),
+        }
+    }
+    out
+}
+
+/// The CEL variables.
+pub fn variables(input: &PolicyInput) -> Value {
+    json!({
+        "proposal": {"tool": input.tool, "arguments": input.arguments, "goal": input.goal},
+        "run": {
+            "metadata": input.run.metadata,
+            "spec": input.run.spec,
+            "step": input.run.step,
+            "mutations": input.run.mutations,
+            "errors": input.run.errors,
+        },
+        "target": input.target,
+    })
+}
+
+/// Evaluate a condition on a helper thread, bounded by [`EVAL_TIMEOUT`].
+fn evaluate(program: std::sync::Arc<cel::Program>, input: &PolicyInput) -> Result<bool, String> {
+    let vars = variables(input);
+    if vars.to_string().len() > MAX_INPUT_BYTES {
+        return Err(format!("the policy input is larger than {MAX_INPUT_BYTES} bytes"));
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let run = || -> Result<bool, String> {
+            let mut ctx = cel::Context::default();
+            for name in super::compile::VARIABLES {
+                let v = cel::to_value(&vars[name]).map_err(|e| format!("cannot convert {name}: {e}"))?;
+                ctx.add_variable_from_value(name, v);
+            }
+            match program.execute(&ctx).map_err(|e| e.to_string())? {
+                cel::Value::Bool(b) => Ok(b),
+                other => Err(format!("the condition must be a bool, got {other:?}")),
+            }
+        };
+        let _ = tx.send(run());
+    });
+    rx.recv_timeout(EVAL_TIMEOUT).unwrap_or_else(|_| Err(format!("evaluation took longer than {EVAL_TIMEOUT:?}")))
+}
+
+/// `*` matches any run of characters (dots included); everything else is literal.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else { return false };
+            (0..=tail.len()).filter(|i| tail.is_char_boundary(*i)).any(|i| glob(rest, &tail[i..]))
+        }
+    }
+}
+
+fn selects(sel: &PolicySelector, run: &RunInfo) -> bool {
+    sel.namespace_selector.as_ref().is_none_or(|s| label_match(s, &run.namespace_labels))
+        && sel.run_selector.as_ref().is_none_or(|s| label_match(s, &run.labels))
+}
+
+/// Kubernetes label selector semantics.
+pub fn label_match(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    sel.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        && sel.match_expressions.iter().all(|r| {
+            let v = labels.get(&r.key);
+            match r.operator {
+                SelectorOperator::In => v.is_some_and(|v| r.values.contains(v)),
+                SelectorOperator::NotIn => v.is_none_or(|v| !r.values.contains(v)),
+                SelectorOperator::Exists => v.is_some(),
+                SelectorOperator::DoesNotExist => v.is_none(),
+            }
+        })
+}

@@ -1,0 +1,181 @@
+//! The veto layer: rule combinations, CEL, audit mode, selectors.
+
+use serde_json::json;
+use xct::crd::XctPolicySpec;
+use xct::policy::{Loaded, PolicyInput, RunInfo, Verdict, judge, load};
+
+fn policy(name: &str, yaml: &str) -> Loaded {
+    let spec: XctPolicySpec = serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{name}: {e}"));
+    load(name, Some(1), &spec)
+}
+
+fn input(tool: &str, args: serde_json::Value) -> PolicyInput {
+    PolicyInput {
+        tool: tool.into(),
+        arguments: args,
+        goal: "g".into(),
+        run: RunInfo {
+            name: "r".into(),
+            namespace: "demo".into(),
+            labels: [("team".to_string(), "web".to_string())].into(),
+            namespace_labels: [("xct.dev/scaling".to_string(), "allowed".to_string())].into(),
+            metadata: json!({"name": "r", "namespace": "demo"}),
+            spec: json!({"goal": "g"}),
+            step: 3,
+            mutations: 1,
+            errors: 0,
+        },
+        target: serde_json::Value::Null,
+    }
+}
+
+#[test]
+fn rule_combinations() {
+    let allow_read = policy("read", "rules: [{name: read, tools: ['k8s.get', 'k8s.list'], effect: Allow}]");
+    let allow_all = policy("all", "rules: [{name: all, tools: ['*'], effect: Allow}]");
+    let deny_delete = policy(
+        "nodelete",
+        "rules: [{name: no-delete, tools: ['k8s.delete'], effect: Deny, message: deletes are not allowed}]",
+    );
+    let approve_delete =
+        policy("approve", "rules: [{name: approve-delete, tools: ['k8s.delete'], effect: RequireApproval}]");
+    let scale_cap = policy(
+        "scale",
+        "rules: [{name: cap, tools: ['k8s.scale'], effect: Allow, when: 'proposal.arguments.replicas <= 5'}]",
+    );
+    let cases: Vec<(&str, Vec<&Loaded>, &str, serde_json::Value, Verdict, Option<&str>)> = vec![
+        ("nothing allows", vec![], "k8s.get", json!({}), Verdict::Deny, None),
+        ("allow matches", vec![&allow_read], "k8s.get", json!({}), Verdict::Allow, Some("read/read")),
+        ("allow does not match tool", vec![&allow_read], "k8s.scale", json!({}), Verdict::Deny, None),
+        (
+            "deny overrides allow",
+            vec![&allow_all, &deny_delete],
+            "k8s.delete",
+            json!({}),
+            Verdict::Deny,
+            Some("nodelete/no-delete"),
+        ),
+        (
+            "deny overrides approval",
+            vec![&approve_delete, &deny_delete],
+            "k8s.delete",
+            json!({}),
+            Verdict::Deny,
+            Some("nodelete/no-delete"),
+        ),
+        (
+            "approval over allow",
+            vec![&allow_all, &approve_delete],
+            "k8s.delete",
+            json!({}),
+            Verdict::RequireApproval,
+            Some("approve/approve-delete"),
+        ),
+        ("when true", vec![&scale_cap], "k8s.scale", json!({"replicas": 3}), Verdict::Allow, Some("scale/cap")),
+        ("when false", vec![&scale_cap], "k8s.scale", json!({"replicas": 50}), Verdict::Deny, None),
+        (
+            "when error fails closed",
+            vec![&scale_cap, &allow_all],
+            "k8s.scale",
+            json!({}),
+            Verdict::Deny,
+            Some("scale/cap"),
+        ),
+    ];
+    for (what, ps, tool, args, verdict, by) in cases {
+        let owned: Vec<Loaded> = ps.into_iter().cloned().collect();
+        let j = judge(&owned, &input(tool, args));
+        assert_eq!(j.verdict, verdict, "{what}: {j:?}");
+        assert_eq!(j.decided_by.as_deref(), by, "{what}: {j:?}");
+        if by.is_none() {
+            assert!(j.message.contains("no XctPolicy allows"), "{what}: {}", j.message);
+        }
+    }
+    let j = judge(&[allow_all.clone(), deny_delete.clone()], &input("k8s.delete", json!({})));
+    assert_eq!(j.message, "deletes are not allowed");
+    let j = judge(&[scale_cap.clone(), allow_all.clone()], &input("k8s.scale", json!({})));
+    assert!(j.message.contains("CEL error (fail closed)"), "{}", j.message);
+}
+
+#[test]
+fn cel_sees_proposal_run_and_target() {
+    let p = policy(
+        "ctx",
+        r#"rules:
+- name: ctx
+  tools: ['*']
+  effect: Allow
+  when: >-
+    proposal.tool == 'k8s.patch' && run.step == 3 && run.mutations < 2 && run.metadata.namespace == 'demo'
+    && proposal.arguments.patch.spec.replicas > 2 && target != null && target.metadata.labels.app == 'web'
+    && proposal.arguments.patch.spec.keys.all(k, k != 'forbidden')
+"#,
+    );
+    let Loaded::Ready(_) = &p else { panic!("compiles: {p:?}") };
+    let mut i = input("k8s.patch", json!({"patch": {"spec": {"replicas": 3, "keys": ["a", "b"]}}}));
+    i.target = json!({"metadata": {"labels": {"app": "web"}}});
+    assert_eq!(judge(std::slice::from_ref(&p), &i).verdict, Verdict::Allow);
+    i.target = serde_json::Value::Null;
+    assert_eq!(judge(std::slice::from_ref(&p), &i).verdict, Verdict::Deny);
+}
+
+#[test]
+fn compile_errors_name_the_rule_and_position_and_veto() {
+    let bad = policy(
+        "bad",
+        "rules: [{name: ok, tools: ['*'], effect: Allow}, {name: broken, tools: ['*'], effect: Deny, when: 'proposal.tool == '}]",
+    );
+    let Loaded::Invalid { error, .. } = &bad else { panic!("must not compile") };
+    assert_eq!((error.policy.as_str(), error.rule.as_str()), ("bad", "broken"));
+    assert!(error.position.is_some(), "{error}");
+    // An invalid policy vetoes everything it selects, even beside an allow-all.
+    let allow_all = policy("all", "rules: [{name: all, tools: ['*'], effect: Allow}]");
+    let j = judge(&[allow_all, bad], &input("k8s.get", json!({})));
+    assert_eq!(j.verdict, Verdict::Deny);
+    assert!(j.message.contains("is invalid"), "{}", j.message);
+    let unknown = policy("u", "rules: [{name: u, tools: ['*'], effect: Allow, when: 'request.user == \"x\"'}]");
+    let Loaded::Invalid { error, .. } = &unknown else { panic!("unknown variables are refused") };
+    assert!(error.message.contains("request"), "{error}");
+    let dup = policy("d", "rules: [{name: a, tools: ['*'], effect: Allow}, {name: a, tools: ['*'], effect: Deny}]");
+    assert!(matches!(dup, Loaded::Invalid { .. }));
+}
+
+#[test]
+fn audit_policies_record_without_blocking() {
+    let allow_all = policy("all", "rules: [{name: all, tools: ['*'], effect: Allow}]");
+    let audit = policy(
+        "watch",
+        "enforcement: Audit\nrules: [{name: no-scale, tools: ['k8s.scale'], effect: Deny, message: would block}]",
+    );
+    let j = judge(&[allow_all, audit.clone()], &input("k8s.scale", json!({})));
+    assert_eq!(j.verdict, Verdict::Allow);
+    assert_eq!(j.audit, vec!["audit: Deny by watch/no-scale: would block".to_string()]);
+    // Audit alone allows nothing.
+    assert_eq!(judge(&[audit], &input("k8s.scale", json!({}))).verdict, Verdict::Deny);
+}
+
+#[test]
+fn selectors_choose_runs() {
+    let ns_scoped = policy(
+        "ns",
+        "selector: {namespaceSelector: {matchLabels: {xct.dev/scaling: allowed}}}\nrules: [{name: scale, tools: ['k8s.scale'], effect: Allow}]",
+    );
+    let other_team = policy(
+        "team",
+        "selector: {runSelector: {matchExpressions: [{key: team, operator: In, values: [db]}]}}\nrules: [{name: all, tools: ['*'], effect: Allow}]",
+    );
+    assert_eq!(judge(&[ns_scoped.clone()], &input("k8s.scale", json!({}))).verdict, Verdict::Allow);
+    let mut elsewhere = input("k8s.scale", json!({}));
+    elsewhere.run.namespace_labels.clear();
+    assert_eq!(judge(&[ns_scoped], &elsewhere).verdict, Verdict::Deny);
+    assert_eq!(judge(&[other_team], &input("k8s.get", json!({}))).verdict, Verdict::Deny);
+}
+
+#[test]
+fn globs() {
+    use xct::policy::judge::glob;
+    assert!(
+        glob("k8s.*", "k8s.get") && glob("*", "fs.write") && glob("*.get", "k8s.get") && glob("k8s.get", "k8s.get")
+    );
+    assert!(!glob("k8s.*", "fs.get") && !glob("k8s.get", "k8s.gets") && !glob("fs.*", "k8s.fs.x"));
+}

@@ -41,6 +41,8 @@ async fn scripted_run_exercises_every_path() {
         step("k8s.scale", json!({"kind": "Deployment", "name": "web", "replicas": 5000})),
         step("k8s.scale", json!({"kind": "Deployment", "name": "missing", "replicas": 2})),
         step("k8s.scale", json!({"kind": "Deployment", "name": "web", "replicas": 3})),
+        step("k8s.get", json!({"kind": "Secret", "name": "db-password"})),
+        step("k8s.scale", json!({"kind": "Deployment", "name": "web", "replicas": 50})),
         r#"{"done":true,"message":"scaled web to 3"}"#.to_string(),
     ];
     let decider = Arc::new(ScriptedDecider::new(outputs.clone()));
@@ -69,12 +71,27 @@ async fn scripted_run_exercises_every_path() {
     controller.abort();
 
     let status = done.status.unwrap();
-    assert_eq!(status.phase, RunPhase::Succeeded, "{:?}", status.message);
+    let dbg: Vec<String> = status
+        .steps
+        .iter()
+        .map(|s| format!("{} {:?} {:?}", s.outcome_label(), s.verdict.decided_by, s.verdict.reason))
+        .collect();
+    assert_eq!(status.phase, RunPhase::Succeeded, "{:?} {dbg:#?}", status.message);
     assert_eq!(status.message.as_deref(), Some("scaled web to 3"));
     let labels: Vec<&str> = status.steps.iter().map(|s| s.outcome_label()).collect();
     assert_eq!(
         labels,
-        ["Success", "INVALID_PROPOSAL", "TOOL_NOT_ALLOWED", "INVALID_ARGUMENTS", "DRY_RUN_FAILED", "Success", "Done"]
+        [
+            "Success",
+            "INVALID_PROPOSAL",
+            "TOOL_NOT_ALLOWED",
+            "INVALID_ARGUMENTS",
+            "DRY_RUN_FAILED",
+            "Success",
+            "POLICY_VETO",
+            "POLICY_VETO",
+            "Done"
+        ]
     );
     for (i, s) in status.steps.iter().enumerate() {
         assert_eq!(s.index as usize, i + 1);
@@ -87,7 +104,18 @@ async fn scripted_run_exercises_every_path() {
             json!({"kind": "Deployment", "name": "web", "namespace": NS, "replicas": {"from": 1, "to": 3}})
         )
     );
-    assert_eq!(status.step_count, 7);
+    assert_eq!(status.step_count, 9);
+    // The step records name the rule that decided, with its message.
+    assert_eq!(status.steps[0].verdict.decided_by.as_deref(), Some("baseline/read-only"));
+    assert_eq!(status.steps[5].verdict.decided_by.as_deref(), Some("scaling/bounded-scale"));
+    assert_eq!(status.steps[6].verdict.decided_by.as_deref(), Some("baseline/no-secrets"));
+    assert!(status.steps[6].verdict.reason.contains("Secrets are never read"));
+    assert_eq!(status.steps[7].verdict.decided_by.as_deref(), Some("default-deny"));
+    assert!(
+        status.steps[7].verdict.reason.contains("no XctPolicy allows k8s.scale"),
+        "{}",
+        status.steps[7].verdict.reason
+    );
     assert!(status.conditions.iter().any(|c| c.type_ == "Completed" && c.status == "True" && c.reason == "Succeeded"));
     assert_eq!(status.observed_generation, Some(1));
 
@@ -118,15 +146,25 @@ async fn scripted_run_exercises_every_path() {
     assert!(!log.iter().any(|r| r.verb == "delete" && r.resource == "deployments"));
     assert!(!log.iter().any(|r| r.user == sa_user && r.path.ends_with("/missing/scale") && !r.dry_run));
     // The operator's own identity never touched a tool's target.
-    assert!(
-        log.iter().filter(|r| r.user == "xct-operator").all(|r| matches!(r.resource.as_str(), "xctruns" | "events"))
-    );
+    let own: Vec<_> = log.iter().filter(|r| r.user == "xct-operator").collect();
+    assert!(own.iter().any(|r| r.resource == "xctruns"));
+    for r in own {
+        let ok = matches!(r.resource.as_str(), "xctruns" | "events" | "xctpolicies" | "xctapprovals")
+            || (r.resource == "namespaces" && r.verb == "get");
+        assert!(ok, "the operator's own identity only reads runs, policies, approvals, namespaces: {r:?}");
+    }
     // An Event per step.
     // (kube's Recorder turns a repeated reason into a series: a patch of the first.)
     let events = log.iter().filter(|r| r.resource == "events" && matches!(r.verb.as_str(), "create" | "patch")).count();
-    assert!(events >= 8, "an event per step and one for the end, got {events}");
+    assert!(events >= 10, "an event per step and one for the end, got {events}");
     // One model call per step.
-    assert_eq!(decider.requests().len(), 7);
+    assert_eq!(decider.requests().len(), 9);
+    // Vetoed proposals never reached the API, not even as a dry run.
+    assert!(!log.iter().any(|r| r.resource == "secrets"));
+    assert!(
+        !log.iter()
+            .any(|r| r.user == sa_user && r.verb == "patch" && r.query.contains("dryRun") && r.seq > mutations[0].seq)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

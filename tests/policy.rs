@@ -43,7 +43,8 @@ fn rule_combinations() {
         "scale",
         "rules: [{name: cap, tools: ['k8s.scale'], effect: Allow, when: 'proposal.arguments.replicas <= 5'}]",
     );
-    let cases: Vec<(&str, Vec<&Loaded>, &str, serde_json::Value, Verdict, Option<&str>)> = vec![
+    type Case<'a> = (&'a str, Vec<&'a Loaded>, &'a str, serde_json::Value, Verdict, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("nothing allows", vec![], "k8s.get", json!({}), Verdict::Deny, None),
         ("allow matches", vec![&allow_read], "k8s.get", json!({}), Verdict::Allow, Some("read/read")),
         ("allow does not match tool", vec![&allow_read], "k8s.scale", json!({}), Verdict::Deny, None),
@@ -125,7 +126,8 @@ fn compile_errors_name_the_rule_and_position_and_veto() {
         "bad",
         "rules: [{name: ok, tools: ['*'], effect: Allow}, {name: broken, tools: ['*'], effect: Deny, when: 'proposal.tool == '}]",
     );
-    let Loaded::Invalid { error, .. } = &bad else { panic!("must not compile") };
+    let Loaded::Invalid(invalid) = &bad else { panic!("must not compile") };
+    let error = &invalid.error;
     assert_eq!((error.policy.as_str(), error.rule.as_str()), ("bad", "broken"));
     assert!(error.position.is_some(), "{error}");
     // An invalid policy vetoes everything it selects, even beside an allow-all.
@@ -134,10 +136,11 @@ fn compile_errors_name_the_rule_and_position_and_veto() {
     assert_eq!(j.verdict, Verdict::Deny);
     assert!(j.message.contains("is invalid"), "{}", j.message);
     let unknown = policy("u", "rules: [{name: u, tools: ['*'], effect: Allow, when: 'request.user == \"x\"'}]");
-    let Loaded::Invalid { error, .. } = &unknown else { panic!("unknown variables are refused") };
+    let Loaded::Invalid(invalid) = &unknown else { panic!("unknown variables are refused") };
+    let error = &invalid.error;
     assert!(error.message.contains("request"), "{error}");
     let dup = policy("d", "rules: [{name: a, tools: ['*'], effect: Allow}, {name: a, tools: ['*'], effect: Deny}]");
-    assert!(matches!(dup, Loaded::Invalid { .. }));
+    assert!(matches!(dup, Loaded::Invalid(_)));
 }
 
 #[test]
@@ -164,7 +167,7 @@ fn selectors_choose_runs() {
         "team",
         "selector: {runSelector: {matchExpressions: [{key: team, operator: In, values: [db]}]}}\nrules: [{name: all, tools: ['*'], effect: Allow}]",
     );
-    assert_eq!(judge(&[ns_scoped.clone()], &input("k8s.scale", json!({}))).verdict, Verdict::Allow);
+    assert_eq!(judge(std::slice::from_ref(&ns_scoped), &input("k8s.scale", json!({}))).verdict, Verdict::Allow);
     let mut elsewhere = input("k8s.scale", json!({}));
     elsewhere.run.namespace_labels.clear();
     assert_eq!(judge(&[ns_scoped], &elsewhere).verdict, Verdict::Deny);

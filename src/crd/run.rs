@@ -11,6 +11,10 @@ use crate::engine::{Limits, RunConfig};
 use crate::model::Sampling;
 use crate::tools::{ToolSet, ToolSetError};
 
+/// Annotation holding the user who created a run; the chart's
+/// ValidatingAdmissionPolicy requires it to be the authenticated creator.
+pub const CREATED_BY: &str = "xct.dev/created-by";
+
 /// Upper bounds accepted for limits (also enforced at admission).
 pub const MAX_STEPS_LIMIT: u32 = 10_000;
 pub const MAX_TOOLS: usize = 64;
@@ -78,6 +82,14 @@ pub struct RunLimits {
     #[serde(default = "default_timeout")]
     #[schemars(range(min = 1, max = 604800))]
     pub timeout_seconds: u32,
+    /// Seconds a proposal may wait for an XctApproval before it is rejected.
+    #[serde(default = "default_approval_timeout")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub approval_timeout_seconds: u32,
+}
+
+fn default_approval_timeout() -> u32 {
+    3600
 }
 
 fn default_max_steps() -> u32 {
@@ -96,6 +108,7 @@ impl Default for RunLimits {
             max_steps: default_max_steps(),
             max_consecutive_errors: default_max_errors(),
             timeout_seconds: default_timeout(),
+            approval_timeout_seconds: default_approval_timeout(),
         }
     }
 }

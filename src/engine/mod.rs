@@ -141,6 +141,23 @@ pub struct Validated {
     pub refusal: Option<Signal>,
     pub mutating: bool,
     pub validation_ms: u64,
+    /// What audit-only policies would have decided.
+    pub audit: Vec<String>,
+}
+
+/// A host's veto point between the schema check and the dry run (the
+/// operator plugs its XctPolicies in here).
+#[async_trait::async_trait]
+pub trait Gate: Send + Sync {
+    async fn judge(&self, step: &NextStep, mutating: bool) -> GateVerdict;
+}
+
+/// What a gate decided, and by which rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateVerdict {
+    Allow { by: String, message: String, audit: Vec<String> },
+    Deny { by: Option<String>, message: String, audit: Vec<String> },
+    RequireApproval { by: String, message: String, audit: Vec<String> },
 }
 
 /// Runs steps with one decider.
@@ -171,19 +188,15 @@ impl<'a> Engine<'a> {
     }
 
     /// Phase 2: may this proposal run? Tool allowed, arguments valid against
-    /// the tool's schema, the tool's own validation and dry run.
-    pub async fn validate(run: &RunConfig, step: &NextStep) -> Validated {
+    /// the tool's schema, the host's gate (policies), the tool's own
+    /// validation and dry run.
+    pub async fn validate(run: &RunConfig, step: &NextStep, gate: Option<&dyn Gate>) -> Validated {
         let t = Instant::now();
         let Some(tool) = run.tools.get(&step.tool) else {
             let allowed = run.tools.names();
             let msg = format!("tool {:?} is not allowed in this run; allowed tools: {allowed:?}", step.tool);
-            return refused(
-                t,
-                false,
-                "tools",
-                Signal::error_with(ErrorCode::ToolNotAllowed, msg, json!({"allowed": allowed})),
-                None,
-            );
+            let signal = Signal::error_with(ErrorCode::ToolNotAllowed, msg, json!({"allowed": allowed}));
+            return refused(t, false, "tools", signal, None);
         };
         let mutating = tool.mutates();
         let args = Value::Object(step.arguments.clone());
@@ -192,17 +205,48 @@ impl<'a> Engine<'a> {
             let details = json!({"errors": errors, "schema": tool.schema()});
             return refused(t, mutating, "schema", Signal::error_with(ErrorCode::InvalidArguments, msg, details), None);
         }
-        match tool.validate(&args).await {
-            Ok(dry) => Validated {
-                verdict: Verdict::new(VerdictOutcome::Allowed, dry.summary.clone(), Some("dry-run")),
-                dry_run: Some(DryRunRecord { ok: true, summary: dry.summary }),
-                refusal: None,
-                mutating,
-                validation_ms: ms(t),
+        let (decided_by, approval, audit) = match gate {
+            None => (None, None, vec![]),
+            Some(g) => match g.judge(step, mutating).await {
+                GateVerdict::Allow { by, audit, .. } => (Some(by), None, audit),
+                GateVerdict::RequireApproval { by, message, audit } => (Some(by.clone()), Some(message), audit),
+                GateVerdict::Deny { by, message, audit } => {
+                    let details = json!({"decidedBy": by});
+                    let mut v = refused(
+                        t,
+                        mutating,
+                        by.as_deref().unwrap_or("default-deny"),
+                        Signal::error_with(ErrorCode::PolicyVeto, message, details),
+                        None,
+                    );
+                    v.audit = audit;
+                    return v;
+                }
             },
+        };
+        match tool.validate(&args).await {
+            Ok(dry) => {
+                let outcome =
+                    if approval.is_some() { VerdictOutcome::AwaitingApproval } else { VerdictOutcome::Allowed };
+                let reason = match &approval {
+                    Some(m) if !m.is_empty() => format!("approval required: {m}; {}", dry.summary),
+                    Some(_) => format!("approval required; {}", dry.summary),
+                    None => dry.summary.clone(),
+                };
+                Validated {
+                    verdict: Verdict::new(outcome, reason, Some(decided_by.as_deref().unwrap_or("dry-run"))),
+                    dry_run: Some(DryRunRecord { ok: true, summary: dry.summary }),
+                    refusal: None,
+                    mutating,
+                    validation_ms: ms(t),
+                    audit,
+                }
+            }
             Err(e) => {
                 let dry = DryRunRecord { ok: false, summary: e.message.clone() };
-                refused(t, mutating, "dry-run", e.to_signal(), Some(dry))
+                let mut v = refused(t, mutating, "dry-run", e.to_signal(), Some(dry));
+                v.audit = audit;
+                v
             }
         }
     }
@@ -237,7 +281,7 @@ impl<'a> Engine<'a> {
             Ok(Decision::NextStep(step)) => step.clone(),
             _ => return Ok(record_unexecuted(index, &decided, None)),
         };
-        let validated = Self::validate(run, &step).await;
+        let validated = Self::validate(run, &step, None).await;
         if validated.refusal.is_some() {
             return Ok(record_unexecuted(index, &decided, Some(validated)));
         }
@@ -264,6 +308,7 @@ pub fn record_unexecuted(index: u32, decided: &Decided, validated: Option<Valida
             rec.tool = Some(step.tool.clone());
             rec.proposal_digest = Some(step.digest());
             if let Some(v) = v {
+                rec.audit = v.audit;
                 rec.verdict = v.verdict;
                 rec.dry_run = v.dry_run;
                 rec.mutating = v.mutating;
@@ -281,11 +326,16 @@ pub fn record_intent(index: u32, decided: &Decided, step: &NextStep, validated: 
     let mut rec = base_record(index, decided);
     rec.tool = Some(step.tool.clone());
     rec.proposal_digest = Some(step.digest());
+    rec.audit = validated.audit;
+    rec.phase = if validated.verdict.outcome == VerdictOutcome::AwaitingApproval {
+        StepPhase::AwaitingApproval
+    } else {
+        StepPhase::Executing
+    };
     rec.verdict = validated.verdict;
     rec.dry_run = validated.dry_run;
     rec.mutating = validated.mutating;
     rec.timings.validation_ms = validated.validation_ms;
-    rec.phase = StepPhase::Executing;
     rec
 }
 
@@ -306,6 +356,7 @@ fn base_record(index: u32, decided: &Decided) -> StepRecord {
         verdict: Verdict::new(VerdictOutcome::Invalid, String::new(), None),
         dry_run: None,
         signal: None,
+        audit: vec![],
         phase: StepPhase::Completed,
         mutating: false,
         started_at: decided.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -326,6 +377,7 @@ fn refused(t: Instant, mutating: bool, by: &str, signal: Signal, dry_run: Option
         refusal: Some(signal),
         mutating,
         validation_ms: ms(t),
+        audit: vec![],
     }
 }
 

@@ -10,6 +10,8 @@ use crate::protocol::{ErrorCode, Signal};
 /// before a mutation runs, and `Completed` once its signal is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub enum StepPhase {
+    /// Validated and dry-run; waiting for an XctApproval bound to its digest.
+    AwaitingApproval,
     /// Decided and validated; the tool is running (or was, when the
     /// controller stopped).
     Executing,
@@ -129,7 +131,10 @@ pub struct StepRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::signal")]
     pub signal: Option<Signal>,
-    /// Executing (intent recorded) or Completed.
+    /// What audit-only policies would have decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<String>,
+    /// AwaitingApproval, Executing (intent recorded) or Completed.
     #[serde(default)]
     pub phase: StepPhase,
     /// Whether the proposed tool mutates state.
@@ -156,6 +161,7 @@ impl StepRecord {
     pub fn outcome_label(&self) -> &'static str {
         match (&self.signal, self.verdict.outcome, self.phase) {
             (_, _, StepPhase::Executing) => "Executing",
+            (_, _, StepPhase::AwaitingApproval) => "AwaitingApproval",
             (_, VerdictOutcome::Done, _) => "Done",
             (Some(Signal::Success { .. }), _, _) => "Success",
             (Some(Signal::Error { code, .. }), _, _) => code.as_str(),

@@ -1,8 +1,10 @@
 //! The operator: a kube-runtime `Controller` over `XctRun` that runs one
 //! model step per reconcile (see [`reconcile`]).
 
+pub mod approval;
 pub mod events;
 pub mod health;
+pub mod policy;
 pub mod reconcile;
 pub mod status;
 
@@ -17,9 +19,10 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
-use crate::crd::XctRun;
+use crate::crd::{XctApproval, XctRun};
 use crate::k8s::Impersonator;
 use crate::model::{Decider, DeciderError};
+use kube::runtime::reflector::ObjectRef;
 
 /// Why a reconcile did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,8 @@ pub struct Context {
     pub impersonator: Impersonator,
     pub decider: Arc<dyn Decider>,
     pub events: events::Events,
+    /// The watched, compiled XctPolicies.
+    pub policies: Arc<policy::PolicyCache>,
     /// Steps this process has recorded per run (uid): a cached object with
     /// fewer is stale and waits for the watch to catch up.
     known_steps: Mutex<HashMap<String, usize>>,
@@ -69,6 +74,7 @@ impl Context {
     pub fn new(client: kube::Client, base: kube::Config, decider: Arc<dyn Decider>) -> Self {
         Context {
             events: events::Events::new(client.clone()),
+            policies: policy::PolicyCache::start(client.clone()),
             impersonator: Impersonator::new(base),
             client,
             decider,
@@ -109,15 +115,29 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<he
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let controller = Controller::new(api, watcher::Config::default());
+    let approvals: Api<XctApproval> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    // An approval triggers its run.
+    let controller =
+        Controller::new(api, watcher::Config::default()).watches(approvals, watcher::Config::default(), |a| {
+            Some(ObjectRef::new(&a.spec.run_name).within(a.metadata.namespace.as_deref().unwrap_or_default()))
+        });
+    tokio::spawn(policy::run_status_controller(ctx.client.clone(), ctx.policies.clone()));
+    // No proposal is judged before the policies are known: an empty cache
+    // would veto everything that is in fact allowed.
+    ctx.policies.wait_until_ready().await;
     let store = controller.store();
     let synced = readiness.clone();
+    let policies = ctx.policies.clone();
     tokio::spawn(async move {
         // Re-poll: the controller waits on the same readiness signal, and
         // kube-runtime's DelayedInit wakes only one waiter.
         loop {
             match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
                 Ok(Ok(())) => {
+                    policies.wait_until_ready().await;
                     synced.watches_synced.store(true, Ordering::SeqCst);
                     break;
                 }

@@ -17,18 +17,25 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::approval::{self, Answer};
+use super::policy::{PolicyGate, labels};
 use super::status::StatusWriter;
 use super::{Context, Error};
 use crate::crd::{RunPhase, XctRun, XctRunStatus, set_condition};
+use crate::engine::record::VerdictOutcome;
 use crate::engine::record::{StepPhase, StepRecord};
 use crate::engine::{Engine, RunConfig, RunOutcome, complete, record_intent, record_unexecuted, run_outcome};
 use crate::k8s::tools::K8sContext;
+use crate::policy::RunInfo;
 use crate::protocol::{Decision, ErrorCode, NextStep, Signal, parse_decision};
 use crate::tools::ToolSet;
+use k8s_openapi::api::core::v1::Namespace;
 
 /// Pause between steps of a run (the next step is also triggered by the
 /// watch event of the status write).
 pub const NEXT_STEP: Duration = Duration::from_millis(500);
+/// How often a run awaiting approval looks again (approvals also trigger it).
+pub const APPROVAL_POLL: Duration = Duration::from_secs(5);
 
 /// The tools a run may use, acting as its ServiceAccount.
 fn catalogue(ctx: &Context, namespace: &str, service_account: &str) -> Result<ToolSet, Error> {
@@ -76,9 +83,10 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
 
     // Validate the spec (what the schema cannot).
     let sa = run.spec.service_account_name.clone().unwrap_or_default();
-    let tools = catalogue(&ctx, &namespace, if sa.is_empty() { "default" } else { &sa })?;
+    let sa = if sa.is_empty() { "default".to_string() } else { sa };
+    let tools = catalogue(&ctx, &namespace, &sa)?;
     let mut problems = run.spec.problems(&tools);
-    if sa.is_empty() {
+    if run.spec.service_account_name.is_none() {
         problems.push("spec.serviceAccountName is required: tools act as that ServiceAccount".into());
     }
     if !problems.is_empty() {
@@ -115,6 +123,10 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
         recover(&cfg, &mut status).await;
         return record(&ctx, &mut writer, &reference, &uid, &mut status).await;
     }
+    // A step waiting for approval: approved, rejected, timed out, or still waiting.
+    if let Some(pending) = status.steps.last().filter(|s| s.phase == StepPhase::AwaitingApproval).cloned() {
+        return awaiting(&ctx, run, &cfg, &mut writer, &reference, &uid, &mut status, pending).await;
+    }
     if let Some(outcome) = run_outcome(&cfg, &status.steps, started_at, now) {
         return finish(&ctx, &mut writer, &reference, &mut status, outcome, generation).await;
     }
@@ -130,11 +142,25 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
             return record(&ctx, &mut writer, &reference, &uid, &mut status).await;
         }
     };
-    // Validate: tools, schema, the tool's own dry run.
-    let validated = Engine::validate(&cfg, &step).await;
+    // Validate: tools, schema, policies, the tool's own dry run.
+    let gate = PolicyGate {
+        cache: ctx.policies.clone(),
+        run: run_info(&ctx, run, &status).await,
+        run_uid: uid.clone(),
+        client: ctx.impersonator.client_for(&namespace, &sa)?,
+    };
+    let validated = Engine::validate(&cfg, &step, Some(&gate)).await;
     if validated.refusal.is_some() {
         status.steps.push(record_unexecuted(index, &decided, Some(validated)));
         return record(&ctx, &mut writer, &reference, &uid, &mut status).await;
+    }
+    if validated.verdict.outcome == VerdictOutcome::AwaitingApproval {
+        let pending = record_intent(index, &decided, &step, validated);
+        status.phase = RunPhase::AwaitingApproval;
+        status.message = Some(awaiting_message(&pending, &[]));
+        status.steps.push(pending);
+        record(&ctx, &mut writer, &reference, &uid, &mut status).await?;
+        return Ok(Action::requeue(APPROVAL_POLL));
     }
     // Record the intent before a mutation executes.
     let intent = record_intent(index, &decided, &step, validated);
@@ -151,6 +177,103 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
         complete(last, signal, ms);
     }
     record(&ctx, &mut writer, &reference, &uid, &mut status).await
+}
+
+/// What a run looks like to its policies.
+async fn run_info(ctx: &Context, run: &XctRun, status: &XctRunStatus) -> RunInfo {
+    let namespace = run.namespace().unwrap_or_default();
+    let nss: Api<Namespace> = Api::all(ctx.client.clone());
+    let namespace_labels =
+        nss.get_opt(&namespace).await.ok().flatten().map(|n| labels(n.metadata.labels.as_ref())).unwrap_or_default();
+    RunInfo {
+        name: run.name_any(),
+        namespace,
+        labels: labels(run.metadata.labels.as_ref()),
+        namespace_labels,
+        metadata: json!({
+            "name": run.metadata.name, "namespace": run.metadata.namespace,
+            "labels": run.metadata.labels, "annotations": run.metadata.annotations,
+        }),
+        spec: serde_json::to_value(&run.spec).unwrap_or_default(),
+        step: status.steps.len() as u32 + 1,
+        mutations: status
+            .steps
+            .iter()
+            .filter(|s| s.mutating && s.verdict.outcome == VerdictOutcome::Allowed && s.phase == StepPhase::Completed)
+            .count() as u32,
+        errors: status.error_count,
+    }
+}
+
+/// The status message of a run awaiting approval.
+fn awaiting_message(step: &StepRecord, ignored: &[String]) -> String {
+    let mut m = format!(
+        "step {} ({}) awaits an XctApproval with proposalDigest {}: {}",
+        step.index,
+        step.tool.as_deref().unwrap_or_default(),
+        step.proposal_digest.as_deref().unwrap_or_default(),
+        step.verdict.reason
+    );
+    if !ignored.is_empty() {
+        m.push_str(&format!("; ignored: {}", ignored.join("; ")));
+    }
+    m
+}
+
+/// The pending step's approval, one way or the other.
+#[allow(clippy::too_many_arguments)]
+async fn awaiting(
+    ctx: &Context,
+    run: &XctRun,
+    cfg: &RunConfig,
+    writer: &mut StatusWriter,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    uid: &str,
+    status: &mut XctRunStatus,
+    pending: StepRecord,
+) -> Result<Action, Error> {
+    let rejected = |m: String| Signal::error(ErrorCode::ApprovalRejected, m);
+    let signal = match approval::check(&ctx.client, run, &pending).await? {
+        Answer::Waiting { ignored } => {
+            status.phase = RunPhase::AwaitingApproval;
+            status.message = Some(awaiting_message(&pending, &ignored));
+            writer.write(status).await?;
+            return Ok(Action::requeue(APPROVAL_POLL));
+        }
+        Answer::Rejected { approver, reason } => rejected(format!("the proposal was rejected by {approver}: {reason}")),
+        Answer::TimedOut { after_secs } => {
+            rejected(format!("no approval arrived within {after_secs}s; the proposal was not executed"))
+        }
+        Answer::Approved { approver } => {
+            // Record the intent, then execute, as for any mutation.
+            status.phase = RunPhase::Running;
+            status.message = None;
+            if let Some(last) = status.steps.last_mut() {
+                last.phase = StepPhase::Executing;
+                last.verdict.outcome = VerdictOutcome::Allowed;
+                last.verdict.reason = format!("approved by {approver}; {}", last.verdict.reason);
+            }
+            status.refresh_summary();
+            writer.write(status).await?;
+            ctx.remember(uid, status.steps.len());
+            let step = match parse_decision(&pending.decision, false) {
+                Ok(Decision::NextStep(step)) => step,
+                _ => return Err(Error::Internal("an approved step has no proposal".into())),
+            };
+            let (signal, ms) = Engine::execute(cfg, &step).await;
+            if let Some(last) = status.steps.last_mut() {
+                complete(last, signal, ms);
+            }
+            return record(ctx, writer, reference, uid, status).await;
+        }
+    };
+    status.phase = RunPhase::Running;
+    status.message = None;
+    if let Some(last) = status.steps.last_mut() {
+        last.verdict.outcome = VerdictOutcome::Vetoed;
+        complete(last, signal, 0);
+    }
+    record(ctx, writer, reference, uid, status).await
 }
 
 /// Write the status with the new step, publish its event, come back soon.

@@ -51,19 +51,23 @@ pub enum Loaded {
     Ready(Arc<CompiledPolicy>),
     /// Invalid policies still select runs and veto everything for them: an
     /// invalid policy never silently allows anything.
-    Invalid {
-        name: String,
-        enforcement: Enforcement,
-        selector: PolicySelector,
-        error: CompileError,
-    },
+    Invalid(Arc<InvalidPolicy>),
+}
+
+/// A policy that did not compile.
+#[derive(Debug)]
+pub struct InvalidPolicy {
+    pub name: String,
+    pub enforcement: Enforcement,
+    pub selector: PolicySelector,
+    pub error: CompileError,
 }
 
 impl Loaded {
     pub fn name(&self) -> &str {
         match self {
             Loaded::Ready(p) => &p.name,
-            Loaded::Invalid { name, .. } => name,
+            Loaded::Invalid(p) => &p.name,
         }
     }
 }
@@ -99,9 +103,12 @@ pub fn compile(name: &str, generation: Option<i64>, spec: &XctPolicySpec) -> Res
 pub fn load(name: &str, generation: Option<i64>, spec: &XctPolicySpec) -> Loaded {
     match compile(name, generation, spec) {
         Ok(p) => Loaded::Ready(Arc::new(p)),
-        Err(error) => {
-            Loaded::Invalid { name: name.into(), enforcement: spec.enforcement, selector: spec.selector.clone(), error }
-        }
+        Err(error) => Loaded::Invalid(Arc::new(InvalidPolicy {
+            name: name.into(),
+            enforcement: spec.enforcement,
+            selector: spec.selector.clone(),
+            error,
+        })),
     }
 }
 

@@ -98,14 +98,14 @@ pub fn judge(policies: &[Loaded], input: &PolicyInput) -> Judgement {
 fn selector_of(p: &Loaded) -> &PolicySelector {
     match p {
         Loaded::Ready(c) => &c.selector,
-        Loaded::Invalid { selector, .. } => selector,
+        Loaded::Invalid(p) => &p.selector,
     }
 }
 
 fn enforcement_of(p: &Loaded) -> Enforcement {
     match p {
         Loaded::Ready(c) => c.enforcement,
-        Loaded::Invalid { enforcement, .. } => *enforcement,
+        Loaded::Invalid(p) => p.enforcement,
     }
 }
 
@@ -120,10 +120,10 @@ fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
     let mut hits: Vec<Hit<'_>> = Vec::new();
     for p in policies {
         match p {
-            Loaded::Invalid { name, error, .. } => hits.push(Hit {
+            Loaded::Invalid(p) => hits.push(Hit {
                 effect: Effect::Deny,
-                by: format!("{name}/-"),
-                message: format!("policy {name} is invalid and vetoes everything it selects: {error}"),
+                by: format!("{}/-", p.name),
+                message: format!("policy {} is invalid and vetoes everything it selects: {}", p.name, p.error),
                 _rule: None,
             }),
             Loaded::Ready(policy) => hits.extend(rule_hits(policy, input)),

@@ -11,5 +11,5 @@
 pub mod compile;
 pub mod judge;
 
-pub use compile::{CompileError, CompiledPolicy, Loaded, compile, load};
+pub use compile::{CompileError, CompiledPolicy, InvalidPolicy, Loaded, compile, load};
 pub use judge::{Judgement, PolicyInput, RunInfo, Verdict, judge};

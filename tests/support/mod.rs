@@ -36,12 +36,27 @@ pub async fn install_crds(client: &kube::Client) {
     }
 }
 
-/// Namespace, ServiceAccount and a Deployment "web" with 1 replica.
+/// Apply every policy in examples/policies/.
+pub async fn install_policies(client: &kube::Client) {
+    let api: Api<xct::crd::XctPolicy> = Api::all(client.clone());
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/baseline.yaml")).unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let p: xct::crd::XctPolicy = serde::Deserialize::deserialize(doc).unwrap();
+        let name = p.metadata.name.clone().unwrap();
+        api.patch(&name, &PatchParams::apply("xct-tests"), &Patch::Apply(&p)).await.unwrap();
+    }
+}
+
+/// Namespace (labelled for scaling), ServiceAccount and a Deployment "web" with 1 replica.
 pub async fn install_demo(client: &kube::Client) {
     let nss: Api<Namespace> = Api::all(client.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap())
-        .await
-        .unwrap();
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": NS, "labels": {"xct.dev/scaling": "allowed"}}})).unwrap(),
+    )
+    .await
+    .unwrap();
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
     sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": SA}})).unwrap())
         .await
@@ -55,6 +70,7 @@ pub async fn cluster() -> TestApiServer {
     let srv = TestApiServer::start().await.unwrap();
     install_crds(&srv.client()).await;
     install_demo(&srv.client()).await;
+    install_policies(&srv.client()).await;
     srv
 }
 

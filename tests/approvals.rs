@@ -1,0 +1,146 @@
+//! Approvals bound to the exact proposal: a wrong digest or the run's own
+//! creator does not count, Reject tells the model, Approve executes once,
+//! the timeout rejects.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use support::*;
+use xct::crd::{RunPhase, XctApproval, XctRun};
+use xct::engine::record::StepPhase;
+use xct::model::ScriptedDecider;
+use xct::operator::{Context, health::Readiness};
+
+fn delete(name: &str) -> String {
+    json!({"next_step": {"tool": "k8s.delete", "arguments": {"kind": "ConfigMap", "name": name}, "goal": "clean up"}})
+        .to_string()
+}
+
+async fn start(srv: &xct_testapi::TestApiServer, outputs: Vec<String>) -> tokio::task::JoinHandle<()> {
+    let decider = Arc::new(ScriptedDecider::new(outputs));
+    let ctx =
+        Arc::new(Context::new(kube::Client::try_from(operator_config(srv)).unwrap(), operator_config(srv), decider));
+    tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())))
+}
+
+async fn until<F: Fn(&XctRun) -> bool>(api: &Api<XctRun>, name: &str, what: &str, f: F) -> XctRun {
+    for _ in 0..200 {
+        let r = api.get(name).await.unwrap();
+        if f(&r) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name}: {what} never happened: {:?}", api.get(name).await.unwrap().status);
+}
+
+fn awaiting(step: usize) -> impl Fn(&XctRun) -> bool {
+    move |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.phase == RunPhase::AwaitingApproval
+                && s.steps.len() == step
+                && s.steps[step - 1].phase == StepPhase::AwaitingApproval
+        })
+    }
+}
+
+async fn approve(client: &kube::Client, name: &str, step: u32, digest: &str, decision: &str, approver: &str) {
+    let api: Api<XctApproval> = Api::namespaced(client.clone(), NS);
+    let a: XctApproval = serde_json::from_value(json!({
+        "apiVersion": "xct.dev/v1alpha1", "kind": "XctApproval", "metadata": {"name": name},
+        "spec": {"runName": "cleanup", "step": step, "proposalDigest": digest, "decision": decision, "reason": "reviewed", "approver": approver}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &a).await.unwrap();
+}
+
+fn run_manifest(timeout: u32) -> XctRun {
+    serde_yaml::from_str(&format!(
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: cleanup, annotations: {{xct.dev/created-by: alice}}}}\nspec:\n  goal: delete old config\n  tools: [k8s.get, k8s.delete]\n  serviceAccountName: {SA}\n  limits: {{maxSteps: 10, approvalTimeoutSeconds: {timeout}}}\n"
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_bind_to_the_digest_and_reject_or_execute() {
+    let srv = cluster().await;
+    let admin = srv.client();
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "old"}})).unwrap())
+        .await
+        .unwrap();
+    let controller =
+        start(&srv, vec![delete("old"), delete("old"), r#"{"done":true,"message":"cleaned"}"#.into()]).await;
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    runs.create(&PostParams::default(), &run_manifest(3600)).await.unwrap();
+
+    let r = until(&runs, "cleanup", "awaiting approval of step 1", awaiting(1)).await;
+    let s = r.status.unwrap();
+    let digest = s.steps[0].proposal_digest.clone().unwrap();
+    assert!(s.message.as_deref().unwrap().contains(&digest), "the digest is visible: {:?}", s.message);
+    assert!(s.steps[0].dry_run.as_ref().is_some_and(|d| d.ok && d.summary.contains("would delete ConfigMap demo/old")));
+    assert_eq!(s.steps[0].verdict.decided_by.as_deref(), Some("baseline/deletes-need-approval"));
+    // A wrong digest and a self-approval are ignored.
+    approve(&admin, "wrong-digest", 1, &"0".repeat(64), "Approve", "bob").await;
+    approve(&admin, "self", 1, &digest, "Approve", "alice").await;
+    let r = until(&runs, "cleanup", "ignored approvals to be reported", |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.message.clone())
+            .is_some_and(|m| m.contains("digest does not match") && m.contains("cannot approve"))
+    })
+    .await;
+    assert_eq!(r.status.unwrap().phase, RunPhase::AwaitingApproval);
+    assert!(cms.get("old").await.is_ok(), "nothing executed yet");
+    // Reject: the model is told, the run goes on.
+    approve(&admin, "reject-1", 1, &digest, "Reject", "bob").await;
+    let r = until(&runs, "cleanup", "awaiting approval of step 2", awaiting(2)).await;
+    let s = r.status.unwrap();
+    assert_eq!(s.steps[0].outcome_label(), "APPROVAL_REJECTED");
+    assert!(format!("{:?}", s.steps[0].signal).contains("rejected by bob: reviewed"));
+    assert!(cms.get("old").await.is_ok());
+    // Approve the second proposal: it executes, once.
+    let digest2 = s.steps[1].proposal_digest.clone().unwrap();
+    assert_eq!(digest, digest2, "the same proposal has the same digest");
+    srv.clear_requests();
+    approve(&admin, "approve-2", 2, &digest2, "Approve", "bob").await;
+    let r = until(&runs, "cleanup", "the run to finish", |r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
+        .await;
+    controller.abort();
+    let s = r.status.unwrap();
+    assert_eq!(s.phase, RunPhase::Succeeded);
+    assert_eq!(s.steps[1].outcome_label(), "Success");
+    assert!(s.steps[1].verdict.reason.starts_with("approved by bob"));
+    assert!(cms.get("old").await.is_err(), "deleted after approval");
+    let log = srv.requests();
+    let deletes: Vec<_> =
+        log.iter().filter(|r| r.resource == "configmaps" && r.verb == "delete" && !r.dry_run).collect();
+    assert_eq!(deletes.len(), 1, "executed exactly once");
+    let approval = log.iter().find(|r| r.resource == "xctapprovals" && r.verb == "create").unwrap();
+    assert!(deletes[0].seq > approval.seq, "only after the approval");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_approval_times_out_as_a_rejection() {
+    let srv = cluster().await;
+    let admin = srv.client();
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "old"}})).unwrap())
+        .await
+        .unwrap();
+    let controller = start(&srv, vec![delete("old"), r#"{"done":true,"message":"gave up"}"#.into()]).await;
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    runs.create(&PostParams::default(), &run_manifest(1)).await.unwrap();
+    let r = until(&runs, "cleanup", "the run to finish", |r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
+        .await;
+    controller.abort();
+    let s = r.status.unwrap();
+    assert_eq!(s.steps[0].outcome_label(), "APPROVAL_REJECTED");
+    assert!(format!("{:?}", s.steps[0].signal).contains("no approval arrived within 1s"));
+    assert!(cms.get("old").await.is_ok(), "nothing was deleted");
+}

@@ -47,7 +47,7 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
     let operator_kc = dir.path().join("operator.kubeconfig");
     srv.write_kubeconfig(&admin_kc, None).unwrap();
     srv.write_kubeconfig(&operator_kc, Some("xct-operator")).unwrap();
-    for f in ["crds/", "examples/cluster/demo.yaml", "examples/cluster/scale-web.yaml"] {
+    for f in ["crds/", "examples/policies/", "examples/cluster/demo.yaml", "examples/cluster/scale-web.yaml"] {
         let path = root.join(f);
         let o = kubectl(&admin_kc, &["apply", "-f", path.to_str().unwrap()], None).await;
         assert!(o.ok, "kubectl apply -f {f}: {}{}", o.stdout, o.stderr);
@@ -109,8 +109,14 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
     let log = srv.requests();
     let sa = xct::k8s::service_account_user("demo", "xct-runner");
     let operator: Vec<_> = log.iter().filter(|r| r.authenticated_user == "xct-operator").collect();
-    let tool_requests: Vec<_> =
-        operator.iter().filter(|r| !matches!(r.resource.as_str(), "xctruns" | "events")).collect();
+    // The operator's own requests: runs, policies, approvals, events, the
+    // run's namespace (labels for policy selectors). Everything else is a tool's.
+    let own = |r: &xct_testapi::RequestRecord| {
+        !r.impersonated
+            && (matches!(r.resource.as_str(), "xctruns" | "events" | "xctpolicies" | "xctapprovals")
+                || (r.resource == "namespaces" && r.verb == "get"))
+    };
+    let tool_requests: Vec<_> = operator.iter().filter(|r| !own(r)).collect();
     assert!(!tool_requests.is_empty(), "the run's tools reached the API");
     for r in &tool_requests {
         assert_eq!(r.user, sa, "every tool request impersonates the run's ServiceAccount: {r:?}");
@@ -131,6 +137,10 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
         );
     }
     println!("{} tool requests, {} persisted mutations", tool_requests.len(), persisted.len());
+    // Policies decided every proposal that got past the schema check.
+    for s in status.steps.iter().filter(|s| s.verdict.outcome == VerdictOutcome::Allowed) {
+        assert!(s.verdict.decided_by.as_deref().is_some_and(|b| b.contains('/')), "decided by a policy rule: {:?}", s.verdict);
+    }
     let value: Value = serde_json::to_value(&status.steps).unwrap();
     assert!(value.to_string().len() < 256 * 1024);
 }

@@ -56,7 +56,30 @@ impl ModelArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Replay recorded histories against policies, offline (for policy PRs).
+    Test {
+        /// Folder of XctPolicy YAML (the proposed policies).
+        #[arg(long)]
+        policies: PathBuf,
+        /// Folder of the current policies: print only what changes.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Labels of a namespace, as NAMESPACE:key=value[,key=value]; repeatable.
+        #[arg(long = "namespace-labels")]
+        namespace_labels: Vec<String>,
+        /// Histories: `kubectl get xctrun -o yaml` or `xct local` output.
+        histories: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Work with XctPolicies offline.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Run the operator: reconcile XctRuns, one model step per reconcile.
     Controller {
         /// Only watch runs in this namespace (default: all namespaces).
@@ -92,6 +115,9 @@ pub enum Command {
 /// Entry point used by `main`.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Policy { command: PolicyCommand::Test { policies, baseline, namespace_labels, histories } } => {
+            policy_test(&policies, baseline.as_deref(), &namespace_labels, &histories)
+        }
         Command::Controller { namespace, health_addr, model } => controller(namespace, health_addr, model).await,
         Command::Crdgen { out } => crdgen(&out),
         Command::Local { manifest, workspace, history, model } => local(manifest, workspace, history, model).await,
@@ -158,6 +184,69 @@ async fn controller(namespace: Option<String>, health_addr: std::net::SocketAddr
     tracing::info!(model = decider.description(), "model loaded");
     let ctx = Arc::new(crate::operator::Context::new(client, config, Arc::new(decider)));
     crate::operator::run(ctx, namespace, readiness).await;
+    ExitCode::SUCCESS
+}
+
+fn policy_test(
+    policies: &std::path::Path,
+    baseline: Option<&std::path::Path>,
+    ns_labels: &[String],
+    histories: &[PathBuf],
+) -> ExitCode {
+    use crate::policy::offline;
+    let load = |dir: &std::path::Path| {
+        offline::load_policies(dir).map_err(|errs| {
+            for e in &errs {
+                eprintln!("xct: {e}");
+            }
+            ExitCode::from(1)
+        })
+    };
+    let mut labels: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> = Default::default();
+    for spec in ns_labels {
+        let Some((ns, pairs)) = spec.split_once(':') else {
+            return fail(&format!("--namespace-labels {spec:?}: expected NAMESPACE:key=value[,key=value]"));
+        };
+        let entry = labels.entry(ns.to_string()).or_default();
+        for pair in pairs.split(',').filter(|p| !p.is_empty()) {
+            let Some((k, v)) = pair.split_once('=') else {
+                return fail(&format!("--namespace-labels {spec:?}: {pair:?} is not key=value"));
+            };
+            entry.insert(k.to_string(), v.to_string());
+        }
+    }
+    let new = match load(policies) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let recorded = match offline::load_histories(histories, &labels) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xct: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let replayed = offline::replay(&new, &recorded);
+    match baseline {
+        None => {
+            for r in &replayed {
+                println!("{}", r.line());
+            }
+            println!("{} proposal(s) replayed against {} polic(ies)", replayed.len(), new.len());
+        }
+        Some(dir) => {
+            let old = match load(dir) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            let before = offline::replay(&old, &recorded);
+            let changes = offline::changes(&before, &replayed);
+            for c in &changes {
+                println!("{c}");
+            }
+            println!("{} of {} proposal(s) change verdict", changes.len(), replayed.len());
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -54,6 +54,13 @@ async fn scripted_run_exercises_every_path() {
     let readiness = Arc::new(Readiness::default());
     let controller = tokio::spawn(xct::operator::run(ctx, None, readiness.clone()));
 
+    // An invalid policy that selects no run: reported, harmless.
+    let policies: Api<xct::crd::XctPolicy> = Api::all(admin.clone());
+    let broken: xct::crd::XctPolicy = serde_yaml::from_str(
+        "apiVersion: xct.dev/v1alpha1\nkind: XctPolicy\nmetadata: {name: broken}\nspec:\n  selector: {runSelector: {matchLabels: {never: match}}}\n  rules: [{name: typo, tools: ['*'], effect: Allow, when: 'proposal.tool == '}]\n",
+    )
+    .unwrap();
+    policies.create(&PostParams::default(), &broken).await.unwrap();
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     let run: XctRun = serde_yaml::from_str(&format!(
         "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: scale-web}}\nspec:\n  goal: Scale web to 3 replicas\n  tools: [k8s.get, k8s.scale]\n  serviceAccountName: {SA}\n  limits: {{maxSteps: 10, maxConsecutiveErrors: 5}}\n"
@@ -68,7 +75,6 @@ async fn scripted_run_exercises_every_path() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(readiness.watches_synced.load(std::sync::atomic::Ordering::SeqCst), "ready once the watch synced");
-    controller.abort();
 
     let status = done.status.unwrap();
     let dbg: Vec<String> = status
@@ -159,6 +165,29 @@ async fn scripted_run_exercises_every_path() {
     assert!(events >= 10, "an event per step and one for the end, got {events}");
     // One model call per step.
     assert_eq!(decider.requests().len(), 9);
+    // Policy status: Ready or Invalid (naming the rule and the error), runs decided.
+    let mut seen = false;
+    for _ in 0..100 {
+        let b = policies.get("baseline").await.unwrap().status.unwrap_or_default();
+        let x = policies.get("broken").await.unwrap().status.unwrap_or_default();
+        let ready = |s: &xct::crd::XctPolicyStatus| {
+            s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.status.clone(), c.message.clone()))
+        };
+        if let (Some((b_ready, _)), Some((x_ready, x_msg))) = (ready(&b), ready(&x))
+            && b.runs_decided == 1
+        {
+            assert_eq!(b_ready, "True");
+            assert_eq!(x_ready, "False");
+            assert!(x_msg.contains("rule typo at 1:"), "{x_msg}");
+            assert_eq!(x.runs_decided, 0);
+            assert_eq!(b.observed_generation, Some(1));
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "policy statuses are reported");
+    controller.abort();
     // Vetoed proposals never reached the API, not even as a dry run.
     assert!(!log.iter().any(|r| r.resource == "secrets"));
     assert!(

@@ -139,7 +139,11 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
     println!("{} tool requests, {} persisted mutations", tool_requests.len(), persisted.len());
     // Policies decided every proposal that got past the schema check.
     for s in status.steps.iter().filter(|s| s.verdict.outcome == VerdictOutcome::Allowed) {
-        assert!(s.verdict.decided_by.as_deref().is_some_and(|b| b.contains('/')), "decided by a policy rule: {:?}", s.verdict);
+        assert!(
+            s.verdict.decided_by.as_deref().is_some_and(|b| b.contains('/')),
+            "decided by a policy rule: {:?}",
+            s.verdict
+        );
     }
     let value: Value = serde_json::to_value(&status.steps).unwrap();
     assert!(value.to_string().len() < 256 * 1024);

@@ -204,5 +204,5 @@ async fn reconcile_status(policy: Arc<XctPolicy>, ctx: Arc<StatusCtx>) -> Result
         let patch = json!({"metadata": {"resourceVersion": rv}, "status": status});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     }
-    Ok(Action::requeue(Duration::from_secs(15)))
+    Ok(Action::requeue(Duration::from_secs(3)))
 }

@@ -10,6 +10,7 @@
 
 pub mod compile;
 pub mod judge;
+pub mod offline;
 
 pub use compile::{CompileError, CompiledPolicy, InvalidPolicy, Loaded, compile, load};
 pub use judge::{Judgement, PolicyInput, RunInfo, Verdict, judge};

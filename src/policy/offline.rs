@@ -1,0 +1,245 @@
+//! `xct policy test`: load XctPolicy YAML without a cluster, replay recorded
+//! step histories, and print each proposal's verdict under the policies, or
+//! with a baseline only what changes. What a GitOps pipeline runs on a
+//! policy pull request.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::{Loaded, PolicyInput, RunInfo, Verdict, judge, load};
+use crate::crd::{XctPolicy, XctRunStatus};
+use crate::engine::record::StepRecord;
+use crate::protocol::{Decision, parse_decision};
+
+/// A problem loading policies or histories.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("{path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Compile { path: PathBuf, message: String },
+}
+
+impl OfflineError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            OfflineError::Read { .. } => "read",
+            OfflineError::Compile { .. } => "compile",
+        }
+    }
+}
+
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, OfflineError> {
+    let read = |e: std::io::Error| OfflineError::Read { path: dir.into(), message: e.to_string() };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read)? {
+        let p = entry.map_err(read)?.path();
+        if p.is_dir() {
+            out.extend(yaml_files(&p)?);
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn documents(path: &Path) -> Result<Vec<Value>, OfflineError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| OfflineError::Read { path: path.into(), message: e.to_string() })?;
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v: Value = serde::Deserialize::deserialize(doc)
+            .map_err(|e| OfflineError::Read { path: path.into(), message: format!("not YAML: {e}") })?;
+        if !v.is_null() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Every XctPolicy under `dir`, compiled. Any compile error fails the load,
+/// naming the file, the policy, the rule and the position.
+pub fn load_policies(dir: &Path) -> Result<Vec<Loaded>, Vec<OfflineError>> {
+    let files = yaml_files(dir).map_err(|e| vec![e])?;
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let docs = match documents(&file) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        for doc in docs.into_iter().filter(|d| d["kind"] == "XctPolicy") {
+            match serde_json::from_value::<XctPolicy>(doc) {
+                Err(e) => errors
+                    .push(OfflineError::Compile { path: file.clone(), message: format!("not a valid XctPolicy: {e}") }),
+                Ok(p) => {
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    match load(&name, p.metadata.generation, &p.spec) {
+                        Loaded::Invalid(inv) => {
+                            errors.push(OfflineError::Compile { path: file.clone(), message: inv.error.to_string() })
+                        }
+                        ok => loaded.push(ok),
+                    }
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        loaded.sort_by(|a, b| a.name().cmp(b.name()));
+        Ok(loaded)
+    } else {
+        Err(errors)
+    }
+}
+
+/// One recorded proposal to replay.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub run: String,
+    pub step: u32,
+    pub input: PolicyInput,
+}
+
+/// Proposals from history files: `kubectl get xctrun -o yaml` output (one
+/// run or a List) or `xct local` output (a status). `namespace_labels`
+/// stands in for the cluster's namespaces.
+pub fn load_histories(
+    paths: &[PathBuf],
+    namespace_labels: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<Vec<Recorded>, OfflineError> {
+    let mut out = Vec::new();
+    for path in paths {
+        for doc in documents(path)? {
+            let runs: Vec<Value> = match doc["kind"].as_str() {
+                Some("List") | Some("XctRunList") => doc["items"].as_array().cloned().unwrap_or_default(),
+                _ => vec![doc],
+            };
+            for run in runs {
+                let status_value = if run.get("steps").is_some() { run.clone() } else { run["status"].clone() };
+                let status: XctRunStatus = serde_json::from_value(status_value)
+                    .map_err(|e| OfflineError::Read { path: path.clone(), message: format!("no step history: {e}") })?;
+                let meta = &run["metadata"];
+                let name = meta["name"].as_str().unwrap_or("local").to_string();
+                let namespace = meta["namespace"].as_str().unwrap_or("default").to_string();
+                let labels: BTreeMap<String, String> =
+                    serde_json::from_value(meta["labels"].clone()).unwrap_or_default();
+                out.extend(replayable(&status.steps).map(|(step, s)| {
+                    Recorded {
+                        run: format!("{namespace}/{name}"),
+                        step: step.index,
+                        input: PolicyInput {
+                            tool: s.tool.clone(),
+                            arguments: Value::Object(s.arguments.clone()),
+                            goal: s.goal.clone(),
+                            run: RunInfo {
+                                name: name.clone(),
+                                namespace: namespace.clone(),
+                                labels: labels.clone(),
+                                namespace_labels: namespace_labels.get(&namespace).cloned().unwrap_or_default(),
+                                metadata: meta.clone(),
+                                spec: run["spec"].clone(),
+                                step: step.index,
+                                mutations: executed_mutations(&status.steps[..(step.index as usize).saturating_sub(1)]),
+                                errors: status.steps[..(step.index as usize).saturating_sub(1)]
+                                    .iter()
+                                    .filter(|s| s.error_code().is_some())
+                                    .count() as u32,
+                            },
+                            target: Value::Null,
+                        },
+                    }
+                }));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn replayable(steps: &[StepRecord]) -> impl Iterator<Item = (&StepRecord, crate::protocol::NextStep)> {
+    steps.iter().filter_map(|s| match parse_decision(&s.decision, false) {
+        Ok(Decision::NextStep(step)) => Some((s, step)),
+        _ => None,
+    })
+}
+
+fn executed_mutations(steps: &[StepRecord]) -> u32 {
+    steps.iter().filter(|s| s.mutating && s.signal.as_ref().is_some_and(|sig| !sig.is_error())).count() as u32
+}
+
+/// One replayed verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replayed {
+    pub run: String,
+    pub step: u32,
+    pub tool: String,
+    pub verdict: Verdict,
+    pub decided_by: Option<String>,
+    pub message: String,
+    /// What audit-only policies would have decided.
+    pub audit: Vec<String>,
+}
+
+impl Replayed {
+    pub fn line(&self) -> String {
+        format!(
+            "{} step {} {}: {} by {}{}",
+            self.run,
+            self.step,
+            self.tool,
+            self.verdict.as_str(),
+            self.decided_by.as_deref().unwrap_or("default-deny"),
+            if self.message.is_empty() { String::new() } else { format!(" ({})", self.message) }
+        ) + &self.audit.iter().map(|a| format!(" [{a}]")).collect::<String>()
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"run": self.run, "step": self.step, "tool": self.tool, "verdict": self.verdict.as_str(), "decidedBy": self.decided_by, "message": self.message})
+    }
+}
+
+/// Judge every recorded proposal.
+pub fn replay(policies: &[Loaded], recorded: &[Recorded]) -> Vec<Replayed> {
+    recorded
+        .iter()
+        .map(|r| {
+            let j = judge(policies, &r.input);
+            Replayed {
+                run: r.run.clone(),
+                step: r.step,
+                tool: r.input.tool.clone(),
+                verdict: j.verdict,
+                decided_by: j.decided_by,
+                message: j.message,
+                audit: j.audit,
+            }
+        })
+        .collect()
+}
+
+/// What changed between the baseline and the new policies.
+pub fn changes(baseline: &[Replayed], new: &[Replayed]) -> Vec<String> {
+    baseline
+        .iter()
+        .zip(new)
+        .filter(|(b, n)| b.verdict != n.verdict)
+        .map(|(b, n)| {
+            let what = match n.verdict {
+                Verdict::Allow => "newly allowed",
+                Verdict::Deny => "newly denied",
+                Verdict::RequireApproval => "newly needing approval",
+            };
+            format!(
+                "{what}: {} (was {} by {})",
+                n.line(),
+                b.verdict.as_str(),
+                b.decided_by.as_deref().unwrap_or("default-deny")
+            )
+        })
+        .collect()
+}

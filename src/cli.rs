@@ -159,7 +159,13 @@ async fn controller(namespace: Option<String>, health_addr: std::net::SocketAddr
     use std::sync::atomic::Ordering;
 
     let readiness = Arc::new(crate::operator::health::Readiness::default());
-    let health = tokio::spawn(crate::operator::health::serve(health_addr, readiness.clone()));
+    let metrics = crate::operator::default_metrics();
+    let health_state = Arc::new(crate::operator::health::Health {
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+        decider: std::sync::RwLock::new(None),
+    });
+    let health = tokio::spawn(crate::operator::health::serve(health_addr, health_state.clone()));
     let config = match kube::Config::infer().await {
         Ok(c) => c,
         Err(e) => return fail(&format!("no Kubernetes configuration: {e}")),
@@ -182,7 +188,11 @@ async fn controller(namespace: Option<String>, health_addr: std::net::SocketAddr
     };
     readiness.model_loaded.store(true, Ordering::SeqCst);
     tracing::info!(model = decider.description(), "model loaded");
-    let ctx = Arc::new(crate::operator::Context::new(client, config, Arc::new(decider)));
+    let decider: Arc<dyn crate::model::Decider> = Arc::new(decider);
+    if let Ok(mut d) = health_state.decider.write() {
+        *d = Some(decider.clone());
+    }
+    let ctx = Arc::new(crate::operator::Context::with_metrics(client, config, decider, metrics));
     crate::operator::run(ctx, namespace, readiness).await;
     ExitCode::SUCCESS
 }

@@ -29,12 +29,18 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn http_status(port: u16, path: &str) -> Option<u16> {
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
-    buf.split_whitespace().nth(1)?.parse().ok()
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_get(port, path).map(|(c, _)| c)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,6 +151,22 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
             s.verdict
         );
     }
+    // Metrics: one count per recorded step, tokens counted, closed labels.
+    let (code, metrics) = http_get(port, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    let steps_counted: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("xct_steps_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(steps_counted as usize, status.steps.len(), "{metrics}");
+    assert!(metrics.contains("xct_tokens_total{kind=\"prompt\"}"), "{metrics}");
+    assert!(metrics.contains("xct_step_duration_seconds_bucket{"), "{metrics}");
+    assert!(
+        metrics.contains("xct_runs{phase=\"Failed\"} 1") || metrics.contains("xct_runs{phase=\"Succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("xct_inference_queue_depth 0"), "{metrics}");
     let value: Value = serde_json::to_value(&status.steps).unwrap();
     assert!(value.to_string().len() < 256 * 1024);
 }

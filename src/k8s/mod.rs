@@ -91,8 +91,10 @@ impl Impersonator {
         Impersonator { base, cache: Mutex::new(HashMap::new()) }
     }
 
-    /// A client acting as `namespace/name`, with the groups Kubernetes gives
-    /// ServiceAccounts.
+    /// A client acting as `namespace/name`. No groups are requested:
+    /// kube-apiserver adds a ServiceAccount's own groups when one is
+    /// impersonated, so the operator needs `impersonate` on serviceaccounts
+    /// only.
     pub fn client_for(&self, namespace: &str, name: &str) -> Result<kube::Client, kube::Error> {
         let key = (namespace.to_string(), name.to_string());
         if let Some(c) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
@@ -100,11 +102,6 @@ impl Impersonator {
         }
         let mut config = self.base.clone();
         config.auth_info.impersonate = Some(service_account_user(namespace, name));
-        config.auth_info.impersonate_groups = Some(vec![
-            "system:serviceaccounts".into(),
-            format!("system:serviceaccounts:{namespace}"),
-            "system:authenticated".into(),
-        ]);
         config.default_namespace = namespace.to_string();
         let client = kube::Client::try_from(config)?;
         if let Ok(mut c) = self.cache.lock() {

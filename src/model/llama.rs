@@ -132,6 +132,10 @@ impl Decider for LlamaDecider {
             .map_err(|_| DeciderError::Unavailable("the inference thread has stopped".into()))?;
         rx.await.map_err(|_| DeciderError::Inference("the inference thread dropped the request".into()))?
     }
+
+    fn queue_depth(&self) -> usize {
+        LlamaDecider::queue_depth(self)
+    }
 }
 
 /// What the context holds for the run it last served.

@@ -114,4 +114,9 @@ impl DeciderError {
 #[async_trait]
 pub trait Decider: Send + Sync {
     async fn decide(&self, request: DecideRequest) -> Result<RawDecision, DeciderError>;
+
+    /// Requests waiting for the model (for metrics).
+    fn queue_depth(&self) -> usize {
+        0
+    }
 }

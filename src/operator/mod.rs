@@ -4,6 +4,7 @@
 pub mod approval;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod policy;
 pub mod reconcile;
 pub mod status;
@@ -65,6 +66,9 @@ pub struct Context {
     pub events: events::Events,
     /// The watched, compiled XctPolicies.
     pub policies: Arc<policy::PolicyCache>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Last phase seen per run (uid), for the runs-by-phase gauge.
+    phases: Mutex<HashMap<String, crate::crd::RunPhase>>,
     /// Steps this process has recorded per run (uid): a cached object with
     /// fewer is stale and waits for the watch to catch up.
     known_steps: Mutex<HashMap<String, usize>>,
@@ -72,7 +76,18 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: kube::Client, base: kube::Config, decider: Arc<dyn Decider>) -> Self {
+        Self::with_metrics(client, base, decider, default_metrics())
+    }
+
+    pub fn with_metrics(
+        client: kube::Client,
+        base: kube::Config,
+        decider: Arc<dyn Decider>,
+        metrics: Arc<metrics::Metrics>,
+    ) -> Self {
         Context {
+            metrics,
+            phases: Mutex::new(HashMap::new()),
             events: events::Events::new(client.clone()),
             policies: policy::PolicyCache::start(client.clone()),
             impersonator: Impersonator::new(base),
@@ -86,6 +101,14 @@ impl Context {
         self.known_steps.lock().map(|m| m.get(uid).copied().unwrap_or(0)).unwrap_or(0)
     }
 
+    /// Track a run's phase for the runs gauge.
+    fn phase(&self, uid: &str, phase: crate::crd::RunPhase) {
+        if let Ok(mut m) = self.phases.lock() {
+            let before = m.insert(uid.to_string(), phase);
+            self.metrics.run_phase(before, phase);
+        }
+    }
+
     fn remember(&self, uid: &str, steps: usize) {
         if let Ok(mut m) = self.known_steps.lock() {
             m.insert(uid.to_string(), steps);
@@ -95,8 +118,14 @@ impl Context {
 
 /// Invalid specs wait for a change; conflicts retry at once; transient
 /// failures back off with jitter.
-pub fn error_policy(_run: Arc<DeserializeGuard<XctRun>>, error: &Error, _ctx: Arc<Context>) -> Action {
+/// Metrics with the Kubernetes tools as the known tool names.
+pub fn default_metrics() -> Arc<metrics::Metrics> {
+    metrics::Metrics::new(crate::k8s::tools::names().into_iter().map(str::to_string).collect())
+}
+
+pub fn error_policy(_run: Arc<DeserializeGuard<XctRun>>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(category = error.category(), %error, "reconcile failed");
+    ctx.metrics.error(error.category());
     match error {
         Error::InvalidSpec(_) => Action::await_change(),
         Error::Conflict => Action::requeue(Duration::from_millis(100)),

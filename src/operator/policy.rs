@@ -93,6 +93,7 @@ pub struct PolicyGate {
     /// The run's impersonating client: the target is read as the run's
     /// ServiceAccount, never with the operator's own rights.
     pub client: kube::Client,
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 #[async_trait]
@@ -106,7 +107,9 @@ impl Gate for PolicyGate {
             run: self.run.clone(),
             target,
         };
+        let t = std::time::Instant::now();
         let j = judge(&self.cache.loaded(), &input);
+        self.metrics.policy_seconds.observe(t.elapsed().as_secs_f64());
         self.cache.record(&j.deciding_policies, &self.run_uid);
         match j.verdict {
             Verdict::Allow => {

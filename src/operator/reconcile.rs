@@ -148,6 +148,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
         run: run_info(&ctx, run, &status).await,
         run_uid: uid.clone(),
         client: ctx.impersonator.client_for(&namespace, &sa)?,
+        metrics: ctx.metrics.clone(),
     };
     let validated = Engine::validate(&cfg, &step, Some(&gate)).await;
     if validated.refusal.is_some() {
@@ -287,7 +288,9 @@ async fn record(
     status.refresh_summary();
     writer.write(status).await?;
     ctx.remember(uid, status.steps.len());
+    ctx.phase(uid, status.phase);
     if let Some(step) = status.steps.last() {
+        ctx.metrics.step(step);
         ctx.events.step(reference, step).await;
     }
     Ok(Action::requeue(NEXT_STEP))
@@ -311,6 +314,9 @@ async fn finish(
     set_condition(&mut status.conditions, "Completed", true, reason, &message, generation);
     status.refresh_summary();
     writer.write(status).await?;
+    if let Some(uid) = reference.uid.as_deref() {
+        ctx.phase(uid, status.phase);
+    }
     ctx.events.publish(reference, warning, &format!("Run{reason}"), message).await;
     Ok(Action::await_change())
 }

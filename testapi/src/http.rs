@@ -56,6 +56,17 @@ fn identity(headers: &HeaderMap) -> Identity {
     let imp_groups: Vec<String> =
         headers.get_all("impersonate-group").iter().filter_map(|v| v.to_str().ok().map(str::to_string)).collect();
     match imp_user {
+        // As kube-apiserver does: an impersonated ServiceAccount without
+        // requested groups gets its own groups.
+        Some(user) if imp_groups.is_empty() && user.starts_with("system:serviceaccount:") => {
+            let ns = user.split(':').nth(2).unwrap_or_default().to_string();
+            let groups = vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{ns}"),
+                "system:authenticated".into(),
+            ];
+            Identity { user, authenticated, groups, impersonated: true }
+        }
         Some(user) => Identity { user, authenticated, groups: imp_groups, impersonated: true },
         None => Identity {
             user: authenticated.clone(),

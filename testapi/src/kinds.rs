@@ -141,6 +141,24 @@ impl Default for Registry {
                 )
                 .short(&["crd", "crds"])
                 .with_status(),
+                Kind::builtin("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true)
+                    .short(&["pdb"])
+                    .with_status(),
+                Kind::builtin(
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "ValidatingAdmissionPolicy",
+                    "validatingadmissionpolicies",
+                    false,
+                )
+                .with_status(),
+                Kind::builtin(
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "ValidatingAdmissionPolicyBinding",
+                    "validatingadmissionpolicybindings",
+                    false,
+                ),
                 Kind::builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
                 Kind::builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
                 Kind::builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false),

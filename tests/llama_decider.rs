@@ -67,17 +67,26 @@ async fn every_sampled_output_parses_or_is_reported_cut_off() {
     assert!(parsed >= 3, "most sampled outputs complete within 96 tokens, got {parsed}");
 }
 
+/// The equivalence check for prefix reuse: the first sampled token (argmax)
+/// after reusing the cache equals the one after a fresh evaluation. (Whole
+/// generations may drift apart later: evaluating a prompt in different
+/// batch splits changes floating-point rounding.)
 #[tokio::test]
-async fn prefix_reuse_does_not_change_the_decision() {
-    let d = decider();
-    let (a, _da) = run("List the files in the workspace.", Sampling { temperature: 0.0, seed: 1, max_tokens: 64 });
-    let (b, _db) = run("Read notes.txt and summarise it.", Sampling { temperature: 0.0, seed: 1, max_tokens: 64 });
-    let first = d.decide(request(&a)).await.unwrap();
-    let again = d.decide(request(&a)).await.unwrap();
-    assert!(again.stats.cached_tokens > 100, "the second identical prompt reuses the cache: {:?}", again.stats);
-    assert_eq!(first.text, again.text, "reuse gives the same greedy output");
-    let other = d.decide(request(&b)).await.unwrap();
-    let back = d.decide(request(&a)).await.unwrap();
-    assert_eq!(first.text, back.text, "switching runs in between does not leak state");
-    assert!(other.stats.cached_tokens < other.stats.prompt_tokens);
+async fn prefix_reuse_gives_the_same_first_token() {
+    // Its own model instance: no other test's requests in between.
+    let opts = LlamaOptions { n_threads: Some(2), n_ctx: 4096, ..LlamaOptions::new(model_path()) };
+    let d = LlamaDecider::load(opts).expect("model loads");
+    let one = Sampling { temperature: 0.0, seed: 1, max_tokens: 1 };
+    let (a, _da) = run("List the files in the workspace.", one.clone());
+    let (mut b, _db) = run("Read notes.txt and summarise it.", one.clone());
+    // A run with another system prompt (one tool), so `a` is then evaluated almost from scratch.
+    let only_read: Vec<String> = vec!["fs.read".into()];
+    b.tools = b.tools.select(&only_read).unwrap();
+    d.decide(request(&b)).await.unwrap();
+    let fresh = d.decide(request(&a)).await.unwrap();
+    let reused = d.decide(request(&a)).await.unwrap();
+    assert!(fresh.stats.prompt_tokens - fresh.stats.cached_tokens >= 150, "fresh: {:?}", fresh.stats);
+    assert_eq!(reused.stats.cached_tokens + 1, reused.stats.prompt_tokens, "reused: {:?}", reused.stats);
+    assert_eq!(fresh.stats.completion_tokens, 1);
+    assert_eq!(fresh.text, reused.text, "the first token is the same with and without reuse");
 }

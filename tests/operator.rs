@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::*;
 use xct::crd::{RunPhase, XctRun};
@@ -200,7 +200,7 @@ async fn scripted_run_exercises_every_path() {
 async fn invalid_and_suspended_runs_wait() {
     let srv = cluster().await;
     let admin = srv.client();
-    let decider = Arc::new(ScriptedDecider::new(Vec::<String>::new()));
+    let decider = Arc::new(ScriptedDecider::new([r#"{"done":true,"message":"resumed and done"}"#]));
     let ctx = Arc::new(Context::new(
         kube::Client::try_from(operator_config(&srv)).unwrap(),
         operator_config(&srv),
@@ -228,7 +228,67 @@ async fn invalid_and_suspended_runs_wait() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    controller.abort();
     assert!(ok, "the invalid run reports its problems and the suspended run is Suspended");
     assert!(decider.requests().is_empty(), "no model call for invalid or suspended runs");
+    // Resume.
+    runs.patch("paused", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": false}}))).await.unwrap();
+    let done = wait_terminal(&runs, "paused", 10).await;
+    controller.abort();
+    assert_eq!(done.status.unwrap().phase, RunPhase::Succeeded);
+    assert_eq!(decider.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_run_does_not_stall_the_controller() {
+    let srv = xct_testapi::TestApiServer::start().await.unwrap();
+    let admin = srv.client();
+    // An older, permissive CRD lets a malformed object in; then the real CRD is applied.
+    let mut loose = serde_json::to_value(<XctRun as kube::CustomResourceExt>::crd()).unwrap();
+    loose["spec"]["versions"][0]["schema"]["openAPIV3Schema"] =
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    let crds: Api<kube::api::DynamicObject> = Api::all_with(
+        admin.clone(),
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    crds.create(&PostParams::default(), &serde_json::from_value(loose).unwrap()).await.unwrap();
+    install_demo(&admin).await;
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        admin.clone(),
+        NS,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("xct.dev", "v1alpha1", "XctRun"),
+            "xctruns",
+        ),
+    );
+    let broken = json!({"apiVersion": "xct.dev/v1alpha1", "kind": "XctRun", "metadata": {"name": "broken"}, "spec": {"goal": 5, "tools": "k8s.get"}});
+    raw.create(&PostParams::default(), &serde_json::from_value(broken).unwrap()).await.unwrap();
+    install_crds(&admin).await;
+    install_policies(&admin).await;
+    let decider = Arc::new(ScriptedDecider::new([r#"{"done":true,"message":"fine"}"#]));
+    let ctx =
+        Arc::new(Context::new(kube::Client::try_from(operator_config(&srv)).unwrap(), operator_config(&srv), decider));
+    let controller = tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())));
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let good: XctRun = serde_yaml::from_str(&format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: good}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n")).unwrap();
+    runs.create(&PostParams::default(), &good).await.unwrap();
+    let done = wait_terminal(&runs, "good", 10).await;
+    assert_eq!(done.status.unwrap().phase, RunPhase::Succeeded, "a valid run proceeds beside a malformed one");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), NS);
+    let mut seen = false;
+    for _ in 0..50 {
+        let list = events.list(&Default::default()).await.unwrap();
+        if list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("InvalidObject")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken")
+        }) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    controller.abort();
+    assert!(seen, "the malformed run gets an InvalidObject event");
 }

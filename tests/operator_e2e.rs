@@ -170,3 +170,36 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
     let value: Value = serde_json::to_value(&status.steps).unwrap();
     assert!(value.to_string().len() < 256 * 1024);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_model_the_controller_stays_up_and_unready() {
+    let srv = TestApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("operator.kubeconfig");
+    srv.write_kubeconfig(&kc, Some("xct-operator")).unwrap();
+    let port = free_port();
+    let mut controller = Controller(
+        Command::new(env!("CARGO_BIN_EXE_xct"))
+            .args(["controller", "--model", "/nonexistent/model.gguf", "--health-addr", &format!("127.0.0.1:{port}")])
+            .env("KUBECONFIG", &kc)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut live = false;
+    for _ in 0..50 {
+        if http_status(port, "/livez") == Some(200) {
+            live = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(live, "liveness is served without a model");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, body) = http_get(port, "/readyz").unwrap();
+    assert_eq!(code, 503);
+    assert!(body.contains("model loaded false"), "{body}");
+    assert!(controller.0.try_wait().unwrap().is_none(), "no crash loop: the process stays up");
+    assert!(!srv.requests().iter().any(|r| r.resource == "xctruns"), "no run is touched without a model");
+}

@@ -74,7 +74,21 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Check the hash chain of recorded histories (kubectl get -o yaml or xct local output).
+    Verify {
+        /// History files.
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Step histories.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// Work with XctPolicies offline.
     Policy {
         #[command(subcommand)]
@@ -115,6 +129,7 @@ pub enum Command {
 /// Entry point used by `main`.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::History { command: HistoryCommand::Verify { files } } => history_verify(&files),
         Command::Policy { command: PolicyCommand::Test { policies, baseline, namespace_labels, histories } } => {
             policy_test(&policies, baseline.as_deref(), &namespace_labels, &histories)
         }
@@ -258,6 +273,35 @@ fn policy_test(
         }
     }
     ExitCode::SUCCESS
+}
+
+fn history_verify(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for f in files {
+        match crate::local::load_statuses(f) {
+            Err(e) => {
+                eprintln!("xct: {}: {e}", f.display());
+                failed = true;
+            }
+            Ok(runs) => {
+                for (name, status) in runs {
+                    match crate::engine::record::verify_chain(&status.steps, "", 1) {
+                        Ok(()) => println!(
+                            "{}: {name}: ok, {} steps, head {}",
+                            f.display(),
+                            status.steps.len(),
+                            status.steps.last().and_then(|s| s.digest.as_deref()).unwrap_or("-")
+                        ),
+                        Err(e) => {
+                            println!("{}: {name}: BROKEN at {e}", f.display());
+                            failed = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
 fn crdgen(out: &std::path::Path) -> ExitCode {

@@ -253,6 +253,7 @@ pub struct XctRunStatus {
 impl XctRunStatus {
     /// Recompute the summary fields from `steps`.
     pub fn refresh_summary(&mut self) {
+        crate::engine::record::seal(&mut self.steps);
         self.step_count = self.steps.len() as u32;
         self.error_count = self.steps.iter().filter(|s| s.error_code().is_some()).count() as u32;
         self.last_tool = self.steps.last().and_then(|s| s.tool.clone());

@@ -363,6 +363,8 @@ fn base_record(index: u32, decided: &Decided) -> StepRecord {
         finished_at: None,
         model: decided.stats.clone(),
         timings: StepTimings { model_ms: decided.model_ms, ..StepTimings::default() },
+        prev_digest: None,
+        digest: None,
     }
 }
 

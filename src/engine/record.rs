@@ -149,6 +149,13 @@ pub struct StepRecord {
     pub model: ModelStats,
     /// Time split.
     pub timings: StepTimings,
+    /// sha256 of the previous step's `digest` ("" for the first step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_digest: Option<String>,
+    /// sha256 over this record (without `digest`) and `prevDigest`: a hash
+    /// chain, so any edit of recorded history is detectable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl StepRecord {
@@ -168,4 +175,63 @@ impl StepRecord {
             (None, _, _) => "Pending",
         }
     }
+}
+
+/// The digest a step should carry, given the previous step's digest.
+pub fn step_digest(step: &StepRecord, prev: &str) -> String {
+    let mut v = serde_json::to_value(step).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("digest");
+        m.insert("prevDigest".into(), serde_json::Value::String(prev.to_string()));
+    }
+    crate::protocol::sha256_hex(crate::protocol::canonical(&v).to_string().as_bytes())
+}
+
+/// Seal the chain: steps without a digest, and the last step (still
+/// changing while it executes), get theirs. Sealed earlier steps are never
+/// recomputed, so an edit to one of them stays detectable.
+pub fn seal(steps: &mut [StepRecord]) {
+    let last = steps.len().saturating_sub(1);
+    let mut prev = String::new();
+    for (i, s) in steps.iter_mut().enumerate() {
+        if s.digest.is_none() || i == last {
+            s.prev_digest = Some(prev.clone());
+            s.digest = Some(step_digest(s, &prev));
+        }
+        prev = s.digest.clone().unwrap_or_default();
+    }
+}
+
+/// A break in the chain.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("step {index}: {reason}")]
+pub struct ChainError {
+    pub index: u32,
+    pub reason: String,
+}
+
+/// Verify the chain over `steps`, starting after `prev` ("" from the first
+/// step): indices consecutive, each `prevDigest` the previous `digest`,
+/// each `digest` matching its content.
+pub fn verify_chain(steps: &[StepRecord], prev: &str, first_index: u32) -> Result<(), ChainError> {
+    let mut prev = prev.to_string();
+    for (i, s) in steps.iter().enumerate() {
+        let fail = |reason: &str| ChainError { index: s.index, reason: reason.to_string() };
+        if s.index != first_index + i as u32 {
+            return Err(fail(&format!(
+                "index {} where {} was expected (a step is missing or repeated)",
+                s.index,
+                first_index + i as u32
+            )));
+        }
+        let Some(d) = &s.digest else { return Err(fail("no digest")) };
+        if s.prev_digest.as_deref() != Some(prev.as_str()) {
+            return Err(fail("prevDigest does not match the previous step's digest"));
+        }
+        if *d != step_digest(s, &prev) {
+            return Err(fail("the record does not match its digest (it was edited)"));
+        }
+        prev = d.clone();
+    }
+    Ok(())
 }

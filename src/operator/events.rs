@@ -48,6 +48,8 @@ impl Events {
             (VerdictOutcome::Allowed, None) => (false, "StepExecuted"),
             (VerdictOutcome::Allowed, Some(_)) => (true, "StepFailed"),
         };
-        self.publish(reference, warning, reason, crate::local::step_line(step)).await;
+        // The digest in the event anchors the hash chain outside the run.
+        let note = format!("{} [digest {}]", crate::local::step_line(step), step.digest.as_deref().unwrap_or("-"));
+        self.publish(reference, warning, reason, note).await;
     }
 }

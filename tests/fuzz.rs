@@ -1,0 +1,105 @@
+//! Property tests: the protocol parser and the policy loader never panic,
+//! and every rejection is a coded error.
+
+use proptest::prelude::*;
+use serde_json::Value;
+use xct::crd::XctPolicySpec;
+use xct::protocol::{ErrorCode, Signal, decision_from_value, parse_decision};
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| Value::from(n)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        ".{0,20}".prop_map(Value::String),
+        prop_oneof![Just("next_step"), Just("done"), Just("tool"), Just("arguments"), Just("goal"), Just("message")]
+            .prop_map(|s| Value::String(s.to_string())),
+    ];
+    leaf.prop_recursive(4, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("next_step".to_string()),
+                    Just("done".to_string()),
+                    Just("tool".to_string()),
+                    Just("arguments".to_string()),
+                    Just("goal".to_string()),
+                    Just("message".to_string()),
+                    "[a-z]{1,6}"
+                ],
+                inner,
+                0..5
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn is_invalid_proposal(s: &Signal) -> bool {
+    matches!(s, Signal::Error { code: ErrorCode::InvalidProposal, message, .. } if !message.is_empty())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn parser_never_panics_on_text(text in ".{0,400}", truncated in any::<bool>()) {
+        if let Err(e) = parse_decision(&text, truncated) {
+            prop_assert!(is_invalid_proposal(&e.to_signal()));
+        }
+    }
+
+    #[test]
+    fn parser_never_panics_on_json(v in json_value(), trailing in prop_oneof![Just(""), Just(" "), Just("x"), Just("}")]) {
+        let text = format!("{v}{trailing}");
+        if let Err(e) = parse_decision(&text, false) {
+            prop_assert!(is_invalid_proposal(&e.to_signal()));
+        }
+        if let Err(e) = decision_from_value(v) {
+            prop_assert!(is_invalid_proposal(&e.to_signal()));
+        }
+    }
+
+    #[test]
+    fn policy_loader_never_panics(when in ".{0,120}", tools in prop::collection::vec("[a-z.*]{0,12}", 0..4), name in "[a-z-]{0,10}") {
+        let spec = serde_json::json!({"rules": [{"name": name, "tools": tools, "effect": "Allow", "when": when}]});
+        if let Ok(spec) = serde_json::from_value::<XctPolicySpec>(spec) {
+            match xct::policy::load("fuzz", None, &spec) {
+                xct::policy::Loaded::Invalid(p) => prop_assert!(!p.error.message.is_empty()),
+                xct::policy::Loaded::Ready(_) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn policy_evaluation_on_arbitrary_arguments_never_panics(args in json_value(), pick in 0usize..5) {
+        let exprs = [
+            "proposal.arguments.replicas <= 5",
+            "proposal.arguments.patch.spec.replicas > 2 && target == null",
+            "has(proposal.arguments.kind) && proposal.arguments.kind == 'Secret'",
+            "proposal.arguments.items.all(x, x > 1)",
+            "size(proposal.arguments) > 1 || run.step > 3",
+        ];
+        let spec: XctPolicySpec = serde_json::from_value(serde_json::json!({"rules": [{"name": "r", "tools": ["*"], "effect": "Allow", "when": exprs[pick]}]})).unwrap();
+        let loaded = xct::policy::load("fuzz", None, &spec);
+        let input = xct::policy::PolicyInput {
+            tool: "k8s.scale".into(),
+            arguments: args,
+            goal: String::new(),
+            run: xct::policy::RunInfo::default(),
+            target: Value::Null,
+        };
+        let j = xct::policy::judge(std::slice::from_ref(&loaded), &input);
+        // Either a rule matched, or it did not (default deny), or it failed closed.
+        prop_assert!(j.verdict == xct::policy::Verdict::Allow || j.verdict == xct::policy::Verdict::Deny);
+    }
+
+    #[test]
+    fn policy_yaml_never_panics(yaml in ".{0,200}") {
+        if let Ok(spec) = serde_yaml::from_str::<XctPolicySpec>(&yaml) {
+            let _ = xct::policy::load("fuzz", None, &spec);
+        }
+    }
+}

@@ -39,10 +39,12 @@ for f in "$out"/*.yaml; do
 done
 grep -q 'nvidia.com/gpu: "1"' "$out/gpu-set.yaml"
 grep -q -- '--n-gpu-layers=999' "$out/gpu-set.yaml"
-if "$helm" template x "$chart" --set replicaCount=2 >/dev/null 2>&1; then
-  echo "values.schema.json must refuse replicaCount 2" >&2
+if "$helm" template x "$chart" --set replicaCount=2 --set leaderElection.enabled=false >/dev/null 2>&1; then
+  echo "values.schema.json must refuse replicaCount 2 without leader election" >&2
   exit 1
 fi
+"$helm" template x "$chart" --set replicaCount=2 > "$out/replicas.yaml"
+grep -q -- '--leader-elect' "$out/replicas.yaml"
 # Install the rendered chart onto the in-memory test API server with kubectl.
 cargo build --quiet -p xct-testapi --bin xct-testapi
 ./target/debug/xct-testapi --listen 127.0.0.1:0 --kubeconfig "$out/kubeconfig" > "$out/url" &

@@ -99,9 +99,21 @@ pub enum Command {
         /// Only watch runs in this namespace (default: all namespaces).
         #[arg(long, env = "XCT_NAMESPACE")]
         namespace: Option<String>,
-        /// Address of /livez and /readyz.
+        /// Address of /livez, /readyz and /metrics.
         #[arg(long, env = "XCT_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
         health_addr: std::net::SocketAddr,
+        /// Elect a leader on a Lease; only the leader decides and executes.
+        #[arg(long)]
+        leader_elect: bool,
+        /// Namespace of the leader Lease.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        leader_election_namespace: String,
+        /// Name of the leader Lease.
+        #[arg(long, default_value = "xct-operator")]
+        leader_election_name: String,
+        /// Lease duration in seconds.
+        #[arg(long, default_value_t = 15)]
+        leader_election_seconds: u64,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -133,7 +145,23 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Policy { command: PolicyCommand::Test { policies, baseline, namespace_labels, histories } } => {
             policy_test(&policies, baseline.as_deref(), &namespace_labels, &histories)
         }
-        Command::Controller { namespace, health_addr, model } => controller(namespace, health_addr, model).await,
+        Command::Controller {
+            namespace,
+            health_addr,
+            leader_elect,
+            leader_election_namespace,
+            leader_election_name,
+            leader_election_seconds,
+            model,
+        } => {
+            let lease = leader_elect.then(|| crate::operator::leader::LeaseConfig {
+                namespace: leader_election_namespace,
+                name: leader_election_name,
+                identity: std::env::var("POD_NAME").unwrap_or_else(|_| format!("xct-{}", std::process::id())),
+                duration: std::time::Duration::from_secs(leader_election_seconds.max(3)),
+            });
+            controller(namespace, health_addr, lease, model).await
+        }
         Command::Crdgen { out } => crdgen(&out),
         Command::Local { manifest, workspace, history, model } => local(manifest, workspace, history, model).await,
     }
@@ -169,7 +197,12 @@ async fn local(manifest: PathBuf, workspace: PathBuf, history: Option<PathBuf>, 
     }
 }
 
-async fn controller(namespace: Option<String>, health_addr: std::net::SocketAddr, model: ModelArgs) -> ExitCode {
+async fn controller(
+    namespace: Option<String>,
+    health_addr: std::net::SocketAddr,
+    lease: Option<crate::operator::leader::LeaseConfig>,
+    model: ModelArgs,
+) -> ExitCode {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
@@ -207,7 +240,13 @@ async fn controller(namespace: Option<String>, health_addr: std::net::SocketAddr
     if let Ok(mut d) = health_state.decider.write() {
         *d = Some(decider.clone());
     }
-    let ctx = Arc::new(crate::operator::Context::with_metrics(client, config, decider, metrics));
+    let mut ctx = crate::operator::Context::with_metrics(client.clone(), config, decider, metrics);
+    if let Some(lease) = lease {
+        let leadership = Arc::new(crate::operator::leader::Leadership::default());
+        tokio::spawn(crate::operator::leader::run(client, lease, leadership.clone()));
+        ctx = ctx.with_leadership(leadership);
+    }
+    let ctx = Arc::new(ctx);
     crate::operator::run(ctx, namespace, readiness).await;
     ExitCode::SUCCESS
 }

@@ -4,6 +4,7 @@
 pub mod approval;
 pub mod events;
 pub mod health;
+pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod reconcile;
@@ -67,6 +68,8 @@ pub struct Context {
     /// The watched, compiled XctPolicies.
     pub policies: Arc<policy::PolicyCache>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Only the leader decides and executes (always, without election).
+    pub leadership: Arc<leader::Leadership>,
     /// Last phase seen per run (uid), for the runs-by-phase gauge.
     phases: Mutex<HashMap<String, crate::crd::RunPhase>>,
     /// Steps this process has recorded per run (uid): a cached object with
@@ -87,6 +90,7 @@ impl Context {
     ) -> Self {
         Context {
             metrics,
+            leadership: Arc::new(leader::Leadership::always()),
             phases: Mutex::new(HashMap::new()),
             events: events::Events::new(client.clone()),
             policies: policy::PolicyCache::start(client.clone()),
@@ -95,6 +99,12 @@ impl Context {
             decider,
             known_steps: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Use a Lease-based election instead of always leading.
+    pub fn with_leadership(mut self, leadership: Arc<leader::Leadership>) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     fn known(&self, uid: &str) -> usize {
@@ -153,7 +163,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<he
         Controller::new(api, watcher::Config::default()).watches(approvals, watcher::Config::default(), |a| {
             Some(ObjectRef::new(&a.spec.run_name).within(a.metadata.namespace.as_deref().unwrap_or_default()))
         });
-    tokio::spawn(policy::run_status_controller(ctx.client.clone(), ctx.policies.clone()));
+    tokio::spawn(policy::run_status_controller(ctx.client.clone(), ctx.policies.clone(), ctx.leadership.clone()));
     // No proposal is judged before the policies are known: an empty cache
     // would veto everything that is in fact allowed.
     ctx.policies.wait_until_ready().await;

@@ -169,13 +169,18 @@ pub fn labels(map: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String
 struct StatusCtx {
     client: kube::Client,
     cache: Arc<PolicyCache>,
+    leadership: Arc<super::leader::Leadership>,
 }
 
 /// Keep every XctPolicy's status current: Ready or Invalid (naming the rule
 /// and the CEL error), observedGeneration, runs decided.
-pub async fn run_status_controller(client: kube::Client, cache: Arc<PolicyCache>) {
+pub async fn run_status_controller(
+    client: kube::Client,
+    cache: Arc<PolicyCache>,
+    leadership: Arc<super::leader::Leadership>,
+) {
     let api: Api<XctPolicy> = Api::all(client.clone());
-    let ctx = Arc::new(StatusCtx { client, cache });
+    let ctx = Arc::new(StatusCtx { client, cache, leadership });
     Controller::new(api, watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile_status, |_, _, _| Action::requeue(Duration::from_secs(10)), ctx)
@@ -184,6 +189,9 @@ pub async fn run_status_controller(client: kube::Client, cache: Arc<PolicyCache>
 }
 
 async fn reconcile_status(policy: Arc<XctPolicy>, ctx: Arc<StatusCtx>) -> Result<Action, kube::Error> {
+    if !ctx.leadership.is_leader() {
+        return Ok(Action::requeue(Duration::from_secs(3)));
+    }
     let name = policy.name_any();
     let generation = policy.metadata.generation;
     let mut status = policy.status.clone().unwrap_or_default();

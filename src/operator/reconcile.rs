@@ -68,6 +68,10 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
     if status.phase.is_terminal() {
         return Ok(Action::await_change());
     }
+    // Every replica watches; only the leader decides and executes.
+    if !ctx.leadership.is_leader() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let uid = run.uid().unwrap_or_default();
     if status.steps.len() < ctx.known(&uid) {
         // Our cache has not seen our own last write yet.

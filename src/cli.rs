@@ -114,6 +114,10 @@ pub enum Command {
         /// Lease duration in seconds.
         #[arg(long, default_value_t = 15)]
         leader_election_seconds: u64,
+        /// Replay model outputs from a YAML list instead of loading a model
+        /// (tests and overhead benchmarks only).
+        #[arg(long, value_name = "FILE")]
+        scripted_decisions: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -152,6 +156,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             leader_election_namespace,
             leader_election_name,
             leader_election_seconds,
+            scripted_decisions,
             model,
         } => {
             let lease = leader_elect.then(|| crate::operator::leader::LeaseConfig {
@@ -160,7 +165,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 identity: std::env::var("POD_NAME").unwrap_or_else(|_| format!("xct-{}", std::process::id())),
                 duration: std::time::Duration::from_secs(leader_election_seconds.max(3)),
             });
-            controller(namespace, health_addr, lease, model).await
+            controller(namespace, health_addr, lease, model, scripted_decisions).await
         }
         Command::Crdgen { out } => crdgen(&out),
         Command::Local { manifest, workspace, history, model } => local(manifest, workspace, history, model).await,
@@ -202,6 +207,7 @@ async fn controller(
     health_addr: std::net::SocketAddr,
     lease: Option<crate::operator::leader::LeaseConfig>,
     model: ModelArgs,
+    scripted: Option<PathBuf>,
 ) -> ExitCode {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
@@ -222,21 +228,36 @@ async fn controller(
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let opts = model.options();
-    let decider = match tokio::task::spawn_blocking(move || LlamaDecider::load(opts)).await {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => {
-            // Never ready without a model, but no crash loop: stay up, unready.
-            tracing::error!(error = %e, "model not loaded; the operator will not become ready");
-            eprintln!("xct: {e}");
-            let _ = health.await;
-            return ExitCode::from(2);
+    let decider: Arc<dyn crate::model::Decider> = match scripted {
+        Some(path) => {
+            let outputs: Vec<String> = match std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_yaml::from_str(&t).map_err(|e| e.to_string()))
+            {
+                Ok(o) => o,
+                Err(e) => return fail(&format!("{}: {e}", path.display())),
+            };
+            Arc::new(crate::model::ScriptedDecider::new(outputs))
         }
-        Err(e) => return fail(&e),
+        None => {
+            let opts = model.options();
+            match tokio::task::spawn_blocking(move || LlamaDecider::load(opts)).await {
+                Ok(Ok(d)) => {
+                    tracing::info!(model = d.description(), "model loaded");
+                    Arc::new(d)
+                }
+                Ok(Err(e)) => {
+                    // Never ready without a model, but no crash loop: stay up, unready.
+                    tracing::error!(error = %e, "model not loaded; the operator will not become ready");
+                    eprintln!("xct: {e}");
+                    let _ = health.await;
+                    return ExitCode::from(2);
+                }
+                Err(e) => return fail(&e),
+            }
+        }
     };
     readiness.model_loaded.store(true, Ordering::SeqCst);
-    tracing::info!(model = decider.description(), "model loaded");
-    let decider: Arc<dyn crate::model::Decider> = Arc::new(decider);
     if let Ok(mut d) = health_state.decider.write() {
         *d = Some(decider.clone());
     }

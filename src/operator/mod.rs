@@ -3,6 +3,7 @@
 
 pub mod approval;
 pub mod events;
+pub mod fault;
 pub mod health;
 pub mod leader;
 pub mod metrics;

@@ -138,6 +138,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
     // Decide: exactly one model call.
     let engine = Engine::new(ctx.decider.as_ref());
     let decided = engine.decide(&cfg, &status.steps).await?;
+    super::fault::point("after-decision");
     let index = status.steps.len() as u32 + 1;
     let step = match &decided.parsed {
         Ok(Decision::NextStep(step)) => step.clone(),
@@ -175,9 +176,11 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
         status.refresh_summary();
         writer.write(&status).await?;
         ctx.remember(&uid, status.steps.len());
+        super::fault::point("after-intent");
     }
     // Execute, then record the result.
     let (signal, ms) = Engine::execute(&cfg, &step).await;
+    super::fault::point("after-execution");
     if let Some(last) = status.steps.last_mut() {
         complete(last, signal, ms);
     }
@@ -291,6 +294,7 @@ async fn record(
 ) -> Result<Action, Error> {
     status.refresh_summary();
     writer.write(status).await?;
+    super::fault::point("after-result");
     ctx.remember(uid, status.steps.len());
     ctx.phase(uid, status.phase);
     if let Some(step) = status.steps.last() {

@@ -80,6 +80,14 @@ pub enum HistoryCommand {
         /// History files.
         files: Vec<PathBuf>,
     },
+    /// Print a run's whole history from the cluster (status plus archive) and verify its chain.
+    Show {
+        /// The XctRun.
+        run: String,
+        /// Its namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +154,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::History { command: HistoryCommand::Verify { files } } => history_verify(&files),
+        Command::History { command: HistoryCommand::Show { run, namespace } } => history_show(&run, &namespace).await,
         Command::Policy { command: PolicyCommand::Test { policies, baseline, namespace_labels, histories } } => {
             policy_test(&policies, baseline.as_deref(), &namespace_labels, &histories)
         }
@@ -335,6 +344,31 @@ fn policy_test(
     ExitCode::SUCCESS
 }
 
+async fn history_show(run: &str, namespace: &str) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("no Kubernetes configuration: {e}")),
+    };
+    let (_, steps) = match crate::operator::archive::full_history(&client, namespace, run).await {
+        Ok(h) => h,
+        Err(e) => return fail(&e),
+    };
+    match serde_yaml::to_string(&steps) {
+        Ok(y) => print!("{y}"),
+        Err(e) => return fail(&e),
+    }
+    match crate::engine::record::verify_chain(&steps, "", 1) {
+        Ok(()) => {
+            eprintln!("{namespace}/{run}: {} steps, chain ok", steps.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{namespace}/{run}: chain BROKEN at {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn history_verify(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for f in files {
@@ -345,7 +379,15 @@ fn history_verify(files: &[PathBuf]) -> ExitCode {
             }
             Ok(runs) => {
                 for (name, status) in runs {
-                    match crate::engine::record::verify_chain(&status.steps, "", 1) {
+                    let first = status.archive.last().map_or(1, |a| a.last + 1);
+                    if !status.archive.is_empty() {
+                        println!(
+                            "{}: {name}: {} archived steps are not in this file (use `xct history show`)",
+                            f.display(),
+                            first - 1
+                        );
+                    }
+                    match crate::engine::record::verify_chain(&status.steps, status.chain_start(), first) {
                         Ok(()) => println!(
                             "{}: {name}: ok, {} steps, head {}",
                             f.display(),

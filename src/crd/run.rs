@@ -245,17 +245,46 @@ pub struct XctRunStatus {
     /// Outcome of the last step: Done, Success or an error code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_outcome: Option<String>,
-    /// Every step, in order.
+    /// The most recent steps, in order (older ones are in `archive`).
     #[serde(default)]
     pub steps: Vec<StepRecord>,
+    /// Older steps, moved in order into ConfigMaps owned by the run, so the
+    /// status stays small whatever the run's length. `xct history` puts
+    /// them back together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archive: Vec<ArchiveChunk>,
+}
+
+/// One ConfigMap of archived steps.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveChunk {
+    /// The ConfigMap (same namespace, owned by the run).
+    pub config_map: String,
+    /// Index of its first step.
+    pub first: u32,
+    /// Index of its last step.
+    pub last: u32,
+    /// Digest of its last step (the chain continues from it).
+    pub last_digest: String,
+    /// Steps in it whose signal was an error.
+    #[serde(default)]
+    pub errors: u32,
 }
 
 impl XctRunStatus {
+    /// The digest the kept steps' chain starts from ("" without an archive).
+    pub fn chain_start(&self) -> &str {
+        self.archive.last().map_or("", |a| a.last_digest.as_str())
+    }
+
     /// Recompute the summary fields from `steps`.
     pub fn refresh_summary(&mut self) {
-        crate::engine::record::seal(&mut self.steps);
-        self.step_count = self.steps.len() as u32;
-        self.error_count = self.steps.iter().filter(|s| s.error_code().is_some()).count() as u32;
+        let start = self.chain_start().to_string();
+        crate::engine::record::seal(&mut self.steps, &start);
+        self.step_count = crate::engine::steps_taken(&self.steps).max(self.archive.last().map_or(0, |a| a.last));
+        self.error_count = self.archive.iter().map(|a| a.errors).sum::<u32>()
+            + self.steps.iter().filter(|s| s.error_code().is_some()).count() as u32;
         self.last_tool = self.steps.last().and_then(|s| s.tool.clone());
         self.last_outcome = self.steps.last().map(|s| s.outcome_label().to_string());
     }

@@ -91,7 +91,7 @@ pub fn run_outcome(
         };
         return Some(RunOutcome::Succeeded { message });
     }
-    let steps = history.len() as u32;
+    let steps = steps_taken(history);
     if steps >= run.limits.max_steps {
         return Some(RunOutcome::Failed {
             code: ErrorCode::BudgetExhausted,
@@ -115,6 +115,12 @@ pub fn run_outcome(
         }
     }
     None
+}
+
+/// Steps taken so far. The history may be only the recent part of the run
+/// (older steps archived), so this is the last step's index, not a count.
+pub fn steps_taken(history: &[StepRecord]) -> u32 {
+    history.last().map_or(0, |s| s.index)
 }
 
 /// Error signals at the end of the history.
@@ -180,7 +186,7 @@ impl<'a> Engine<'a> {
             schema: context::decision_schema(run),
             // A different seed per step, so a retry after an error is not forced
             // to repeat itself; still deterministic for a given run and step.
-            sampling: Sampling { seed: run.sampling.seed.wrapping_add(history.len() as u32), ..run.sampling.clone() },
+            sampling: Sampling { seed: run.sampling.seed.wrapping_add(steps_taken(history)), ..run.sampling.clone() },
         };
         let raw = self.decider.decide(request).await?;
         let parsed = parse_decision(&raw.text, raw.stats.truncated);
@@ -276,7 +282,7 @@ impl<'a> Engine<'a> {
             return Err(EngineError::Finished(outcome));
         }
         let decided = self.decide(run, history).await?;
-        let index = history.len() as u32 + 1;
+        let index = steps_taken(history) + 1;
         let step = match &decided.parsed {
             Ok(Decision::NextStep(step)) => step.clone(),
             _ => return Ok(record_unexecuted(index, &decided, None)),

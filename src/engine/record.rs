@@ -190,9 +190,9 @@ pub fn step_digest(step: &StepRecord, prev: &str) -> String {
 /// Seal the chain: steps without a digest, and the last step (still
 /// changing while it executes), get theirs. Sealed earlier steps are never
 /// recomputed, so an edit to one of them stays detectable.
-pub fn seal(steps: &mut [StepRecord]) {
+pub fn seal(steps: &mut [StepRecord], start: &str) {
     let last = steps.len().saturating_sub(1);
-    let mut prev = String::new();
+    let mut prev = start.to_string();
     for (i, s) in steps.iter_mut().enumerate() {
         if s.digest.is_none() || i == last {
             s.prev_digest = Some(prev.clone());

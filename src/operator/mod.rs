@@ -2,6 +2,7 @@
 //! model step per reconcile (see [`reconcile`]).
 
 pub mod approval;
+pub mod archive;
 pub mod events;
 pub mod fault;
 pub mod health;
@@ -58,6 +59,24 @@ impl Error {
     }
 }
 
+/// How far a run's recorded status has come, ordered: steps taken, archive
+/// chunks, and the last step's phase. A cached object behind what this
+/// process wrote is stale and waits for the watch to catch up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Progress(u32, usize, u8);
+
+impl Progress {
+    pub fn of(status: &crate::crd::XctRunStatus) -> Self {
+        use crate::engine::record::StepPhase;
+        let phase = match status.steps.last().map(|s| s.phase) {
+            Some(StepPhase::AwaitingApproval) => 0,
+            Some(StepPhase::Executing) => 1,
+            _ => 2,
+        };
+        Progress(crate::engine::steps_taken(&status.steps), status.archive.len(), phase)
+    }
+}
+
 /// Shared by every reconcile.
 pub struct Context {
     /// The operator's own identity: reads runs, writes their status and events.
@@ -75,7 +94,7 @@ pub struct Context {
     phases: Mutex<HashMap<String, crate::crd::RunPhase>>,
     /// Steps this process has recorded per run (uid): a cached object with
     /// fewer is stale and waits for the watch to catch up.
-    known_steps: Mutex<HashMap<String, usize>>,
+    known_steps: Mutex<HashMap<String, Progress>>,
 }
 
 impl Context {
@@ -108,8 +127,8 @@ impl Context {
         self
     }
 
-    fn known(&self, uid: &str) -> usize {
-        self.known_steps.lock().map(|m| m.get(uid).copied().unwrap_or(0)).unwrap_or(0)
+    fn known(&self, uid: &str) -> Progress {
+        self.known_steps.lock().map(|m| m.get(uid).copied().unwrap_or_default()).unwrap_or_default()
     }
 
     /// Track a run's phase for the runs gauge.
@@ -120,9 +139,9 @@ impl Context {
         }
     }
 
-    fn remember(&self, uid: &str, steps: usize) {
+    fn remember(&self, uid: &str, status: &crate::crd::XctRunStatus) {
         if let Ok(mut m) = self.known_steps.lock() {
-            m.insert(uid.to_string(), steps);
+            m.insert(uid.to_string(), Progress::of(status));
         }
     }
 }

@@ -24,7 +24,9 @@ use super::{Context, Error};
 use crate::crd::{RunPhase, XctRun, XctRunStatus, set_condition};
 use crate::engine::record::VerdictOutcome;
 use crate::engine::record::{StepPhase, StepRecord};
-use crate::engine::{Engine, RunConfig, RunOutcome, complete, record_intent, record_unexecuted, run_outcome};
+use crate::engine::{
+    Engine, RunConfig, RunOutcome, complete, record_intent, record_unexecuted, run_outcome, steps_taken,
+};
 use crate::k8s::tools::K8sContext;
 use crate::policy::RunInfo;
 use crate::protocol::{Decision, ErrorCode, NextStep, Signal, parse_decision};
@@ -73,7 +75,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let uid = run.uid().unwrap_or_default();
-    if status.steps.len() < ctx.known(&uid) {
+    if super::Progress::of(&status) < ctx.known(&uid) {
         // Our cache has not seen our own last write yet.
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
@@ -125,7 +127,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
     // Recover a step found mid-execution (the controller stopped during it).
     if status.steps.last().is_some_and(|s| s.phase == StepPhase::Executing) {
         recover(&cfg, &mut status).await;
-        return record(&ctx, &mut writer, &reference, &uid, &mut status).await;
+        return record(&ctx, run, &mut writer, &reference, &uid, &mut status).await;
     }
     // A step waiting for approval: approved, rejected, timed out, or still waiting.
     if let Some(pending) = status.steps.last().filter(|s| s.phase == StepPhase::AwaitingApproval).cloned() {
@@ -139,12 +141,12 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
     let engine = Engine::new(ctx.decider.as_ref());
     let decided = engine.decide(&cfg, &status.steps).await?;
     super::fault::point("after-decision");
-    let index = status.steps.len() as u32 + 1;
+    let index = steps_taken(&status.steps) + 1;
     let step = match &decided.parsed {
         Ok(Decision::NextStep(step)) => step.clone(),
         _ => {
             status.steps.push(record_unexecuted(index, &decided, None));
-            return record(&ctx, &mut writer, &reference, &uid, &mut status).await;
+            return record(&ctx, run, &mut writer, &reference, &uid, &mut status).await;
         }
     };
     // Validate: tools, schema, policies, the tool's own dry run.
@@ -158,14 +160,14 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
     let validated = Engine::validate(&cfg, &step, Some(&gate)).await;
     if validated.refusal.is_some() {
         status.steps.push(record_unexecuted(index, &decided, Some(validated)));
-        return record(&ctx, &mut writer, &reference, &uid, &mut status).await;
+        return record(&ctx, run, &mut writer, &reference, &uid, &mut status).await;
     }
     if validated.verdict.outcome == VerdictOutcome::AwaitingApproval {
         let pending = record_intent(index, &decided, &step, validated);
         status.phase = RunPhase::AwaitingApproval;
         status.message = Some(awaiting_message(&pending, &[]));
         status.steps.push(pending);
-        record(&ctx, &mut writer, &reference, &uid, &mut status).await?;
+        record(&ctx, run, &mut writer, &reference, &uid, &mut status).await?;
         return Ok(Action::requeue(APPROVAL_POLL));
     }
     // Record the intent before a mutation executes.
@@ -175,7 +177,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
     if mutating {
         status.refresh_summary();
         writer.write(&status).await?;
-        ctx.remember(&uid, status.steps.len());
+        ctx.remember(&uid, &status);
         super::fault::point("after-intent");
     }
     // Execute, then record the result.
@@ -184,7 +186,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
     if let Some(last) = status.steps.last_mut() {
         complete(last, signal, ms);
     }
-    record(&ctx, &mut writer, &reference, &uid, &mut status).await
+    record(&ctx, run, &mut writer, &reference, &uid, &mut status).await
 }
 
 /// What a run looks like to its policies.
@@ -203,7 +205,7 @@ async fn run_info(ctx: &Context, run: &XctRun, status: &XctRunStatus) -> RunInfo
             "labels": run.metadata.labels, "annotations": run.metadata.annotations,
         }),
         spec: serde_json::to_value(&run.spec).unwrap_or_default(),
-        step: status.steps.len() as u32 + 1,
+        step: steps_taken(&status.steps) + 1,
         mutations: status
             .steps
             .iter()
@@ -263,7 +265,7 @@ async fn awaiting(
             }
             status.refresh_summary();
             writer.write(status).await?;
-            ctx.remember(uid, status.steps.len());
+            ctx.remember(uid, status);
             let step = match parse_decision(&pending.decision, false) {
                 Ok(Decision::NextStep(step)) => step,
                 _ => return Err(Error::Internal("an approved step has no proposal".into())),
@@ -272,7 +274,7 @@ async fn awaiting(
             if let Some(last) = status.steps.last_mut() {
                 complete(last, signal, ms);
             }
-            return record(ctx, writer, reference, uid, status).await;
+            return record(ctx, run, writer, reference, uid, status).await;
         }
     };
     status.phase = RunPhase::Running;
@@ -281,12 +283,13 @@ async fn awaiting(
         last.verdict.outcome = VerdictOutcome::Vetoed;
         complete(last, signal, 0);
     }
-    record(ctx, writer, reference, uid, status).await
+    record(ctx, run, writer, reference, uid, status).await
 }
 
 /// Write the status with the new step, publish its event, come back soon.
 async fn record(
     ctx: &Context,
+    run: &XctRun,
     writer: &mut StatusWriter,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     uid: &str,
@@ -295,11 +298,18 @@ async fn record(
     status.refresh_summary();
     writer.write(status).await?;
     super::fault::point("after-result");
-    ctx.remember(uid, status.steps.len());
+    ctx.remember(uid, status);
     ctx.phase(uid, status.phase);
     if let Some(step) = status.steps.last() {
         ctx.metrics.step(step);
         ctx.events.step(reference, step).await;
+    }
+    // Keep the status bounded: the result is recorded first, so archiving
+    // can fail or be interrupted without losing anything.
+    if super::archive::maybe_archive(&ctx.client, run, status).await? {
+        status.refresh_summary();
+        writer.write(status).await?;
+        ctx.remember(uid, status);
     }
     Ok(Action::requeue(NEXT_STEP))
 }

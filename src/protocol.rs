@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 /// Largest model output the parser looks at (bytes). Longer outputs are
 /// refused without being parsed.
-pub const MAX_DECISION_BYTES: usize = 64 * 1024;
+pub const MAX_DECISION_BYTES: usize = 16 * 1024;
 
 /// The closed set of error codes a signal can carry.
 ///

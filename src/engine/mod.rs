@@ -353,10 +353,26 @@ pub fn complete(rec: &mut StepRecord, signal: Signal, execution_ms: u64) {
     rec.finished_at = Some(now_rfc3339());
 }
 
+/// Longest invalid output kept verbatim in a record; longer ones are cut,
+/// with their size and sha256. (Valid decisions are at most
+/// [`crate::protocol::MAX_DECISION_BYTES`] and are kept whole.)
+pub const MAX_KEPT_INVALID_BYTES: usize = 2048;
+
 fn base_record(index: u32, decided: &Decided) -> StepRecord {
+    let (decision, decision_sha256) = if decided.parsed.is_err() && decided.raw.len() > MAX_KEPT_INVALID_BYTES {
+        let mut cut = MAX_KEPT_INVALID_BYTES;
+        while !decided.raw.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        (decided.raw[..cut].to_string(), Some(sha256_hex(decided.raw.as_bytes())))
+    } else {
+        (decided.raw.clone(), None)
+    };
     StepRecord {
         index,
-        decision: decided.raw.clone(),
+        decision,
+        decision_bytes: decision_sha256.as_ref().map(|_| decided.raw.len() as u32),
+        decision_sha256,
         tool: None,
         proposal_digest: None,
         verdict: Verdict::new(VerdictOutcome::Invalid, String::new(), None),

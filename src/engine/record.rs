@@ -114,8 +114,15 @@ pub struct StepTimings {
 pub struct StepRecord {
     /// 1-based position in the run.
     pub index: u32,
-    /// The model's output, verbatim.
+    /// The model's output, verbatim (an invalid output over 2 KiB is cut;
+    /// see `decisionBytes` and `decisionSha256`).
     pub decision: String,
+    /// Size of the full output, when `decision` was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_bytes: Option<u32>,
+    /// sha256 of the full output, when `decision` was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_sha256: Option<String>,
     /// The proposed tool, when the decision parsed as a proposal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,

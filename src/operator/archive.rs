@@ -16,6 +16,10 @@ use crate::engine::record::StepRecord;
 
 /// Steps moved per ConfigMap (and kept at least in the status).
 pub const KEEP: usize = 20;
+/// Serialized size of the kept steps above which the oldest are archived
+/// early, whatever their number. A step record is at most ~30 KiB (16 KiB
+/// decision, 8 KiB result, detail), so the object stays under 256 KiB.
+pub const MAX_KEPT_BYTES: usize = 160 * 1024;
 /// Label naming the run on its archive ConfigMaps.
 pub const RUN_LABEL: &str = "xct.dev/run";
 const DATA_KEY: &str = "steps.yaml";
@@ -29,11 +33,17 @@ fn chunk_name(run: &str, n: usize) -> String {
 /// Move the oldest steps into a ConfigMap if the status holds too many.
 /// Returns whether the status changed (it must then be written).
 pub async fn maybe_archive(client: &kube::Client, run: &XctRun, status: &mut XctRunStatus) -> Result<bool, Error> {
-    if status.steps.len() < 2 * KEEP {
+    let bytes = serde_json::to_string(&status.steps).map_or(0, |s| s.len());
+    let take = if status.steps.len() >= 2 * KEEP {
+        KEEP
+    } else if bytes > MAX_KEPT_BYTES && status.steps.len() > 1 {
+        // Large steps: move the older half (the last step always stays).
+        (status.steps.len() / 2).max(1)
+    } else {
         return Ok(false);
-    }
+    };
     let ns = run.namespace().unwrap_or_default();
-    let chunk: Vec<StepRecord> = status.steps[..KEEP].to_vec();
+    let chunk: Vec<StepRecord> = status.steps[..take].to_vec();
     let name = chunk_name(&run.name_any(), status.archive.len());
     let yaml = serde_yaml::to_string(&chunk).map_err(|e| Error::Internal(e.to_string()))?;
     let owner = run.controller_owner_ref(&()).map(|mut o| {
@@ -67,7 +77,7 @@ pub async fn maybe_archive(client: &kube::Client, run: &XctRun, status: &mut Xct
     let last = chunk.last().map_or(0, |s| s.index);
     let last_digest = chunk.last().and_then(|s| s.digest.clone()).unwrap_or_default();
     let errors = chunk.iter().filter(|s| s.error_code().is_some()).count() as u32;
-    status.steps.drain(..KEEP);
+    status.steps.drain(..take);
     status.archive.push(ArchiveChunk { config_map: name, first, last, last_digest, errors });
     Ok(true)
 }

@@ -1,7 +1,7 @@
 //! Admission checks: object names (RFC 1123 subdomains) and, for custom
 //! resources, the CRD's structural schema ("Validation" and "Pruning" under
 //! "Custom Resources"): types, required, enum, numeric and length bounds,
-//! and pruning of unknown fields. CEL rules (`x-kubernetes-validations`)
+//! `pattern`, and pruning of unknown fields. CEL rules (`x-kubernetes-validations`)
 //! are not evaluated here.
 
 use serde_json::Value;
@@ -106,6 +106,15 @@ fn walk(schema: &Value, v: &mut Value, path: &str, errs: &mut Vec<String>) {
             }
         }
         Value::String(s) => {
+            if let Some(p) = schema["pattern"].as_str() {
+                match regex::Regex::new(p) {
+                    Ok(re) if !re.is_match(s) => {
+                        errs.push(format!("{path}: Invalid value: {s:?}: {path} in body should match '{p}'"));
+                    }
+                    Ok(_) => {}
+                    Err(e) => errs.push(format!("{path}: the schema's pattern does not compile: {e}")),
+                }
+            }
             let n = s.chars().count() as u64;
             if let Some(max) = schema["maxLength"].as_u64()
                 && n > max

@@ -1,0 +1,81 @@
+//! Load: 200 concurrent runs with a scripted decider against the test API
+//! server. No step lost or duplicated, memory bounded; steps/s reported.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use support::*;
+use xct::crd::{RunPhase, XctRun};
+use xct::engine::record::verify_chain;
+use xct::model::{DecideRequest, Decider, DeciderError, RawDecision, Role};
+use xct::operator::{Context, health::Readiness};
+
+/// Four reads, then done, decided from the history length alone.
+struct FourReads;
+
+#[async_trait]
+impl Decider for FourReads {
+    async fn decide(&self, req: DecideRequest) -> Result<RawDecision, DeciderError> {
+        let taken = req.messages.iter().filter(|m| m.role == Role::Assistant).count();
+        let text = if taken < 4 {
+            json!({"next_step": {"tool": "k8s.get", "arguments": {"kind": "Deployment", "name": "web"}, "goal": format!("read {taken}")}}).to_string()
+        } else {
+            r#"{"done":true,"message":"read four times"}"#.to_string()
+        };
+        Ok(RawDecision { text, stats: Default::default() })
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_runs() {
+    const RUNS: usize = 200;
+    let srv = cluster().await;
+    let admin = srv.client();
+    let ctx = Arc::new(Context::new(kube::Client::try_from(operator_config(&srv)).unwrap(), operator_config(&srv), Arc::new(FourReads)));
+    let controller = tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())));
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let rss_before = rss_kib();
+    let started = Instant::now();
+    for i in 0..RUNS {
+        let run: XctRun = serde_yaml::from_str(&format!(
+            "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: load-{i:03}}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n"
+        ))
+        .unwrap();
+        runs.create(&PostParams::default(), &run).await.unwrap();
+    }
+    let mut all = vec![];
+    for _ in 0..1200 {
+        all = runs.list(&Default::default()).await.unwrap().items;
+        if all.len() == RUNS && all.iter().all(|r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    controller.abort();
+    let mut steps = 0;
+    for r in &all {
+        let s = r.status.as_ref().expect("every run has a status");
+        assert_eq!(s.phase, RunPhase::Succeeded, "{:?}: {:?}", r.metadata.name, s.message);
+        assert_eq!(s.steps.len(), 5, "{:?}: no step lost or duplicated", r.metadata.name);
+        verify_chain(&s.steps, "", 1).unwrap();
+        steps += s.steps.len();
+    }
+    let rss_growth_mib = rss_kib().saturating_sub(rss_before) / 1024;
+    let rate = steps as f64 / elapsed.as_secs_f64();
+    println!("{RUNS} runs, {steps} steps in {:.1}s: {rate:.0} steps/s; RSS growth {rss_growth_mib} MiB (test API server included)", elapsed.as_secs_f64());
+    assert_eq!(steps, RUNS * 5);
+    assert!(rss_growth_mib < 512, "memory bounded: grew {rss_growth_mib} MiB");
+}

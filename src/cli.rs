@@ -256,9 +256,14 @@ async fn controller(
                     Arc::new(d)
                 }
                 Ok(Err(e)) => {
-                    // Never ready without a model, but no crash loop: stay up, unready.
+                    // Never ready without a model, but no crash loop: stay up, unready,
+                    // say why on /readyz and in a Warning Event on this pod.
                     tracing::error!(error = %e, "model not loaded; the operator will not become ready");
                     eprintln!("xct: {e}");
+                    if let Ok(mut m) = readiness.model_error.lock() {
+                        *m = Some(e.to_string());
+                    }
+                    model_unavailable_event(&client, &e.to_string()).await;
                     let _ = health.await;
                     return ExitCode::from(2);
                 }
@@ -404,6 +409,25 @@ fn history_verify(files: &[PathBuf]) -> ExitCode {
         }
     }
     if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// A Warning Event on the operator's own pod (POD_NAME, POD_NAMESPACE).
+async fn model_unavailable_event(client: &kube::Client, error: &str) {
+    let (Ok(name), Ok(namespace)) = (std::env::var("POD_NAME"), std::env::var("POD_NAMESPACE")) else { return };
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client.clone(), &namespace);
+    let reference = match pods.get(&name).await {
+        Ok(p) => kube::Resource::object_ref(&p, &()),
+        Err(_) => k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name),
+            namespace: Some(namespace),
+            ..Default::default()
+        },
+    };
+    crate::operator::events::Events::new(client.clone())
+        .publish(&reference, true, "ModelUnavailable", format!("the model could not be loaded; not ready: {error}"))
+        .await;
 }
 
 fn crdgen(out: &std::path::Path) -> ExitCode {

@@ -34,7 +34,9 @@ impl Decider for FourReads {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -43,7 +45,11 @@ async fn two_hundred_concurrent_runs() {
     const RUNS: usize = 200;
     let srv = cluster().await;
     let admin = srv.client();
-    let ctx = Arc::new(Context::new(kube::Client::try_from(operator_config(&srv)).unwrap(), operator_config(&srv), Arc::new(FourReads)));
+    let ctx = Arc::new(Context::new(
+        kube::Client::try_from(operator_config(&srv)).unwrap(),
+        operator_config(&srv),
+        Arc::new(FourReads),
+    ));
     let controller = tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())));
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     let rss_before = rss_kib();
@@ -75,7 +81,10 @@ async fn two_hundred_concurrent_runs() {
     }
     let rss_growth_mib = rss_kib().saturating_sub(rss_before) / 1024;
     let rate = steps as f64 / elapsed.as_secs_f64();
-    println!("{RUNS} runs, {steps} steps in {:.1}s: {rate:.0} steps/s; RSS growth {rss_growth_mib} MiB (test API server included)", elapsed.as_secs_f64());
+    println!(
+        "{RUNS} runs, {steps} steps in {:.1}s: {rate:.0} steps/s; RSS growth {rss_growth_mib} MiB (test API server included)",
+        elapsed.as_secs_f64()
+    );
     assert_eq!(steps, RUNS * 5);
     assert!(rss_growth_mib < 512, "memory bounded: grew {rss_growth_mib} MiB");
 }

@@ -172,6 +172,53 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_model_is_reported_and_the_controller_stays_up_and_unready() {
+    let srv = TestApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("operator.kubeconfig");
+    srv.write_kubeconfig(&kc, Some("xct-operator")).unwrap();
+    let nss: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(srv.client());
+    nss.create(
+        &Default::default(),
+        &serde_json::from_value(serde_json::json!({"metadata": {"name": "xct-system"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let corrupt = dir.path().join("corrupt.gguf");
+    std::fs::write(&corrupt, b"GGUF this is not a model").unwrap();
+    let port = free_port();
+    let mut controller = Controller(
+        Command::new(env!("CARGO_BIN_EXE_xct"))
+            .args(["controller", "--health-addr", &format!("127.0.0.1:{port}"), "--model"])
+            .arg(&corrupt)
+            .env("KUBECONFIG", &kc)
+            .env("POD_NAME", "xct-operator-0")
+            .env("POD_NAMESPACE", "xct-system")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(srv.client(), "xct-system");
+    let mut reported = None;
+    for _ in 0..100 {
+        let list = events.list(&Default::default()).await.unwrap();
+        if let Some(e) = list.items.into_iter().find(|e| e.reason.as_deref() == Some("ModelUnavailable")) {
+            reported = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = reported.expect("a ModelUnavailable event");
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    assert!(e.note.unwrap_or_default().contains("cannot load model"));
+    let (code, body) = http_get(port, "/readyz").unwrap();
+    assert_eq!(code, 503);
+    assert!(body.contains("cannot load model"), "{body}");
+    assert!(controller.0.try_wait().unwrap().is_none(), "no crash loop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_model_the_controller_stays_up_and_unready() {
     let srv = TestApiServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();

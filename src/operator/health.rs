@@ -15,6 +15,8 @@ use axum::routing::get;
 pub struct Readiness {
     pub model_loaded: AtomicBool,
     pub watches_synced: AtomicBool,
+    /// Why the model is not loaded, when loading failed.
+    pub model_error: std::sync::Mutex<Option<String>>,
 }
 
 /// What the health server serves.
@@ -48,7 +50,8 @@ async fn readyz(State(h): State<Arc<Health>>) -> (StatusCode, String) {
     } else {
         let model = r.model_loaded.load(Ordering::SeqCst);
         let synced = r.watches_synced.load(Ordering::SeqCst);
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: model loaded {model}, watches synced {synced}"))
+        let why = r.model_error.lock().ok().and_then(|e| e.clone()).map(|e| format!(": {e}")).unwrap_or_default();
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: model loaded {model}, watches synced {synced}{why}"))
     }
 }
 

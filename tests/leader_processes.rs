@@ -1,0 +1,122 @@
+//! Leader election with two `xct controller --leader-elect` processes: the
+//! leader is killed (SIGKILL) mid-run, the other takes over, no step is
+//! duplicated or lost.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use support::*;
+use xct::crd::{RunPhase, XctRun};
+use xct::engine::record::verify_chain;
+use xct::protocol::ErrorCode;
+
+fn replica(kc: &std::path::Path, decisions: &std::path::Path, name: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_xct"))
+        .args([
+            "controller",
+            "--leader-elect",
+            "--leader-election-seconds",
+            "3",
+            "--health-addr",
+            "127.0.0.1:0",
+            "--scripted-decisions",
+        ])
+        .arg(decisions)
+        .env("KUBECONFIG", kc)
+        .env("POD_NAME", name)
+        .env("POD_NAMESPACE", "default")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_process_hands_over_without_duplicates() {
+    let srv = cluster().await;
+    let admin = srv.client();
+    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc_a = dir.path().join("a.kubeconfig");
+    let kc_b = dir.path().join("b.kubeconfig");
+    srv.write_kubeconfig(&kc_a, Some("replica-a")).unwrap();
+    srv.write_kubeconfig(&kc_b, Some("replica-b")).unwrap();
+    // Each process replays the same script from its start: a slow series of scales, then done.
+    let mut outputs: Vec<String> = (0..40)
+        .map(|i| json!({"next_step": {"tool": "k8s.scale", "arguments": {"kind": "Deployment", "name": "web", "replicas": 1 + i % 4}, "goal": "g"}}).to_string())
+        .collect();
+    outputs.push(r#"{"done":true,"message":"ok"}"#.into());
+    let decisions = dir.path().join("decisions.yaml");
+    std::fs::write(&decisions, serde_yaml::to_string(&outputs).unwrap()).unwrap();
+
+    let mut a = replica(&kc_a, &decisions, "replica-a");
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), "default");
+    for _ in 0..100 {
+        if leases.get_opt("xct-operator").await.unwrap().and_then(|l| l.spec?.holder_identity).as_deref()
+            == Some("replica-a")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut b = replica(&kc_b, &decisions, "replica-b");
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let run: XctRun = serde_yaml::from_str(&format!(
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: handover}}\nspec:\n  goal: g\n  tools: [k8s.scale]\n  serviceAccountName: {SA}\n  limits: {{maxSteps: 30}}\n"
+    ))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    for _ in 0..400 {
+        if runs.get("handover").await.unwrap().status.is_some_and(|s| s.steps.len() >= 5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    let killed_at = srv.requests().len() as u64;
+    let mut status = None;
+    for _ in 0..300 {
+        let r = runs.get("handover").await.unwrap();
+        if r.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
+            status = r.status;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = b.kill();
+    let _ = b.wait();
+    let status = status.expect("the surviving replica finished the run");
+    assert!(matches!(status.phase, RunPhase::Succeeded | RunPhase::Failed), "{:?}", status.phase);
+    verify_chain(&status.steps, "", 1).expect("no step lost, repeated or edited");
+    let log = srv.requests();
+    let wrote = |who: &str| {
+        log.iter().any(|r| {
+            r.authenticated_user == who && r.subresource == "status" && r.resource == "xctruns" && r.status < 300
+        })
+    };
+    assert!(wrote("replica-a") && wrote("replica-b"), "both replicas led in turn");
+    assert!(
+        !log.iter().any(|r| r.seq <= killed_at
+            && r.authenticated_user == "replica-b"
+            && (r.impersonated || r.subresource == "status")),
+        "the follower stayed passive while the leader lived"
+    );
+    let persisted = log.iter().filter(|r| r.subresource == "scale" && r.is_persisted_mutation()).count();
+    let executed =
+        status.steps.iter().filter(|s| s.mutating && s.signal.as_ref().is_some_and(|g| !g.is_error())).count();
+    let unknown = status.steps.iter().filter(|s| s.error_code() == Some(ErrorCode::OutcomeUnknown)).count();
+    assert!(
+        persisted >= executed && persisted <= executed + unknown,
+        "{persisted} persisted, {executed} executed, {unknown} unknown"
+    );
+    println!("{} steps, {persisted} mutations, {unknown} unknown after the kill", status.steps.len());
+}

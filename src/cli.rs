@@ -39,9 +39,14 @@ pub struct ModelArgs {
     /// Layers to offload to the GPU (needs a cuda or vulkan build).
     #[arg(long, env = "XCT_N_GPU_LAYERS", default_value_t = 0)]
     pub n_gpu_layers: u32,
-    /// Context window in tokens.
+    /// Context window in tokens, per run.
     #[arg(long, default_value_t = 8192)]
     pub n_ctx: u32,
+    /// Runs whose evaluated prompts are kept between steps (one KV sequence
+    /// each, least recently used evicted); also how many requests are
+    /// decoded together.
+    #[arg(long, env = "XCT_SLOTS", default_value_t = 4)]
+    pub slots: u32,
 }
 
 impl ModelArgs {
@@ -50,6 +55,7 @@ impl ModelArgs {
             n_threads: self.threads,
             n_gpu_layers: self.n_gpu_layers,
             n_ctx: self.n_ctx,
+            slots: self.slots,
             ..LlamaOptions::new(&self.model)
         }
     }

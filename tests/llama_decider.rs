@@ -90,3 +90,44 @@ async fn prefix_reuse_gives_the_same_first_token() {
     assert_eq!(fresh.stats.completion_tokens, 1);
     assert_eq!(fresh.text, reused.text, "the first token is the same with and without reuse");
 }
+
+/// Each run keeps its own slot; the least recently used is evicted and
+/// simply evaluated again; concurrent requests are served together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_keep_runs_apart_and_evict_the_least_recently_used() {
+    let opts = LlamaOptions { n_threads: Some(2), n_ctx: 2048, slots: 2, ..LlamaOptions::new(model_path()) };
+    let d = Arc::new(LlamaDecider::load(opts).expect("model loads"));
+    let one = Sampling { temperature: 0.0, seed: 1, max_tokens: 1 };
+    let mk = |id: &str, goal: &str| {
+        let (mut cfg, dir) = run(goal, one.clone());
+        cfg.id = id.into();
+        (cfg, dir)
+    };
+    let (a, _da) = mk("a", "List the files in the workspace.");
+    let (b, _db) = mk("b", "Read notes.txt and summarise it.");
+    let (c, _dc) = mk("c", "Write hello.txt containing hi.");
+    let full = |r: &xct::model::RawDecision| r.stats.cached_tokens + 1 == r.stats.prompt_tokens;
+    d.decide(request(&a)).await.unwrap();
+    d.decide(request(&b)).await.unwrap();
+    assert!(full(&d.decide(request(&a)).await.unwrap()), "a kept its slot while b ran");
+    assert!(full(&d.decide(request(&b)).await.unwrap()), "b kept its slot");
+    d.decide(request(&c)).await.unwrap(); // evicts a, the least recently used
+    let a_again = d.decide(request(&a)).await.unwrap();
+    assert!(!full(&a_again), "a was evicted and evaluated again: {:?}", a_again.stats);
+    // Four concurrent requests (more than the slots): all served, all parse.
+    let mut handles = vec![];
+    for (id, goal) in [("w", "List files."), ("x", "Read a.txt."), ("y", "Write b.txt."), ("z", "List the folder.")] {
+        let d = d.clone();
+        let (cfg, dir) = mk(id, goal);
+        let mut req = request(&cfg);
+        req.sampling.max_tokens = 64;
+        handles.push(tokio::spawn(async move {
+            let _keep = dir;
+            d.decide(req).await
+        }));
+    }
+    for h in handles {
+        let out = h.await.unwrap().unwrap();
+        assert!(parse_decision(&out.text, out.stats.truncated).is_ok() || out.stats.truncated, "{}", out.text);
+    }
+}

@@ -1,0 +1,218 @@
+//! `LlamaDecider`: a GGUF model run in-process by llama.cpp.
+//!
+//! The model is loaded once, on a dedicated inference thread that owns the
+//! model and its context; requests arrive over a bounded channel, each with
+//! its own reply channel (the mistral.rs pattern). Every call into llama.cpp
+//! that can throw a C++ exception goes through llama-cpp-2's `common`
+//! wrappers (grammar init and accept catch exceptions and return errors),
+//! and a token is only ever accepted by the grammar after the grammar itself
+//! has said it is allowed, so a grammar error cannot abort the process.
+//!
+//! Decoding is constrained by a grammar built from the run's decision schema,
+//! checked lazily: the sampler picks a token from the raw logits, the grammar
+//! checks that one token, and only when it is rejected are the full logits
+//! filtered by the grammar and the token sampled again. Generation stops as
+//! soon as the JSON object is complete.
+//!
+//! Between steps of the same run the evaluated prompt is kept, one KV
+//! sequence ("slot") per run, least recently used evicted: a step only
+//! evaluates the tokens after the longest common prefix with what its slot
+//! holds. Requests that wait together are generated together: each decode
+//! call carries one token of every active sequence.
+
+use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
+use tokio::sync::{mpsc, oneshot};
+
+mod worker;
+
+use super::{DecideRequest, Decider, DeciderError, RawDecision};
+use worker::Worker;
+
+/// How many requests may wait for the inference thread.
+const QUEUE_DEPTH: usize = 256;
+
+/// Where and how to load the model.
+#[derive(Debug, Clone)]
+pub struct LlamaOptions {
+    pub model_path: PathBuf,
+    /// Context window in tokens, per run (slot).
+    pub n_ctx: u32,
+    /// CPU threads; `None` uses every core.
+    pub n_threads: Option<i32>,
+    /// Layers offloaded to a GPU (needs a `cuda` or `vulkan` build).
+    pub n_gpu_layers: u32,
+    /// Tokens per prompt-evaluation batch.
+    pub n_batch: u32,
+    /// Runs whose evaluated prompt is kept (one KV sequence each, evicted
+    /// least recently used); also the most requests decoded together.
+    pub slots: u32,
+}
+
+impl LlamaOptions {
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        LlamaOptions {
+            model_path: model_path.into(),
+            n_ctx: 8192,
+            n_threads: None,
+            n_gpu_layers: 0,
+            n_batch: 512,
+            slots: 4,
+        }
+    }
+}
+
+struct Job {
+    request: DecideRequest,
+    reply: oneshot::Sender<Result<RawDecision, DeciderError>>,
+}
+
+/// Handle to the inference thread. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct LlamaDecider {
+    tx: mpsc::Sender<Job>,
+    description: String,
+}
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+fn backend() -> Result<&'static LlamaBackend, DeciderError> {
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| DeciderError::Unavailable(format!("llama.cpp backend: {e}")))
+}
+
+impl LlamaDecider {
+    /// Load the model on a new inference thread; returns once it is loaded.
+    pub fn load(opts: LlamaOptions) -> Result<Self, DeciderError> {
+        if !opts.model_path.is_file() {
+            return Err(DeciderError::Unavailable(format!(
+                "model file {} not found: run scripts/fetch-model.sh, or pass --model PATH (env XCT_MODEL)",
+                opts.model_path.display()
+            )));
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let description = format!("{}", opts.model_path.display());
+        std::thread::Builder::new()
+            .name("xct-inference".into())
+            .spawn(move || inference_thread(opts, rx, ready_tx))
+            .map_err(|e| DeciderError::Unavailable(format!("cannot start the inference thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(LlamaDecider { tx, description }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(DeciderError::Unavailable("the inference thread stopped while loading".into())),
+        }
+    }
+
+    /// The model's path.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Requests waiting for the inference thread.
+    pub fn queue_depth(&self) -> usize {
+        QUEUE_DEPTH - self.tx.capacity()
+    }
+}
+
+#[async_trait]
+impl Decider for LlamaDecider {
+    async fn decide(&self, request: DecideRequest) -> Result<RawDecision, DeciderError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| DeciderError::Unavailable("the inference thread has stopped".into()))?;
+        rx.await.map_err(|_| DeciderError::Inference("the inference thread dropped the request".into()))?
+    }
+
+    fn queue_depth(&self) -> usize {
+        LlamaDecider::queue_depth(self)
+    }
+}
+
+fn inference_thread(
+    opts: LlamaOptions,
+    mut rx: mpsc::Receiver<Job>,
+    ready: std::sync::mpsc::Sender<Result<(), DeciderError>>,
+) {
+    let setup = || -> Result<(&'static LlamaBackend, LlamaModel), DeciderError> {
+        let backend = backend()?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
+        let model = LlamaModel::load_from_file(backend, &opts.model_path, &params)
+            .map_err(|e| DeciderError::Unavailable(format!("cannot load model {}: {e}", opts.model_path.display())))?;
+        Ok((backend, model))
+    };
+    let (backend, model) = match setup() {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let threads = opts.n_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
+    // One KV sequence per slot, each with a context of n_ctx tokens.
+    let slots = opts.slots.max(1);
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(opts.n_ctx.saturating_mul(slots)))
+        .with_n_seq_max(slots)
+        .with_n_batch(opts.n_batch)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let ctx = match model.new_context(backend, ctx_params) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(DeciderError::Unavailable(format!("cannot create a llama.cpp context: {e}"))));
+            return;
+        }
+    };
+    let template = model
+        .chat_template(None)
+        .or_else(|_| LlamaChatTemplate::new("chatml").map_err(|e| e.to_string()))
+        .map_err(|e| DeciderError::Unavailable(format!("no usable chat template: {e}")));
+    let template = match template {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut worker = Worker::new(&model, ctx, template, opts.n_batch as usize, slots as usize);
+    let _ = ready.send(Ok(()));
+    // Requests waiting when the thread is free are served together: their
+    // tokens share each decode call (one sequence per run), in arrival order.
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < slots as usize {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let requests: Vec<&DecideRequest> = jobs.iter().map(|j| &j.request).collect();
+        let results =
+            std::panic::catch_unwind(AssertUnwindSafe(|| worker.decide_batch(&requests))).unwrap_or_else(|_| {
+                worker.reset();
+                requests
+                    .iter()
+                    .map(|_| Err(DeciderError::Inference("inference panicked; the context was reset".into())))
+                    .collect()
+            });
+        for (job, result) in jobs.into_iter().zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}

@@ -98,6 +98,20 @@ pub enum HistoryCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Model-side benchmarks: (a) prefix reuse, (b) constrained decoding, (c) concurrent runs.
+    Bench {
+        /// Sections to run: any of a, b, c.
+        #[arg(long, default_value = "abc")]
+        sections: String,
+        /// Steps of the growing history in (a).
+        #[arg(long, default_value_t = 16)]
+        steps: u32,
+        /// Also write the numbers as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
     /// Step histories.
     History {
         #[command(subcommand)]
@@ -159,6 +173,7 @@ pub enum Command {
 /// Entry point used by `main`.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Bench { sections, steps, json, model } => bench(sections, steps, json, model).await,
         Command::History { command: HistoryCommand::Verify { files } } => history_verify(&files),
         Command::History { command: HistoryCommand::Show { run, namespace } } => history_show(&run, &namespace).await,
         Command::Policy { command: PolicyCommand::Test { policies, baseline, namespace_labels, histories } } => {
@@ -434,6 +449,21 @@ async fn model_unavailable_event(client: &kube::Client, error: &str) {
     crate::operator::events::Events::new(client.clone())
         .publish(&reference, true, "ModelUnavailable", format!("the model could not be loaded; not ready: {error}"))
         .await;
+}
+
+async fn bench(sections: String, steps: u32, json: Option<PathBuf>, model: ModelArgs) -> ExitCode {
+    let opts = crate::bench::BenchOptions { base: model.options(), steps: steps.max(2), sections };
+    match crate::bench::run(&opts).await {
+        Ok(report) => {
+            if let Some(path) = json
+                && let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default())
+            {
+                return fail(&format!("{}: {e}", path.display()));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
 }
 
 fn crdgen(out: &std::path::Path) -> ExitCode {

@@ -8,6 +8,7 @@
 //! [`local`] (the local host), [`crd`] (Kubernetes resource types),
 //! [`cli`] (the `xct` command).
 
+pub mod bench;
 pub mod cli;
 pub mod crd;
 pub mod engine;

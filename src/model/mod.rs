@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use llama::{LlamaDecider, LlamaOptions};
+pub use llama::{GrammarMode, LlamaDecider, LlamaOptions};
 pub use scripted::ScriptedDecider;
 
 use crate::engine::record::ModelStats;

@@ -55,6 +55,21 @@ pub struct LlamaOptions {
     /// Runs whose evaluated prompt is kept (one KV sequence each, evicted
     /// least recently used); also the most requests decoded together.
     pub slots: u32,
+    /// Reuse the evaluated prefix between steps (off only for benchmarks).
+    pub reuse: bool,
+    /// How decoding is constrained (anything but Lazy only for benchmarks).
+    pub grammar: GrammarMode,
+}
+
+/// How the grammar constrains sampling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrammarMode {
+    /// Check the sampled token; filter all candidates only when it is rejected.
+    Lazy,
+    /// Filter every candidate through the grammar at every token (the usual way).
+    Full,
+    /// No grammar (outputs may not parse).
+    Off,
 }
 
 impl LlamaOptions {
@@ -66,6 +81,8 @@ impl LlamaOptions {
             n_gpu_layers: 0,
             n_batch: 512,
             slots: 4,
+            reuse: true,
+            grammar: GrammarMode::Lazy,
         }
     }
 }
@@ -190,7 +207,8 @@ fn inference_thread(
             return;
         }
     };
-    let mut worker = Worker::new(&model, ctx, template, opts.n_batch as usize, slots as usize);
+    let mut worker =
+        Worker::new(&model, ctx, template, opts.n_batch as usize, slots as usize, opts.reuse, opts.grammar);
     let _ = ready.send(Ok(()));
     // Requests waiting when the thread is free are served together: their
     // tokens share each decode call (one sequence per run), in arrival order.

@@ -14,6 +14,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 
 use super::super::grammar::{ObjectEnd, schema_to_gbnf};
 use super::super::{DecideRequest, DeciderError, RawDecision};
+use super::GrammarMode;
 use crate::engine::record::ModelStats;
 
 /// One KV sequence and what it holds.
@@ -48,6 +49,8 @@ pub(super) struct Worker<'m> {
     slots: Vec<Slot>,
     clock: u64,
     grammars: HashMap<String, String>,
+    reuse: bool,
+    mode: GrammarMode,
 }
 
 impl<'m> Worker<'m> {
@@ -57,16 +60,11 @@ impl<'m> Worker<'m> {
         template: LlamaChatTemplate,
         n_batch: usize,
         slots: usize,
+        reuse: bool,
+        mode: GrammarMode,
     ) -> Self {
-        Worker {
-            model,
-            ctx,
-            template,
-            n_batch,
-            slots: (0..slots).map(|_| Slot::default()).collect(),
-            clock: 0,
-            grammars: HashMap::new(),
-        }
+        let slots = (0..slots).map(|_| Slot::default()).collect();
+        Worker { model, ctx, template, n_batch, slots, clock: 0, grammars: HashMap::new(), reuse, mode }
     }
 
     /// Forget every cached sequence.
@@ -207,7 +205,7 @@ impl<'m> Worker<'m> {
     /// Returns how many tokens were reused and the batch index of the logits.
     fn evaluate_prompt(&mut self, slot: usize, tokens: &[LlamaToken]) -> Result<(usize, i32), DeciderError> {
         let held = &self.slots[slot].tokens;
-        let mut common = held.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        let mut common = if self.reuse { held.iter().zip(tokens).take_while(|(a, b)| a == b).count() } else { 0 };
         // At least the last prompt token is evaluated: its logits start generation.
         common = common.min(tokens.len() - 1);
         if !matches!(self.ctx.clear_kv_cache_seq(Some(slot as u32), Some(common as u32), None), Ok(true)) {
@@ -237,14 +235,26 @@ impl<'m> Worker<'m> {
     /// Sample the next token of `a` from the logits at batch index `idx`,
     /// and decide whether it continues (`a.pending`) or is finished.
     fn next_token(&mut self, a: &mut Active, idx: i32) -> Result<(), DeciderError> {
-        let tok = sample_checked(&self.ctx, idx, &mut a.chain, &mut a.grammar)?;
+        let tok = match self.mode {
+            GrammarMode::Lazy => sample_checked(&self.ctx, idx, &mut a.chain, &mut a.grammar)?,
+            GrammarMode::Full => sample_full(&self.ctx, idx, &mut a.chain, &mut a.grammar)?,
+            GrammarMode::Off => {
+                let mut candidates = self.ctx.token_data_array_ith(idx);
+                a.chain.apply(&mut candidates);
+                candidates
+                    .selected_token()
+                    .ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))?
+            }
+        };
         let vocab = self.model.vocab();
         if vocab.is_eog(tok) {
             return Ok(());
         }
-        a.grammar
-            .try_accept(tok)
-            .map_err(|e| DeciderError::Inference(format!("grammar refused token {}: {e}", tok.0)))?;
+        if self.mode != GrammarMode::Off {
+            a.grammar
+                .try_accept(tok)
+                .map_err(|e| DeciderError::Inference(format!("grammar refused token {}: {e}", tok.0)))?;
+        }
         a.chain.accept(tok);
         a.n += 1;
         let piece = vocab.token_to_piece(tok, false, None);
@@ -342,4 +352,21 @@ pub(super) fn sample_checked(
     candidates
         .selected_token()
         .ok_or_else(|| DeciderError::Inference("the sampler selected no token under the grammar".into()))
+}
+
+/// The usual constrained sampling: the grammar filters every candidate at
+/// every token (the baseline the lazy check is measured against).
+fn sample_full(
+    ctx: &LlamaContext<'_>,
+    idx: i32,
+    chain: &mut LlamaSampler,
+    grammar: &mut LlamaSampler,
+) -> Result<LlamaToken, DeciderError> {
+    let mut candidates = ctx.token_data_array_ith(idx);
+    grammar.apply(&mut candidates);
+    if !candidates.data.iter().any(|d| d.logit().is_finite()) {
+        return Err(DeciderError::Inference("the grammar allows no next token".into()));
+    }
+    chain.apply(&mut candidates);
+    candidates.selected_token().ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
 }

@@ -1,0 +1,217 @@
+//! `xct bench`: model-side benchmarks, each reported as ratios against a
+//! baseline measured in the same run.
+//! (a) prompt evaluation per step of a growing history, with and without
+//!     prefix reuse; (b) decode tokens/s with the lazy grammar check, with
+//!     full grammar filtering and without a grammar; (c) decisions per
+//!     second for 1, 4 and 16 concurrent runs sharing one model.
+//! The operator-overhead benchmark (d) needs the test API server and lives
+//! in `tests/overhead.rs`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::engine::record::StepRecord;
+use crate::engine::{Limits, RunConfig, context};
+use crate::model::{DecideRequest, Decider, GrammarMode, LlamaDecider, LlamaOptions, Sampling};
+use crate::tools::ToolSet;
+use crate::tools::fs::Workspace;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub base: LlamaOptions,
+    pub steps: u32,
+    pub sections: String,
+}
+
+fn run_config(dir: &std::path::Path, id: &str, goal: &str, sampling: Sampling) -> RunConfig {
+    let tools =
+        Workspace::open(dir).map(|w| w.tools()).unwrap_or_default().into_iter().fold(ToolSet::new(), ToolSet::with);
+    RunConfig { id: id.into(), goal: goal.into(), tools, limits: Limits::default(), sampling }
+}
+
+/// A plausible recorded step k (an fs.write and its success signal).
+fn synthetic_step(k: u32) -> StepRecord {
+    let decision = json!({"next_step": {"tool": "fs.write", "arguments": {"path": format!("notes/part-{k}.txt"), "content": format!("part {k} of the report")}, "goal": format!("write part {k}")}}).to_string();
+    serde_json::from_value(json!({
+        "index": k, "decision": decision, "tool": "fs.write",
+        "verdict": {"outcome": "Allowed", "reason": "would create"},
+        "signal": {"status": "success", "result": {"path": format!("notes/part-{k}.txt"), "bytes": 20, "created": true}},
+        "startedAt": "2026-01-01T00:00:00Z",
+        "model": {"promptTokens": 0, "completionTokens": 0, "promptMs": 0, "decodeMs": 0},
+        "timings": {"modelMs": 0, "validationMs": 0, "executionMs": 0}
+    }))
+    .unwrap_or_else(|_| unreachable!("the synthetic step matches StepRecord"))
+}
+
+fn load(base: &LlamaOptions, f: impl FnOnce(&mut LlamaOptions)) -> Result<Arc<LlamaDecider>, String> {
+    let mut o = base.clone();
+    f(&mut o);
+    LlamaDecider::load(o).map(Arc::new).map_err(|e| e.to_string())
+}
+
+fn request(cfg: &RunConfig, history: &[StepRecord]) -> DecideRequest {
+    DecideRequest {
+        run_id: cfg.id.clone(),
+        messages: context::render(cfg, history),
+        schema: context::decision_schema(cfg),
+        sampling: cfg.sampling.clone(),
+    }
+}
+
+/// Run the selected sections; returns the report as JSON and prints tables.
+pub async fn run(opts: &BenchOptions) -> Result<Value, String> {
+    let dir = tempfile_dir()?;
+    let mut report = json!({"machine": format!("{} CPU threads", std::thread::available_parallelism().map_or(0, |n| n.get())), "nGpuLayers": opts.base.n_gpu_layers});
+    if opts.sections.contains('a') {
+        report["a"] = prompt_reuse(opts, &dir).await?;
+    }
+    if opts.sections.contains('b') {
+        report["b"] = decode_speed(opts, &dir).await?;
+    }
+    if opts.sections.contains('c') {
+        report["c"] = concurrency(opts, &dir).await?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report)
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf, String> {
+    let d = std::env::temp_dir().join(format!("xct-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+    Ok(d)
+}
+
+async fn prompt_reuse(opts: &BenchOptions, dir: &std::path::Path) -> Result<Value, String> {
+    let one = Sampling { temperature: 0.0, seed: 1, max_tokens: 1 };
+    let cfg = run_config(dir, "bench-a", "Write the report in parts under notes/, one file per part.", one);
+    let history: Vec<StepRecord> = (1..opts.steps).map(synthetic_step).collect();
+    let mut rows = Vec::new();
+    for reuse in [true, false] {
+        let d = load(&opts.base, |o| {
+            o.reuse = reuse;
+            o.slots = 1;
+        })?;
+        let mut ms = Vec::new();
+        for k in 1..=opts.steps as usize {
+            let r = d.decide(request(&cfg, &history[..k - 1])).await.map_err(|e| e.to_string())?;
+            ms.push((r.stats.prompt_tokens, r.stats.prompt_tokens - r.stats.cached_tokens, r.stats.prompt_ms));
+        }
+        rows.push(ms);
+    }
+    println!(
+        "(a) prompt evaluation per step (growing history)\n| step | prompt tokens | evaluated with reuse | ms with reuse | ms without reuse |\n|---:|---:|---:|---:|---:|"
+    );
+    for k in 0..opts.steps as usize {
+        println!("| {} | {} | {} | {} | {} |", k + 1, rows[0][k].0, rows[0][k].1, rows[0][k].2, rows[1][k].2);
+    }
+    let last = opts.steps as usize - 1;
+    let ratio = |v: &[(u32, u32, u64)], i: usize| v[i].2 as f64 / v[0].2.max(1) as f64;
+    let mid = (opts.steps as usize / 2).saturating_sub(1);
+    let out = json!({
+        "reuseLastOverFirst": ratio(&rows[0], last),
+        "noReuseLastOverFirst": ratio(&rows[1], last),
+        "noReuseOverReuseAtMid": rows[1][mid].2 as f64 / rows[0][mid].2.max(1) as f64,
+        "msWithReuse": rows[0].iter().map(|r| r.2).collect::<Vec<_>>(),
+        "msWithoutReuse": rows[1].iter().map(|r| r.2).collect::<Vec<_>>(),
+    });
+    println!(
+        "step {} / step 1: {:.2}x with reuse (target <= 1.5), {:.2}x without; at step {}: {:.1}x faster with reuse\n",
+        opts.steps,
+        out["reuseLastOverFirst"].as_f64().unwrap_or(0.0),
+        out["noReuseLastOverFirst"].as_f64().unwrap_or(0.0),
+        mid + 1,
+        out["noReuseOverReuseAtMid"].as_f64().unwrap_or(0.0)
+    );
+    Ok(out)
+}
+
+async fn decode_speed(opts: &BenchOptions, dir: &std::path::Path) -> Result<Value, String> {
+    let goals = [
+        "List the workspace.",
+        "Write hello.txt containing hi.",
+        "Read notes.txt.",
+        "Create config.json with {\"env\":\"dev\"}.",
+    ];
+    let mut speeds = Vec::new();
+    for mode in [GrammarMode::Off, GrammarMode::Lazy, GrammarMode::Full] {
+        let d = load(&opts.base, |o| {
+            o.grammar = mode;
+            o.slots = 1;
+        })?;
+        let (mut tokens, mut ms) = (0u64, 0u64);
+        for (i, goal) in goals.iter().enumerate() {
+            for seed in 0..3u32 {
+                let cfg = run_config(dir, &format!("b{i}"), goal, Sampling { temperature: 0.7, seed, max_tokens: 96 });
+                let r = d.decide(request(&cfg, &[])).await.map_err(|e| e.to_string())?;
+                tokens += u64::from(r.stats.completion_tokens);
+                ms += r.stats.decode_ms;
+            }
+        }
+        speeds.push((mode, tokens as f64 * 1000.0 / ms.max(1) as f64, tokens));
+    }
+    println!("(b) decode speed\n| sampling | tokens | tokens/s | vs unconstrained |\n|---|---:|---:|---:|");
+    for (mode, tps, tokens) in &speeds {
+        println!("| {mode:?} | {tokens} | {tps:.1} | {:.2}x |", tps / speeds[0].1);
+    }
+    println!(
+        "lazy grammar: {:.2}x unconstrained (target >= 0.85); full grammar: {:.2}x\n",
+        speeds[1].1 / speeds[0].1,
+        speeds[2].1 / speeds[0].1
+    );
+    Ok(
+        json!({"unconstrainedTps": speeds[0].1, "lazyTps": speeds[1].1, "fullTps": speeds[2].1, "lazyOverUnconstrained": speeds[1].1 / speeds[0].1, "fullOverUnconstrained": speeds[2].1 / speeds[0].1}),
+    )
+}
+
+async fn concurrency(opts: &BenchOptions, dir: &std::path::Path) -> Result<Value, String> {
+    let d = load(&opts.base, |o| o.slots = 16)?;
+    let rounds = 3u32;
+    let mut rates = Vec::new();
+    for n in [1usize, 4, 16] {
+        // Steady state: each run's first step (its whole prompt) is a warm-up
+        // outside the timing; the timed steps are later steps of the runs.
+        let start = Arc::new(tokio::sync::Barrier::new(n + 1));
+        let mut handles = Vec::new();
+        for i in 0..n {
+            let d = d.clone();
+            let start = start.clone();
+            let cfg = run_config(
+                dir,
+                &format!("c{n}-{i}"),
+                &format!("Write file {i}.txt containing {i}."),
+                Sampling { temperature: 0.0, seed: 1, max_tokens: 48 },
+            );
+            handles.push(tokio::spawn(async move {
+                let mut history = Vec::new();
+                d.decide(request(&cfg, &history)).await.map_err(|e| e.to_string())?;
+                history.push(synthetic_step(1));
+                start.wait().await;
+                for k in 2..=rounds + 1 {
+                    d.decide(request(&cfg, &history)).await.map_err(|e| e.to_string())?;
+                    history.push(synthetic_step(k));
+                }
+                Ok::<_, String>(())
+            }));
+        }
+        start.wait().await;
+        let t = Instant::now();
+        for h in handles {
+            h.await.map_err(|e| e.to_string())??;
+        }
+        rates.push((n, (n * rounds as usize) as f64 / t.elapsed().as_secs_f64()));
+    }
+    println!(
+        "(c) runs sharing one model (steady state: steps 2..{} of each run)\n| concurrent runs | decisions/s | vs 1 run |\n|---:|---:|---:|",
+        rounds + 1
+    );
+    for (n, r) in &rates {
+        println!("| {n} | {r:.2} | {:.2}x |", r / rates[0].1);
+    }
+    println!("16 runs: {:.2}x the throughput of 1 run (target >= 3)\n", rates[2].1 / rates[0].1);
+    Ok(
+        json!({"decisionsPerSecond": rates.iter().map(|(n, r)| json!({"runs": n, "rate": r})).collect::<Vec<_>>(), "sixteenOverOne": rates[2].1 / rates[0].1}),
+    )
+}

@@ -104,8 +104,8 @@ async fn prompt_reuse(opts: &BenchOptions, dir: &std::path::Path) -> Result<Valu
     println!(
         "(a) prompt evaluation per step (growing history)\n| step | prompt tokens | evaluated with reuse | ms with reuse | ms without reuse |\n|---:|---:|---:|---:|---:|"
     );
-    for k in 0..opts.steps as usize {
-        println!("| {} | {} | {} | {} | {} |", k + 1, rows[0][k].0, rows[0][k].1, rows[0][k].2, rows[1][k].2);
+    for (k, (with, without)) in rows[0].iter().zip(&rows[1]).enumerate() {
+        println!("| {} | {} | {} | {} | {} |", k + 1, with.0, with.1, with.2, without.2);
     }
     let last = opts.steps as usize - 1;
     let ratio = |v: &[(u32, u32, u64)], i: usize| v[i].2 as f64 / v[0].2.max(1) as f64;

@@ -6,30 +6,11 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use kube::api::{Api, PostParams};
-use serde_json::json;
 use support::*;
 use xct::crd::{RunPhase, XctRun};
 use xct::engine::record::verify_chain;
-use xct::model::{DecideRequest, Decider, DeciderError, RawDecision, Role};
 use xct::operator::{Context, health::Readiness};
-
-/// Four reads, then done, decided from the history length alone.
-struct FourReads;
-
-#[async_trait]
-impl Decider for FourReads {
-    async fn decide(&self, req: DecideRequest) -> Result<RawDecision, DeciderError> {
-        let taken = req.messages.iter().filter(|m| m.role == Role::Assistant).count();
-        let text = if taken < 4 {
-            json!({"next_step": {"tool": "k8s.get", "arguments": {"kind": "Deployment", "name": "web"}, "goal": format!("read {taken}")}}).to_string()
-        } else {
-            r#"{"done":true,"message":"read four times"}"#.to_string()
-        };
-        Ok(RawDecision { text, stats: Default::default() })
-    }
-}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -46,7 +46,12 @@ pub struct Metrics {
     pub policy_seconds: Histogram,
     pub queue_depth: Gauge,
     pub reconcile_errors: Family<CategoryLabels, Counter>,
+    /// Time per step outside the model: API calls, policy, status writes.
+    pub overhead_seconds: Histogram,
+    /// Bytes sent in status patches.
+    pub status_bytes: Counter,
     known_tools: Vec<String>,
+    overhead_samples: std::sync::Mutex<Vec<u32>>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -74,6 +79,10 @@ impl Metrics {
         registry.register("inference_queue_depth", "Requests waiting for the model", queue_depth.clone());
         let reconcile_errors = Family::<CategoryLabels, Counter>::default();
         registry.register("reconcile_errors", "Failed reconciles by error category", reconcile_errors.clone());
+        let overhead_seconds = Histogram::new(latency_buckets());
+        registry.register("step_overhead_seconds", "Time per step outside the model", overhead_seconds.clone());
+        let status_bytes = Counter::default();
+        registry.register("status_patch_bytes", "Bytes sent in status patches", status_bytes.clone());
         Arc::new(Metrics {
             registry,
             steps,
@@ -83,7 +92,10 @@ impl Metrics {
             policy_seconds,
             queue_depth,
             reconcile_errors,
+            overhead_seconds,
+            status_bytes,
             known_tools,
+            overhead_samples: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -119,6 +131,23 @@ impl Metrics {
             self.runs.get_or_create(&PhaseLabels { phase: format!("{f:?}") }).dec();
         }
         self.runs.get_or_create(&PhaseLabels { phase: format!("{to:?}") }).inc();
+    }
+
+    /// One step's time outside the model.
+    pub fn overhead(&self, d: std::time::Duration) {
+        self.overhead_seconds.observe(d.as_secs_f64());
+        if let Ok(mut v) = self.overhead_samples.lock()
+            && v.len() < 100_000
+        {
+            v.push(d.as_micros() as u32);
+        }
+    }
+
+    /// Median step overhead in microseconds and the number of samples.
+    pub fn overhead_median_us(&self) -> (u32, usize) {
+        let mut v = self.overhead_samples.lock().map(|v| v.clone()).unwrap_or_default();
+        v.sort_unstable();
+        (v.get(v.len() / 2).copied().unwrap_or(0), v.len())
     }
 
     pub fn error(&self, category: &'static str) {

@@ -46,8 +46,22 @@ fn catalogue(ctx: &Context, namespace: &str, service_account: &str) -> Result<To
     Ok(crate::k8s::tools::tools(k8s).into_iter().fold(ToolSet::new(), ToolSet::with))
 }
 
-/// The reconcile entry point.
+/// The reconcile entry point: one step, and its time outside the model.
 pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let t = std::time::Instant::now();
+    let mut model_ms = None;
+    let result = reconcile_step(guard, ctx.clone(), &mut model_ms).await;
+    if let Some(ms) = model_ms {
+        ctx.metrics.overhead(t.elapsed().saturating_sub(Duration::from_millis(ms)));
+    }
+    result
+}
+
+async fn reconcile_step(
+    guard: Arc<DeserializeGuard<XctRun>>,
+    ctx: Arc<Context>,
+    model_ms: &mut Option<u64>,
+) -> Result<Action, Error> {
     let run = match &guard.0 {
         Ok(run) => run,
         Err(invalid) => {
@@ -81,7 +95,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
     }
     let namespace = run.namespace().unwrap_or_default();
     let api: Api<XctRun> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut writer = StatusWriter::new(api, run);
+    let mut writer = StatusWriter::new(api, run).with_metrics(ctx.metrics.clone());
     let reference = run.object_ref(&());
     let generation = run.metadata.generation;
     let mut status = status;
@@ -140,6 +154,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
     // Decide: exactly one model call.
     let engine = Engine::new(ctx.decider.as_ref());
     let decided = engine.decide(&cfg, &status.steps).await?;
+    *model_ms = Some(decided.model_ms);
     super::fault::point("after-decision");
     let index = steps_taken(&status.steps) + 1;
     let step = match &decided.parsed {

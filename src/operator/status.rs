@@ -17,6 +17,7 @@ pub struct StatusWriter {
     current: Value,
     /// Bytes sent in patches so far (for overhead measurements).
     pub bytes_written: usize,
+    metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
 }
 
 impl StatusWriter {
@@ -27,7 +28,14 @@ impl StatusWriter {
             resource_version: run.metadata.resource_version.clone().unwrap_or_default(),
             current: status_value(run.status.as_ref()),
             bytes_written: 0,
+            metrics: None,
         }
+    }
+
+    /// Count the bytes written in these metrics.
+    pub fn with_metrics(mut self, m: std::sync::Arc<super::metrics::Metrics>) -> Self {
+        self.metrics = Some(m);
+        self
     }
 
     /// Write `status` if it differs from what is stored.
@@ -44,7 +52,11 @@ impl StatusWriter {
             ops.extend(diff.0.iter().filter_map(|op| serde_json::to_value(op).ok()));
         }
         let body = Value::Array(ops);
-        self.bytes_written += body.to_string().len();
+        let bytes = body.to_string().len();
+        self.bytes_written += bytes;
+        if let Some(m) = &self.metrics {
+            m.status_bytes.inc_by(bytes as u64);
+        }
         let patch: json_patch::Patch = serde_json::from_value(body).map_err(|e| Error::Internal(e.to_string()))?;
         let updated = self
             .api

@@ -80,3 +80,22 @@ pub fn operator_config(srv: &TestApiServer) -> kube::Config {
     c.auth_info.token = Some("xct-operator".to_string().into());
     c
 }
+
+/// Four reads, then done, decided from the history length alone.
+pub struct FourReads;
+
+#[async_trait::async_trait]
+impl xct::model::Decider for FourReads {
+    async fn decide(
+        &self,
+        req: xct::model::DecideRequest,
+    ) -> Result<xct::model::RawDecision, xct::model::DeciderError> {
+        let taken = req.messages.iter().filter(|m| m.role == xct::model::Role::Assistant).count();
+        let text = if taken < 4 {
+            json!({"next_step": {"tool": "k8s.get", "arguments": {"kind": "Deployment", "name": "web"}, "goal": format!("read {taken}")}}).to_string()
+        } else {
+            r#"{"done":true,"message":"read four times"}"#.to_string()
+        };
+        Ok(xct::model::RawDecision { text, stats: Default::default() })
+    }
+}

@@ -4,9 +4,9 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use support::*;
 use xct::crd::{RunPhase, XctRun};
 use xct::engine::record::verify_chain;
@@ -35,21 +35,8 @@ async fn two_hundred_concurrent_runs() {
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     let rss_before = rss_kib();
     let started = Instant::now();
-    for i in 0..RUNS {
-        let run: XctRun = serde_yaml::from_str(&format!(
-            "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: load-{i:03}}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n"
-        ))
-        .unwrap();
-        runs.create(&PostParams::default(), &run).await.unwrap();
-    }
-    let mut all = vec![];
-    for _ in 0..1200 {
-        all = runs.list(&Default::default()).await.unwrap().items;
-        if all.len() == RUNS && all.iter().all(|r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal())) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    create_runs(&runs, RUNS, "load").await;
+    let all = wait_all_terminal(&runs, RUNS).await;
     let elapsed = started.elapsed();
     controller.abort();
     let mut steps = 0;

@@ -8,9 +8,9 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use support::*;
 use xct::crd::XctRun;
 use xct::operator::{Context, health::Readiness};
@@ -27,20 +27,8 @@ async fn measure(runs_n: usize) -> (f64, f64, u64, usize) {
     let controller = tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())));
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     let t = Instant::now();
-    for i in 0..runs_n {
-        let run: XctRun = serde_yaml::from_str(&format!(
-            "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: o-{i:03}}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n"
-        ))
-        .unwrap();
-        runs.create(&PostParams::default(), &run).await.unwrap();
-    }
-    for _ in 0..2400 {
-        let all = runs.list(&Default::default()).await.unwrap().items;
-        if all.len() == runs_n && all.iter().all(|r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal())) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    create_runs(&runs, runs_n, "o").await;
+    wait_all_terminal(&runs, runs_n).await;
     let wall = t.elapsed();
     controller.abort();
     let (median_us, steps) = metrics.overhead_median_us();

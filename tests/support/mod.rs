@@ -99,3 +99,27 @@ impl xct::model::Decider for FourReads {
         Ok(xct::model::RawDecision { text, stats: Default::default() })
     }
 }
+
+/// Create `n` runs named `{prefix}-NNN` that may use k8s.get.
+pub async fn create_runs(runs: &Api<xct::crd::XctRun>, n: usize, prefix: &str) {
+    for i in 0..n {
+        let run: xct::crd::XctRun = serde_yaml::from_str(&format!(
+            "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: {prefix}-{i:03}}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n"
+        ))
+        .unwrap();
+        runs.create(&PostParams::default(), &run).await.unwrap();
+    }
+}
+
+/// Wait (up to a minute) until `n` runs exist and all are terminal; returns them.
+pub async fn wait_all_terminal(runs: &Api<xct::crd::XctRun>, n: usize) -> Vec<xct::crd::XctRun> {
+    let mut all = vec![];
+    for _ in 0..3000 {
+        all = runs.list(&Default::default()).await.unwrap().items;
+        if all.len() == n && all.iter().all(|r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal())) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    all
+}

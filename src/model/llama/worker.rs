@@ -343,15 +343,7 @@ pub(super) fn sample_checked(
     if single.data.first().is_some_and(|d| d.logit().is_finite()) {
         return Ok(picked);
     }
-    let mut candidates = ctx.token_data_array_ith(idx);
-    grammar.apply(&mut candidates);
-    if !candidates.data.iter().any(|d| d.logit().is_finite()) {
-        return Err(DeciderError::Inference("the grammar allows no next token".into()));
-    }
-    chain.apply(&mut candidates);
-    candidates
-        .selected_token()
-        .ok_or_else(|| DeciderError::Inference("the sampler selected no token under the grammar".into()))
+    sample_full(ctx, idx, chain, grammar)
 }
 
 /// The usual constrained sampling: the grammar filters every candidate at

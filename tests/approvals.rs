@@ -14,7 +14,6 @@ use support::*;
 use xct::crd::{RunPhase, XctApproval, XctRun};
 use xct::engine::record::StepPhase;
 use xct::model::ScriptedDecider;
-use xct::operator::{Context, health::Readiness};
 
 fn delete(name: &str) -> String {
     json!({"next_step": {"tool": "k8s.delete", "arguments": {"kind": "ConfigMap", "name": name}, "goal": "clean up"}})
@@ -23,9 +22,7 @@ fn delete(name: &str) -> String {
 
 async fn start(srv: &xct_testapi::TestApiServer, outputs: Vec<String>) -> tokio::task::JoinHandle<()> {
     let decider = Arc::new(ScriptedDecider::new(outputs));
-    let ctx =
-        Arc::new(Context::new(kube::Client::try_from(operator_config(srv)).unwrap(), operator_config(srv), decider));
-    tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())))
+    start_operator(srv, decider, None)
 }
 
 async fn until<F: Fn(&XctRun) -> bool>(api: &Api<XctRun>, name: &str, what: &str, f: F) -> XctRun {

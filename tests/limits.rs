@@ -11,7 +11,6 @@ use serde_json::json;
 use support::*;
 use xct::crd::{RunPhase, XctRun};
 use xct::model::ScriptedDecider;
-use xct::operator::{Context, health::Readiness};
 
 fn raw(srv: &xct_testapi::TestApiServer) -> Api<DynamicObject> {
     Api::namespaced_with(
@@ -79,12 +78,7 @@ async fn unknown_tools_are_reported_and_odd_unicode_runs() {
     .await
     .unwrap();
     let decider = Arc::new(ScriptedDecider::new([r#"{"done":true,"message":"ok ✓ 😀"}"#]));
-    let ctx = Arc::new(Context::new(
-        kube::Client::try_from(operator_config(&srv)).unwrap(),
-        operator_config(&srv),
-        decider.clone(),
-    ));
-    let controller = tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())));
+    let controller = start_operator(&srv, decider.clone(), None);
     let runs: Api<XctRun> = Api::namespaced(srv.client(), NS);
     let mut ok = false;
     for _ in 0..100 {

@@ -10,7 +10,6 @@ use kube::api::Api;
 use support::*;
 use xct::crd::{RunPhase, XctRun};
 use xct::engine::record::verify_chain;
-use xct::operator::{Context, health::Readiness};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -26,12 +25,7 @@ async fn two_hundred_concurrent_runs() {
     const RUNS: usize = 200;
     let srv = cluster().await;
     let admin = srv.client();
-    let ctx = Arc::new(Context::new(
-        kube::Client::try_from(operator_config(&srv)).unwrap(),
-        operator_config(&srv),
-        Arc::new(FourReads),
-    ));
-    let controller = tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())));
+    let controller = start_operator(&srv, Arc::new(FourReads), None);
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     let rss_before = rss_kib();
     let started = Instant::now();

@@ -13,7 +13,6 @@ use support::*;
 use xct::crd::{RunPhase, XctRun};
 use xct::engine::record::verify_chain;
 use xct::model::ScriptedDecider;
-use xct::operator::{Context, health::Readiness};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_steps_stay_bounded_and_nothing_is_lost() {
@@ -24,9 +23,7 @@ async fn a_thousand_steps_stay_bounded_and_nothing_is_lost() {
         .collect();
     outputs.push(r#"{"done":true,"message":"looked 999 times"}"#.into());
     let decider = Arc::new(ScriptedDecider::new(outputs));
-    let ctx =
-        Arc::new(Context::new(kube::Client::try_from(operator_config(&srv)).unwrap(), operator_config(&srv), decider));
-    let controller = tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())));
+    let controller = start_operator(&srv, decider, None);
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     let run: XctRun = serde_yaml::from_str(&format!(
         "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: long}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n  limits: {{maxSteps: 1000}}\n"
@@ -74,9 +71,7 @@ async fn large_steps_are_capped_and_archived_early() {
     }
     outputs.push(r#"{"done":true,"message":"done"}"#.into());
     let decider = Arc::new(ScriptedDecider::new(outputs));
-    let ctx =
-        Arc::new(Context::new(kube::Client::try_from(operator_config(&srv)).unwrap(), operator_config(&srv), decider));
-    let controller = tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())));
+    let controller = start_operator(&srv, decider, None);
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     let run: XctRun = serde_yaml::from_str(&format!(
         "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: big}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n  limits: {{maxSteps: 100, maxConsecutiveErrors: 100}}\n"

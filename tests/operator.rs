@@ -268,9 +268,7 @@ async fn a_malformed_run_does_not_stall_the_controller() {
     install_crds(&admin).await;
     install_policies(&admin).await;
     let decider = Arc::new(ScriptedDecider::new([r#"{"done":true,"message":"fine"}"#]));
-    let ctx =
-        Arc::new(Context::new(kube::Client::try_from(operator_config(&srv)).unwrap(), operator_config(&srv), decider));
-    let controller = tokio::spawn(xct::operator::run(ctx, None, Arc::new(Readiness::default())));
+    let controller = start_operator(&srv, decider, None);
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     let good: XctRun = serde_yaml::from_str(&format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: good}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n")).unwrap();
     runs.create(&PostParams::default(), &good).await.unwrap();

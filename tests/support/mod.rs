@@ -123,3 +123,19 @@ pub async fn wait_all_terminal(runs: &Api<xct::crd::XctRun>, n: usize) -> Vec<xc
     }
     all
 }
+
+/// Start the operator in-process against `srv` with `decider`, acting as
+/// the token "xct-operator"; abort the handle to stop it.
+pub fn start_operator(
+    srv: &TestApiServer,
+    decider: std::sync::Arc<dyn xct::model::Decider>,
+    namespace: Option<&str>,
+) -> tokio::task::JoinHandle<()> {
+    let ctx = xct::operator::Context::new(
+        kube::Client::try_from(operator_config(srv)).unwrap(),
+        operator_config(srv),
+        decider,
+    );
+    let readiness = std::sync::Arc::new(xct::operator::health::Readiness::default());
+    tokio::spawn(xct::operator::run(std::sync::Arc::new(ctx), namespace.map(str::to_string), readiness))
+}

@@ -47,10 +47,12 @@ fi
 grep -q -- '--leader-elect' "$out/replicas.yaml"
 # Install the rendered chart onto the in-memory test API server with kubectl.
 cargo build --quiet -p xct-testapi --bin xct-testapi
-./target/debug/xct-testapi --listen 127.0.0.1:0 --kubeconfig "$out/kubeconfig" > "$out/url" &
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+"$target/debug/xct-testapi" --listen 127.0.0.1:0 --kubeconfig "$out/kubeconfig" > "$out/url" &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$out"' EXIT
-for _ in $(seq 50); do [ -s "$out/url" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -s "$out/url" ] && break; sleep 0.1; done
+[ -s "$out/url" ] || { echo "the test API server did not start" >&2; exit 1; }
 export KUBECONFIG="$out/kubeconfig"
 kubectl apply -f "$chart/crds/" >/dev/null
 printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: xct-system}\n' | kubectl apply -f - >/dev/null

@@ -153,6 +153,10 @@ fn audit_policies_record_without_blocking() {
     let j = judge(&[allow_all, audit.clone()], &input("k8s.scale", json!({})));
     assert_eq!(j.verdict, Verdict::Allow);
     assert_eq!(j.audit, vec!["audit: Deny by watch/no-scale: would block".to_string()]);
+    // An audit policy whose rules do not match records nothing.
+    let allow_all = policy("all", "rules: [{name: all, tools: ['*'], effect: Allow}]");
+    let j = judge(&[allow_all, audit.clone()], &input("k8s.get", json!({})));
+    assert!(j.audit.is_empty(), "{:?}", j.audit);
     // Audit alone allows nothing.
     assert_eq!(judge(&[audit], &input("k8s.scale", json!({}))).verdict, Verdict::Deny);
 }

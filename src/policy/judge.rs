@@ -83,14 +83,13 @@ pub fn judge(policies: &[Loaded], input: &PolicyInput) -> Judgement {
         .partition(|p| enforcement_of(p) == Enforcement::Enforce);
     let mut j = decide(&enforce, input);
     j.deciding_policies = enforce.iter().map(|p| p.name().to_string()).collect();
+    // Audit policies are recorded only when one of their rules matched.
     if !audit.is_empty() {
         let a = decide(&audit, input);
-        j.audit.push(format!(
-            "audit: {} by {}{}",
-            a.verdict.as_str(),
-            a.decided_by.as_deref().unwrap_or("no rule"),
-            if a.message.is_empty() { String::new() } else { format!(": {}", a.message) }
-        ));
+        if let Some(by) = &a.decided_by {
+            let message = if a.message.is_empty() { String::new() } else { format!(": {}", a.message) };
+            j.audit.push(format!("audit: {} by {by}{message}", a.verdict.as_str()));
+        }
     }
     j
 }

@@ -397,8 +397,3 @@ async fn observe(cfg: &RunConfig, step: &NextStep) -> serde_json::Value {
         Err(e) => json!({"error": e.message}),
     }
 }
-
-/// Exposed for tests: does this record show a step in flight?
-pub fn in_flight(step: &StepRecord) -> bool {
-    step.phase == StepPhase::Executing
-}

@@ -15,8 +15,6 @@ pub struct StatusWriter {
     name: String,
     resource_version: String,
     current: Value,
-    /// Bytes sent in patches so far (for overhead measurements).
-    pub bytes_written: usize,
     metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
 }
 
@@ -27,7 +25,6 @@ impl StatusWriter {
             name: run.metadata.name.clone().unwrap_or_default(),
             resource_version: run.metadata.resource_version.clone().unwrap_or_default(),
             current: status_value(run.status.as_ref()),
-            bytes_written: 0,
             metrics: None,
         }
     }
@@ -52,10 +49,8 @@ impl StatusWriter {
             ops.extend(diff.0.iter().filter_map(|op| serde_json::to_value(op).ok()));
         }
         let body = Value::Array(ops);
-        let bytes = body.to_string().len();
-        self.bytes_written += bytes;
         if let Some(m) = &self.metrics {
-            m.status_bytes.inc_by(bytes as u64);
+            m.status_bytes.inc_by(body.to_string().len() as u64);
         }
         let patch: json_patch::Patch = serde_json::from_value(body).map_err(|e| Error::Internal(e.to_string()))?;
         let updated = self

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::compile::{CompiledPolicy, CompiledRule, Loaded};
+use super::compile::{CompiledPolicy, Loaded};
 use crate::crd::policy::{LabelSelector, PolicySelector, SelectorOperator};
 use crate::crd::{Effect, Enforcement};
 
@@ -108,22 +108,20 @@ fn enforcement_of(p: &Loaded) -> Enforcement {
     }
 }
 
-struct Hit<'a> {
+struct Hit {
     effect: Effect,
     by: String,
     message: String,
-    _rule: Option<&'a CompiledRule>,
 }
 
 fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
-    let mut hits: Vec<Hit<'_>> = Vec::new();
+    let mut hits: Vec<Hit> = Vec::new();
     for p in policies {
         match p {
             Loaded::Invalid(p) => hits.push(Hit {
                 effect: Effect::Deny,
                 by: format!("{}/-", p.name),
                 message: format!("policy {} is invalid and vetoes everything it selects: {}", p.name, p.error),
-                _rule: None,
             }),
             Loaded::Ready(policy) => hits.extend(rule_hits(policy, input)),
         }
@@ -156,7 +154,7 @@ fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
     }
 }
 
-fn rule_hits<'a>(policy: &'a CompiledPolicy, input: &PolicyInput) -> Vec<Hit<'a>> {
+fn rule_hits(policy: &CompiledPolicy, input: &PolicyInput) -> Vec<Hit> {
     let mut out = Vec::new();
     for rule in &policy.rules {
         if !rule.tools.iter().any(|pattern| glob(pattern, &input.tool)) {
@@ -168,15 +166,10 @@ fn rule_hits<'a>(policy: &'a CompiledPolicy, input: &PolicyInput) -> Vec<Hit<'a>
             Some((src, program)) => evaluate(program.clone(), input).map_err(|e| format!("when {src:?} failed: {e}")),
         };
         match matched {
-            Ok(true) => out.push(Hit { effect: rule.effect, by, message: rule.message.clone(), _rule: Some(rule) }),
+            Ok(true) => out.push(Hit { effect: rule.effect, by, message: rule.message.clone() }),
             Ok(false) => {}
             // Fail closed: an error vetoes, with the error text.
-            Err(e) => out.push(Hit {
-                effect: Effect::Deny,
-                by,
-                message: format!("CEL error (fail closed): {e}"),
-                _rule: Some(rule),
-            }),
+            Err(e) => out.push(Hit { effect: Effect::Deny, by, message: format!("CEL error (fail closed): {e}") }),
         }
     }
     out

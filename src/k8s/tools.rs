@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use super::TargetKind;
 use crate::protocol::ErrorCode;
-use crate::tools::{DryRun, Tool, ToolError, schema_of};
+use crate::tools::{DryRun, Tool, ToolError, parse, schema_of};
 
 /// Field manager of `k8s.apply`.
 pub const FIELD_MANAGER: &str = "xct";
@@ -210,10 +210,6 @@ impl Op {
             Op::Events => schema_of::<EventsArgs>(),
         }
     }
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(args: &Value) -> Result<T, ToolError> {
-    serde_json::from_value(args.clone()).map_err(|e| ToolError::invalid(format!("invalid arguments: {e}")))
 }
 
 /// A Kubernetes API failure as a tool error.

@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DryRun, Tool, ToolError, schema_of};
+use super::{DryRun, Tool, ToolError, parse, schema_of};
 use crate::protocol::sha256_hex;
 
 /// Largest file `fs.write` writes, by default.
@@ -101,10 +101,6 @@ fn io_error(op: &str, path: &Path, e: io::Error) -> ToolError {
         }
         _ => ToolError::failed(format!("{op} {shown}: {e}")),
     }
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(args: &Value) -> Result<T, ToolError> {
-    serde_json::from_value(args.clone()).map_err(|e| ToolError::invalid(format!("invalid arguments: {e}")))
 }
 
 /// Arguments of `fs.read`.

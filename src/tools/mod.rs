@@ -63,6 +63,11 @@ pub fn schema_of<T: schemars::JsonSchema>() -> Value {
     v
 }
 
+/// A tool's typed arguments; a mismatch is INVALID_ARGUMENTS.
+pub fn parse<T: for<'de> serde::Deserialize<'de>>(args: &Value) -> Result<T, ToolError> {
+    serde_json::from_value(args.clone()).map_err(|e| ToolError::invalid(format!("invalid arguments: {e}")))
+}
+
 /// What a successful validation learned: for a mutation, what would change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DryRun {

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::engine::record::StepRecord;
 use crate::engine::{Limits, RunConfig, context};
+use crate::model::llama::ceiling;
 use crate::model::{DecideRequest, Decider, GrammarMode, LlamaDecider, LlamaOptions, Sampling};
 use crate::tools::ToolSet;
 use crate::tools::fs::Workspace;
@@ -35,6 +36,12 @@ fn run_config(dir: &std::path::Path, id: &str, goal: &str, sampling: Sampling) -
 /// A plausible recorded step k (an fs.write and its success signal).
 fn synthetic_step(k: u32) -> StepRecord {
     let decision = json!({"next_step": {"tool": "fs.write", "arguments": {"path": format!("notes/part-{k}.txt"), "content": format!("part {k} of the report")}, "goal": format!("write part {k}")}}).to_string();
+    recorded_step(k, decision)
+}
+
+/// Step k as the engine records it: the model's own `decision` text and a
+/// success signal (the history a real run sends back to the model).
+fn recorded_step(k: u32, decision: String) -> StepRecord {
     serde_json::from_value(json!({
         "index": k, "decision": decision, "tool": "fs.write",
         "verdict": {"outcome": "Allowed", "reason": "would create"},
@@ -186,32 +193,62 @@ async fn concurrency(opts: &BenchOptions, dir: &std::path::Path) -> Result<Value
             );
             handles.push(tokio::spawn(async move {
                 let mut history = Vec::new();
-                d.decide(request(&cfg, &history)).await.map_err(|e| e.to_string())?;
-                history.push(synthetic_step(1));
+                let first = d.decide(request(&cfg, &history)).await.map_err(|e| e.to_string())?;
+                history.push(recorded_step(1, first.text));
                 start.wait().await;
+                let (mut evaluated, mut generated) = (0u64, 0u64);
                 for k in 2..=rounds + 1 {
-                    d.decide(request(&cfg, &history)).await.map_err(|e| e.to_string())?;
-                    history.push(synthetic_step(k));
+                    let r = d.decide(request(&cfg, &history)).await.map_err(|e| e.to_string())?;
+                    evaluated += u64::from(r.stats.prompt_tokens - r.stats.cached_tokens);
+                    generated += u64::from(r.stats.completion_tokens);
+                    history.push(recorded_step(k, r.text));
                 }
-                Ok::<_, String>(())
+                Ok::<_, String>((evaluated, generated))
             }));
         }
         start.wait().await;
         let t = Instant::now();
+        let (mut evaluated, mut generated) = (0u64, 0u64);
         for h in handles {
-            h.await.map_err(|e| e.to_string())??;
+            let (e, g) = h.await.map_err(|e| e.to_string())??;
+            evaluated += e;
+            generated += g;
         }
-        rates.push((n, (n * rounds as usize) as f64 / t.elapsed().as_secs_f64()));
+        let decisions = (n * rounds as usize) as f64;
+        rates.push((
+            n,
+            decisions / t.elapsed().as_secs_f64(),
+            evaluated as f64 / decisions,
+            generated as f64 / decisions,
+        ));
     }
     println!(
-        "(c) runs sharing one model (steady state: steps 2..{} of each run)\n| concurrent runs | decisions/s | vs 1 run |\n|---:|---:|---:|",
+        "(c) runs sharing one model (steady state: steps 2..{} of each run)\n| concurrent runs | decisions/s | vs 1 run | prompt tokens evaluated per decision | tokens generated per decision |\n|---:|---:|---:|---:|---:|",
         rounds + 1
     );
-    for (n, r) in &rates {
-        println!("| {n} | {r:.2} | {:.2}x |", r / rates[0].1);
+    for (n, r, e, g) in &rates {
+        println!("| {n} | {r:.2} | {:.2}x | {e:.0} | {g:.0} |", r / rates[0].1);
     }
-    println!("16 runs: {:.2}x the throughput of 1 run (target >= 3)\n", rates[2].1 / rates[0].1);
+    let measured = rates[2].1 / rates[0].1;
+    println!("16 runs: {measured:.2}x the throughput of 1 run (target >= 3)");
+    // What batching can gain here at most, for decisions of this shape.
+    drop(d);
+    let (prompt, generated) = (rates[2].2, rates[2].3);
+    let base = opts.base.clone();
+    let costs =
+        tokio::task::spawn_blocking(move || ceiling::measure(&base, 16, 640, 24, prompt.round().max(1.0) as usize))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    let bound = costs.ceiling(prompt, generated);
+    println!(
+        "ceiling on this machine: one generated token costs {:.1} ms alone and {:.1} ms when 16 sequences share a decode call; a prompt token {:.1} ms.\nFor decisions of {prompt:.0} prompt + {generated:.0} generated tokens, 16 runs can reach at most {bound:.2}x one run; measured {measured:.2}x ({:.0}% of the ceiling)\n",
+        costs.single_ms,
+        costs.batched_ms,
+        costs.prompt_ms,
+        100.0 * measured / bound
+    );
     Ok(
-        json!({"decisionsPerSecond": rates.iter().map(|(n, r)| json!({"runs": n, "rate": r})).collect::<Vec<_>>(), "sixteenOverOne": rates[2].1 / rates[0].1}),
+        json!({"ceiling": {"singleTokenMs": costs.single_ms, "batchedTokenMs": costs.batched_ms, "promptTokenMs": costs.prompt_ms, "sixteenOverOneAtMost": bound},"decisionsPerSecond": rates.iter().map(|(n, r, e, g)| json!({"runs": n, "rate": r, "promptTokensPerDecision": e, "generatedTokensPerDecision": g})).collect::<Vec<_>>(), "sixteenOverOne": rates[2].1 / rates[0].1}),
     )
 }

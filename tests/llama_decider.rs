@@ -131,3 +131,50 @@ async fn slots_keep_runs_apart_and_evict_the_least_recently_used() {
         assert!(parse_decision(&out.text, out.stats.truncated).is_ok() || out.stats.truncated, "{}", out.text);
     }
 }
+
+/// Continuous batching: a request that arrives while another is generating
+/// joins the next decode step and is answered as soon as it is done, not
+/// after the long one. A caller that gives up frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_request_is_not_held_behind_a_long_one() {
+    let opts = LlamaOptions { n_threads: Some(2), n_ctx: 2048, slots: 2, ..LlamaOptions::new(model_path()) };
+    let d = Arc::new(LlamaDecider::load(opts).expect("model loads"));
+    let (long, _dl) = run(
+        "Write story.txt containing a long story about a cat and a dog.",
+        Sampling { temperature: 0.0, seed: 1, max_tokens: 160 },
+    );
+    let (mut short, _ds) =
+        run("List the files in the workspace.", Sampling { temperature: 0.0, seed: 1, max_tokens: 1 });
+    short.id = "short".into();
+    // The short run's prompt is cached: its next request needs one token of prefill.
+    d.decide(request(&short)).await.unwrap();
+    let t = std::time::Instant::now();
+    let long_task = {
+        let d = d.clone();
+        let req = request(&long);
+        tokio::spawn(async move { (d.decide(req).await, t.elapsed()) })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let short_out = d.decide(request(&short)).await.unwrap();
+    let short_done = t.elapsed();
+    let (long_out, long_done) = long_task.await.unwrap();
+    let long_out = long_out.unwrap();
+    assert!(long_out.stats.completion_tokens >= 30, "the long request generates many tokens: {:?}", long_out.stats);
+    assert_eq!(short_out.stats.completion_tokens, 1);
+    assert!(
+        short_done < long_done,
+        "the short request finished at {short_done:?}, before the long one at {long_done:?} ({} tokens)",
+        long_out.stats.completion_tokens
+    );
+
+    // A caller that drops its request (a cancelled reconcile) does not block the next one.
+    let abandoned = {
+        let d = d.clone();
+        let req = request(&long);
+        tokio::spawn(async move { d.decide(req).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    abandoned.abort();
+    let again = d.decide(request(&short)).await.unwrap();
+    assert_eq!(again.stats.completion_tokens, 1);
+}

@@ -17,8 +17,9 @@
 //! Between steps of the same run the evaluated prompt is kept, one KV
 //! sequence ("slot") per run, least recently used evicted: a step only
 //! evaluates the tokens after the longest common prefix with what its slot
-//! holds. Requests that wait together are generated together: each decode
-//! call carries one token of every active sequence.
+//! holds. Requests are batched continuously: each decode call carries the
+//! next token of every generating request plus prompt chunks of newly
+//! admitted ones; a request joins at the next step and leaves when done.
 
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
@@ -32,6 +33,8 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod ceiling;
+mod sample;
 mod worker;
 
 use super::{DecideRequest, Decider, DeciderError, RawDecision};
@@ -186,6 +189,9 @@ fn inference_thread(
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(opts.n_ctx.saturating_mul(slots)))
         .with_n_seq_max(slots)
+        // Sliding-window models keep their full cache, so a cached prefix
+        // stays reusable (with a window-sized cache it would not be).
+        .with_swa_full(true)
         .with_n_batch(opts.n_batch)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
@@ -210,27 +216,59 @@ fn inference_thread(
     let mut worker =
         Worker::new(&model, ctx, template, opts.n_batch as usize, slots as usize, opts.reuse, opts.grammar);
     let _ = ready.send(Ok(()));
-    // Requests waiting when the thread is free are served together: their
-    // tokens share each decode call (one sequence per run), in arrival order.
-    while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < slots as usize {
+    serve(&mut worker, &mut rx, slots as usize);
+}
+
+type Reply = oneshot::Sender<Result<RawDecision, DeciderError>>;
+
+/// Continuous batching: block only when nothing is running; admit waiting
+/// requests (arrival order) while slots are free; one decode step for all
+/// running requests; answer each request the moment it finishes. Requests
+/// beyond the slots wait in the bounded channel (back-pressure, visible as
+/// queue depth).
+fn serve(worker: &mut Worker<'_>, rx: &mut mpsc::Receiver<Job>, slots: usize) {
+    let mut running: Vec<worker::Active<Reply>> = Vec::new();
+    loop {
+        if running.is_empty() {
+            let Some(job) = rx.blocking_recv() else { return };
+            admit(worker, job, &mut running);
+        }
+        while running.len() < slots {
             match rx.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(job) => admit(worker, job, &mut running),
                 Err(_) => break,
             }
         }
-        let requests: Vec<&DecideRequest> = jobs.iter().map(|j| &j.request).collect();
-        let results =
-            std::panic::catch_unwind(AssertUnwindSafe(|| worker.decide_batch(&requests))).unwrap_or_else(|_| {
-                worker.reset();
-                requests
-                    .iter()
-                    .map(|_| Err(DeciderError::Inference("inference panicked; the context was reset".into())))
-                    .collect()
-            });
-        for (job, result) in jobs.into_iter().zip(results) {
-            let _ = job.reply.send(result);
+        // A caller that gave up (its reconcile was cancelled) frees its slot.
+        running.retain(|a| !a.tag.is_closed());
+        match std::panic::catch_unwind(AssertUnwindSafe(|| worker.step(&mut running))) {
+            Ok(finished) => {
+                for (reply, result) in finished {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(_) => reset(worker, &mut running),
         }
+    }
+}
+
+/// After a panic the KV cache no longer matches the slots: start over and
+/// fail what was running (each caller gets an error, never a hang).
+fn reset(worker: &mut Worker<'_>, running: &mut Vec<worker::Active<Reply>>) {
+    worker.reset();
+    for a in running.drain(..) {
+        let _ = a.tag.send(Err(DeciderError::Inference("inference panicked; the context was reset".into())));
+    }
+}
+
+fn admit(worker: &mut Worker<'_>, job: Job, running: &mut Vec<worker::Active<Reply>>) {
+    let Job { request, reply } = job;
+    match std::panic::catch_unwind(AssertUnwindSafe(|| worker.admit(&request, reply, running))) {
+        Ok(Ok(active)) => running.push(active),
+        Ok(Err((reply, e))) => {
+            let _ = reply.send(Err(e));
+        }
+        // This request's reply channel was lost in the panic: its caller sees a dropped request.
+        Err(_) => reset(worker, running),
     }
 }

@@ -1,0 +1,107 @@
+//! What batching can gain on this machine, measured with raw decode calls
+//! (no sampling, no grammar, no scheduling): the cost of one generated
+//! token when one sequence decodes alone and when `seqs` sequences share
+//! each decode call, and the cost of a prompt token. `xct bench` (c) puts
+//! its measured speed-up next to the ceiling these numbers allow.
+
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+
+use super::{LlamaOptions, backend};
+use crate::model::DeciderError;
+
+/// Milliseconds per token for each way of feeding the model.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchCosts {
+    /// One generated token, one sequence per decode call.
+    pub single_ms: f64,
+    /// One generated token, `seqs` sequences per decode call.
+    pub batched_ms: f64,
+    /// One prompt token, evaluated in chunks of `chunk` tokens.
+    pub prompt_ms: f64,
+    pub seqs: u32,
+}
+
+impl BatchCosts {
+    /// The most that `seqs` concurrent runs can gain over one run when each
+    /// decision evaluates `prompt` new tokens and generates `generated`:
+    /// generation batches, prompt evaluation does not get cheaper per token.
+    pub fn ceiling(&self, prompt: f64, generated: f64) -> f64 {
+        let one = prompt * self.prompt_ms + generated * self.single_ms;
+        let many = prompt * self.prompt_ms + generated * self.batched_ms;
+        one / many.max(f64::EPSILON)
+    }
+}
+
+/// Measure with `history` tokens already in each sequence, `steps` decode
+/// calls per measurement and prompt chunks of `chunk` tokens.
+pub fn measure(
+    opts: &LlamaOptions,
+    seqs: u32,
+    history: usize,
+    steps: usize,
+    chunk: usize,
+) -> Result<BatchCosts, DeciderError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| DeciderError::Inference(format!("{what}: {e}"));
+    let backend = backend()?;
+    let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
+    let model = LlamaModel::load_from_file(backend, &opts.model_path, &params).map_err(|e| fail("load", &e))?;
+    let threads = opts.n_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
+    // llama.cpp sizes the cache in multiples of 256 cells per sequence.
+    let per_seq = (history + chunk + steps + 64).next_multiple_of(256) as u32;
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(per_seq * seqs))
+        .with_n_seq_max(seqs)
+        .with_n_batch(opts.n_batch.max(chunk as u32))
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend, ctx_params).map_err(|e| fail("context", &e))?;
+    // Any text will do: the cost of a token does not depend on which it is.
+    let text =
+        "Step: {\"status\":\"success\",\"result\":{\"path\":\"notes/part.txt\",\"bytes\":20}} ".repeat(history / 8 + 8);
+    let tokens = model.vocab().tokenize(text.as_bytes(), true, true);
+    if tokens.len() < history + chunk + steps {
+        return Err(DeciderError::Inference("the probe text is too short".into()));
+    }
+    let mut batch = LlamaBatch::new((history.max(chunk) + seqs as usize).max(512), 1);
+    let mut eval = |ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+                    items: &mut dyn Iterator<Item = (usize, usize, bool)>|
+     -> Result<f64, DeciderError> {
+        batch.clear();
+        for (seq, pos, logits) in items {
+            batch.add(tokens[pos], pos as i32, &[seq as i32], logits).map_err(|e| fail("batch", &e))?;
+        }
+        let t = Instant::now();
+        ctx.decode(&mut batch).map_err(|e| fail("decode", &e))?;
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    };
+    for seq in 0..seqs as usize {
+        for start in (0..history).step_by(512) {
+            let end = (start + 512).min(history);
+            eval(&mut ctx, &mut (start..end).map(|p| (seq, p, p + 1 == end)))?;
+        }
+    }
+    // A prompt chunk in sequence 0, then generation from there.
+    let prompt_ms = eval(&mut ctx, &mut (history..history + chunk).map(|p| (0, p, p + 1 == history + chunk)))?;
+    let _ = ctx.clear_kv_cache_seq(Some(0), Some(history as u32), None);
+    let mut single = 0.0;
+    for k in 0..steps {
+        single += eval(&mut ctx, &mut std::iter::once((0, history + k, true)))?;
+    }
+    let _ = ctx.clear_kv_cache_seq(Some(0), Some(history as u32), None);
+    let mut batched = 0.0;
+    for k in 0..steps {
+        batched += eval(&mut ctx, &mut (0..seqs as usize).map(|s| (s, history + k, true)))?;
+    }
+    Ok(BatchCosts {
+        single_ms: single / steps as f64,
+        batched_ms: batched / (steps * seqs as usize) as f64,
+        prompt_ms: prompt_ms / chunk as f64,
+        seqs,
+    })
+}

@@ -142,23 +142,29 @@ async fn decode_speed(opts: &BenchOptions, dir: &std::path::Path) -> Result<Valu
         "Read notes.txt.",
         "Create config.json with {\"env\":\"dev\"}.",
     ];
-    let mut speeds = Vec::new();
-    for mode in [GrammarMode::Off, GrammarMode::Lazy, GrammarMode::Full] {
-        let d = load(&opts.base, |o| {
-            o.grammar = mode;
-            o.slots = 1;
-        })?;
-        let (mut tokens, mut ms) = (0u64, 0u64);
-        for (i, goal) in goals.iter().enumerate() {
-            for seed in 0..3u32 {
+    let modes = [GrammarMode::Off, GrammarMode::Lazy, GrammarMode::Full];
+    // Rounds of every mode in turn (one model loaded at a time), so that
+    // whatever else the machine does hits every mode alike.
+    let mut totals = [(0u64, 0u64); 3];
+    for seed in 0..3u32 {
+        for (mode, total) in modes.iter().zip(totals.iter_mut()) {
+            let d = load(&opts.base, |o| {
+                o.grammar = *mode;
+                o.slots = 1;
+            })?;
+            for (i, goal) in goals.iter().enumerate() {
                 let cfg = run_config(dir, &format!("b{i}"), goal, Sampling { temperature: 0.7, seed, max_tokens: 96 });
                 let r = d.decide(request(&cfg, &[])).await.map_err(|e| e.to_string())?;
-                tokens += u64::from(r.stats.completion_tokens);
-                ms += r.stats.decode_ms;
+                total.0 += u64::from(r.stats.completion_tokens);
+                total.1 += r.stats.decode_ms;
             }
         }
-        speeds.push((mode, tokens as f64 * 1000.0 / ms.max(1) as f64, tokens));
     }
+    let speeds: Vec<_> = modes
+        .iter()
+        .zip(totals)
+        .map(|(mode, (tokens, ms))| (*mode, tokens as f64 * 1000.0 / ms.max(1) as f64, tokens))
+        .collect();
     println!("(b) decode speed\n| sampling | tokens | tokens/s | vs unconstrained |\n|---|---:|---:|---:|");
     for (mode, tps, tokens) in &speeds {
         println!("| {mode:?} | {tokens} | {tps:.1} | {:.2}x |", tps / speeds[0].1);

@@ -178,3 +178,23 @@ async fn a_short_request_is_not_held_behind_a_long_one() {
     let again = d.decide(request(&short)).await.unwrap();
     assert_eq!(again.stats.completion_tokens, 1);
 }
+
+/// The lazy grammar check changes the cost, not the answer: greedy outputs
+/// equal those of filtering the whole vocabulary at every token.
+#[tokio::test]
+async fn lazy_grammar_checks_give_the_same_greedy_output_as_full_filtering() {
+    use xct::model::GrammarMode;
+    let load = |grammar| {
+        let opts = LlamaOptions { n_threads: Some(2), n_ctx: 2048, slots: 1, grammar, ..LlamaOptions::new(model_path()) };
+        LlamaDecider::load(opts).expect("model loads")
+    };
+    let (lazy, full) = (load(GrammarMode::Lazy), load(GrammarMode::Full));
+    let greedy = Sampling { temperature: 0.0, seed: 1, max_tokens: 64 };
+    for goal in ["Write hello.txt containing hi.", "List the workspace.", "Create config.json with {\"env\":\"dev\"}."] {
+        let (cfg, _dir) = run(goal, greedy.clone());
+        let a = lazy.decide(request(&cfg)).await.unwrap();
+        let b = full.decide(request(&cfg)).await.unwrap();
+        assert!(a.stats.completion_tokens > 5, "{goal}: {:?}", a.stats);
+        assert_eq!(a.text, b.text, "{goal}");
+    }
+}

@@ -34,9 +34,17 @@ pub(super) fn sample_free(
     candidates.selected_token().ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
 }
 
-/// Sample one token that the grammar allows. The unconstrained pick is
-/// checked alone first (cheap); only if the grammar rejects it are all
-/// candidates filtered by the grammar and the token picked again.
+/// How many of the most likely tokens the lazy check filters before it
+/// falls back to the whole vocabulary.
+const SHORTLIST: usize = 64;
+
+/// Sample one token that the grammar allows, checking as few tokens as
+/// possible: the unconstrained pick alone first; if the grammar rejects it,
+/// the `SHORTLIST` most likely tokens; only if none of those is allowed,
+/// the whole vocabulary. The grammar filters before the sampler picks, so
+/// the pick is always allowed. (Greedy picks are exactly those of full
+/// filtering; sampled picks ignore allowed tokens outside the shortlist
+/// while some inside it are allowed, a negligible tail.)
 pub(super) fn sample_checked(
     ctx: &LlamaContext<'_>,
     idx: i32,
@@ -48,6 +56,20 @@ pub(super) fn sample_checked(
     grammar.apply(&mut single);
     if single.data.first().is_some_and(|d| d.logit().is_finite()) {
         return Ok(picked);
+    }
+    let mut all = ctx.token_data_array_ith(idx).data;
+    if all.len() > SHORTLIST {
+        all.select_nth_unstable_by(SHORTLIST, |a, b| b.logit().total_cmp(&a.logit()));
+        all.truncate(SHORTLIST);
+    }
+    let mut shortlist = LlamaTokenDataArray::new(all, false);
+    grammar.apply(&mut shortlist);
+    if shortlist.data.iter().any(|d| d.logit().is_finite()) {
+        chain.apply(&mut shortlist);
+        let allowed = |t: LlamaToken| shortlist.data.iter().any(|d| d.id() == t && d.logit().is_finite());
+        if let Some(tok) = shortlist.selected_token().filter(|t| allowed(*t)) {
+            return Ok(tok);
+        }
     }
     sample_full(ctx, idx, chain, grammar)
 }

@@ -59,4 +59,17 @@ printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: xct-system}\n' | kubec
 kubectl apply -f "$out/default.yaml" >/dev/null
 kubectl -n xct-system get deployment xct-operator -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -q -- '--model=/models/model.gguf'
 kubectl get clusterrole xct-operator -o jsonpath='{.rules[*].verbs}' | grep -q impersonate
+# Every rendering's operator arguments are accepted by the binary's own parser.
+cargo build --quiet --bin xct
+for f in "$out"/default.yaml "$out"/gpu.yaml "$out"/replicas.yaml; do
+  python3 - "$f" "$target/debug/xct" <<'PY'
+import subprocess, sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc and doc.get("kind") == "Deployment":
+        args = doc["spec"]["template"]["spec"]["containers"][0]["args"]
+        r = subprocess.run([sys.argv[2], *args, "--help"], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"{sys.argv[1]}: xct refuses the chart's arguments {args}: {r.stderr}")
+PY
+done
 echo "chart: lint ok, $(ls "$out"/*.yaml | wc -l) renderings valid, default rendering installed on the test API server"

@@ -185,16 +185,48 @@ async fn a_short_request_is_not_held_behind_a_long_one() {
 async fn lazy_grammar_checks_give_the_same_greedy_output_as_full_filtering() {
     use xct::model::GrammarMode;
     let load = |grammar| {
-        let opts = LlamaOptions { n_threads: Some(2), n_ctx: 2048, slots: 1, grammar, ..LlamaOptions::new(model_path()) };
+        let opts =
+            LlamaOptions { n_threads: Some(2), n_ctx: 2048, slots: 1, grammar, ..LlamaOptions::new(model_path()) };
         LlamaDecider::load(opts).expect("model loads")
     };
     let (lazy, full) = (load(GrammarMode::Lazy), load(GrammarMode::Full));
     let greedy = Sampling { temperature: 0.0, seed: 1, max_tokens: 64 };
-    for goal in ["Write hello.txt containing hi.", "List the workspace.", "Create config.json with {\"env\":\"dev\"}."] {
+    for goal in ["Write hello.txt containing hi.", "List the workspace.", "Create config.json with {\"env\":\"dev\"}."]
+    {
         let (cfg, _dir) = run(goal, greedy.clone());
         let a = lazy.decide(request(&cfg)).await.unwrap();
         let b = full.decide(request(&cfg)).await.unwrap();
         assert!(a.stats.completion_tokens > 5, "{goal}: {:?}", a.stats);
         assert_eq!(a.text, b.text, "{goal}");
     }
+}
+
+/// Requests beyond the slots wait in the bounded queue, visible as queue
+/// depth (the `xct_inference_queue_depth` metric), and are all served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_slots_wait_in_a_visible_queue() {
+    let opts = LlamaOptions { n_threads: Some(2), n_ctx: 2048, slots: 1, ..LlamaOptions::new(model_path()) };
+    let d = Arc::new(LlamaDecider::load(opts).expect("model loads"));
+    let mut handles = vec![];
+    for i in 0..4 {
+        let (mut cfg, dir) =
+            run("List the files in the workspace.", Sampling { temperature: 0.0, seed: 1, max_tokens: 8 });
+        cfg.id = format!("q{i}");
+        let d = d.clone();
+        handles.push(tokio::spawn(async move {
+            let _keep = dir;
+            d.decide(request(&cfg)).await
+        }));
+    }
+    let mut deepest = 0;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < until && deepest < 3 {
+        deepest = deepest.max(d.queue_depth());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(deepest, 3, "one request runs in the single slot, three wait");
+    for h in handles {
+        assert!(h.await.unwrap().unwrap().stats.completion_tokens > 0);
+    }
+    assert_eq!(d.queue_depth(), 0);
 }

@@ -24,6 +24,9 @@ pub struct BatchCosts {
     pub batched_ms: f64,
     /// One prompt token, evaluated in chunks of `chunk` tokens.
     pub prompt_ms: f64,
+    /// One prompt token in a chunk of `BULK` tokens: about the least a
+    /// token can cost on this machine.
+    pub bulk_ms: f64,
     pub seqs: u32,
 }
 
@@ -36,7 +39,17 @@ impl BatchCosts {
         let many = prompt * self.prompt_ms + generated * self.batched_ms;
         one / many.max(f64::EPSILON)
     }
+
+    /// A bound no scheduling can beat: even if every token of the many runs
+    /// cost as little as a token in a bulk prompt chunk.
+    pub fn bound(&self, prompt: f64, generated: f64) -> f64 {
+        let one = prompt * self.prompt_ms + generated * self.single_ms;
+        one / ((prompt + generated) * self.bulk_ms).max(f64::EPSILON)
+    }
 }
+
+/// Tokens in the bulk prompt chunk.
+const BULK: usize = 512;
 
 /// Measure with `history` tokens already in each sequence, `steps` decode
 /// calls per measurement and prompt chunks of `chunk` tokens.
@@ -53,11 +66,11 @@ pub fn measure(
     let model = LlamaModel::load_from_file(backend, &opts.model_path, &params).map_err(|e| fail("load", &e))?;
     let threads = opts.n_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
     // llama.cpp sizes the cache in multiples of 256 cells per sequence.
-    let per_seq = (history + chunk + steps + 64).next_multiple_of(256) as u32;
+    let per_seq = (history + chunk.max(BULK) + steps + 64).next_multiple_of(256) as u32;
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(per_seq * seqs))
         .with_n_seq_max(seqs)
-        .with_n_batch(opts.n_batch.max(chunk as u32))
+        .with_n_batch(opts.n_batch.max(chunk.max(BULK) as u32))
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     let mut ctx = model.new_context(backend, ctx_params).map_err(|e| fail("context", &e))?;
@@ -65,10 +78,10 @@ pub fn measure(
     let text =
         "Step: {\"status\":\"success\",\"result\":{\"path\":\"notes/part.txt\",\"bytes\":20}} ".repeat(history / 8 + 8);
     let tokens = model.vocab().tokenize(text.as_bytes(), true, true);
-    if tokens.len() < history + chunk + steps {
+    if tokens.len() < history + chunk.max(BULK) + steps {
         return Err(DeciderError::Inference("the probe text is too short".into()));
     }
-    let mut batch = LlamaBatch::new((history.max(chunk) + seqs as usize).max(512), 1);
+    let mut batch = LlamaBatch::new((history.max(chunk).max(BULK) + seqs as usize).max(512), 1);
     let mut eval = |ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
                     items: &mut dyn Iterator<Item = (usize, usize, bool)>|
      -> Result<f64, DeciderError> {
@@ -89,6 +102,8 @@ pub fn measure(
     // A prompt chunk in sequence 0, then generation from there.
     let prompt_ms = eval(&mut ctx, &mut (history..history + chunk).map(|p| (0, p, p + 1 == history + chunk)))?;
     let _ = ctx.clear_kv_cache_seq(Some(0), Some(history as u32), None);
+    let bulk_ms = eval(&mut ctx, &mut (history..history + BULK).map(|p| (0, p, p + 1 == history + BULK)))?;
+    let _ = ctx.clear_kv_cache_seq(Some(0), Some(history as u32), None);
     let mut single = 0.0;
     for k in 0..steps {
         single += eval(&mut ctx, &mut std::iter::once((0, history + k, true)))?;
@@ -102,6 +117,7 @@ pub fn measure(
         single_ms: single / steps as f64,
         batched_ms: batched / (steps * seqs as usize) as f64,
         prompt_ms: prompt_ms / chunk as f64,
+        bulk_ms: bulk_ms / BULK as f64,
         seqs,
     })
 }

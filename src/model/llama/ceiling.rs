@@ -121,3 +121,19 @@ pub fn measure(
         seqs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::BatchCosts;
+
+    #[test]
+    fn the_bounds_follow_from_the_token_costs() {
+        let c = BatchCosts { single_ms: 12.0, batched_ms: 6.0, prompt_ms: 4.0, bulk_ms: 3.0, seqs: 16 };
+        // One run: 50 * 4 + 40 * 12 = 680 ms; batched generation: 50 * 4 + 40 * 6 = 440 ms.
+        assert!((c.ceiling(50.0, 40.0) - 680.0 / 440.0).abs() < 1e-9);
+        // Every token at the bulk cost: 90 * 3 = 270 ms.
+        assert!((c.bound(50.0, 40.0) - 680.0 / 270.0).abs() < 1e-9);
+        // Nothing to generate: batching generation gains nothing.
+        assert!((c.ceiling(50.0, 0.0) - 1.0).abs() < 1e-9);
+    }
+}

@@ -224,7 +224,8 @@ async fn requests_beyond_the_slots_wait_in_a_visible_queue() {
         deepest = deepest.max(d.queue_depth());
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    assert_eq!(deepest, 3, "one request runs in the single slot, three wait");
+    // Three wait while one runs in the single slot (four if all arrive before the first is taken).
+    assert!((3..=4).contains(&deepest), "queue depth reached {deepest}");
     for h in handles {
         assert!(h.await.unwrap().unwrap().stats.completion_tokens > 0);
     }

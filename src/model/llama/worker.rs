@@ -253,28 +253,33 @@ impl<'m> Worker<'m> {
     fn fill_batch<T>(&mut self, running: &mut [Active<T>]) -> Result<(), DeciderError> {
         self.batch.clear();
         let mut room = self.n_batch;
-        for a in running.iter_mut() {
+        let mut picked = Vec::new();
+        for (i, a) in running.iter_mut().enumerate() {
             a.logits_at = None;
             a.feeding = 0;
             if a.pending.is_some() && room > 0 {
-                a.feeding = 1;
+                picked.push(i);
                 room -= 1;
             }
         }
-        for a in running.iter_mut().filter(|a| a.pending.is_none() && a.fed < a.prompt.len()) {
-            let take = room.min(a.prompt.len() - a.fed);
-            a.feeding = take;
-            room -= take;
+        for (i, a) in running.iter_mut().enumerate() {
+            if room == 0 {
+                break;
+            }
+            if a.pending.is_none() && a.fed < a.prompt.len() {
+                a.feeding = room.min(a.prompt.len() - a.fed);
+                room -= a.feeding;
+                picked.push(i);
+            }
         }
-        let mut order: Vec<&mut Active<T>> = running.iter_mut().filter(|a| a.feeding > 0).collect();
-        order.sort_by_key(|a| a.slot);
+        picked.sort_by_key(|i| running[*i].slot);
         let add_err = |e| DeciderError::Inference(format!("batch: {e}"));
-        for a in order {
+        for i in picked {
+            let a = &mut running[i];
             if let Some(tok) = a.pending {
                 let pos = self.slots[a.slot].tokens.len() as i32;
                 a.logits_at = Some(self.batch.n_tokens());
                 self.batch.add(tok, pos, &[a.slot as i32], true).map_err(add_err)?;
-                a.feeding = 0;
                 continue;
             }
             for pos in a.fed..a.fed + a.feeding {

@@ -9,10 +9,8 @@ use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::model::params::LlamaModelParams;
 
-use super::{LlamaOptions, backend};
+use super::{LlamaOptions, load_model};
 use crate::model::DeciderError;
 
 /// Milliseconds per token for each way of feeding the model.
@@ -61,10 +59,8 @@ pub fn measure(
     chunk: usize,
 ) -> Result<BatchCosts, DeciderError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| DeciderError::Inference(format!("{what}: {e}"));
-    let backend = backend()?;
-    let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
-    let model = LlamaModel::load_from_file(backend, &opts.model_path, &params).map_err(|e| fail("load", &e))?;
-    let threads = opts.n_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
+    let (backend, model) = load_model(opts)?;
+    let threads = opts.threads();
     // llama.cpp sizes the cache in multiples of 256 cells per sequence.
     let per_seq = (history + chunk.max(BULK) + steps + 64).next_multiple_of(256) as u32;
     let ctx_params = LlamaContextParams::default()

@@ -88,6 +88,11 @@ impl LlamaOptions {
             grammar: GrammarMode::Lazy,
         }
     }
+
+    /// CPU threads to use: the configured number, else every core.
+    fn threads(&self) -> i32 {
+        self.n_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as i32))
+    }
 }
 
 struct Job {
@@ -164,26 +169,28 @@ impl Decider for LlamaDecider {
     }
 }
 
+/// Initialise the backend once and load the model file.
+fn load_model(opts: &LlamaOptions) -> Result<(&'static LlamaBackend, LlamaModel), DeciderError> {
+    let backend = backend()?;
+    let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
+    let model = LlamaModel::load_from_file(backend, &opts.model_path, &params)
+        .map_err(|e| DeciderError::Unavailable(format!("cannot load model {}: {e}", opts.model_path.display())))?;
+    Ok((backend, model))
+}
+
 fn inference_thread(
     opts: LlamaOptions,
     mut rx: mpsc::Receiver<Job>,
     ready: std::sync::mpsc::Sender<Result<(), DeciderError>>,
 ) {
-    let setup = || -> Result<(&'static LlamaBackend, LlamaModel), DeciderError> {
-        let backend = backend()?;
-        let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
-        let model = LlamaModel::load_from_file(backend, &opts.model_path, &params)
-            .map_err(|e| DeciderError::Unavailable(format!("cannot load model {}: {e}", opts.model_path.display())))?;
-        Ok((backend, model))
-    };
-    let (backend, model) = match setup() {
+    let (backend, model) = match load_model(&opts) {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    let threads = opts.n_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
+    let threads = opts.threads();
     // One KV sequence per slot, each with a context of n_ctx tokens.
     let slots = opts.slots.max(1);
     let ctx_params = LlamaContextParams::default()

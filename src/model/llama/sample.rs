@@ -31,7 +31,7 @@ pub(super) fn sample_free(
 ) -> Result<LlamaToken, DeciderError> {
     let mut candidates = ctx.token_data_array_ith(idx);
     chain.apply(&mut candidates);
-    candidates.selected_token().ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
+    selected(&candidates)
 }
 
 /// How many of the most likely tokens the lazy check filters before it
@@ -88,5 +88,9 @@ pub(super) fn sample_full(
         return Err(DeciderError::Inference("the grammar allows no next token".into()));
     }
     chain.apply(&mut candidates);
+    selected(&candidates)
+}
+
+fn selected(candidates: &LlamaTokenDataArray) -> Result<LlamaToken, DeciderError> {
     candidates.selected_token().ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
 }

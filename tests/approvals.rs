@@ -63,14 +63,20 @@ fn run_manifest(timeout: u32) -> XctRun {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn approvals_bind_to_the_digest_and_reject_or_execute() {
+/// A cluster whose demo namespace holds the ConfigMap "old" the runs want to delete.
+async fn cluster_with_old_config() -> (xct_testapi::TestApiServer, kube::Client, Api<ConfigMap>) {
     let srv = cluster().await;
     let admin = srv.client();
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
     cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "old"}})).unwrap())
         .await
         .unwrap();
+    (srv, admin, cms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_bind_to_the_digest_and_reject_or_execute() {
+    let (srv, admin, cms) = cluster_with_old_config().await;
     let controller =
         start(&srv, vec![delete("old"), delete("old"), r#"{"done":true,"message":"cleaned"}"#.into()]).await;
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
@@ -124,12 +130,7 @@ async fn approvals_bind_to_the_digest_and_reject_or_execute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_approval_times_out_as_a_rejection() {
-    let srv = cluster().await;
-    let admin = srv.client();
-    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
-    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "old"}})).unwrap())
-        .await
-        .unwrap();
+    let (srv, admin, cms) = cluster_with_old_config().await;
     let controller = start(&srv, vec![delete("old"), r#"{"done":true,"message":"gave up"}"#.into()]).await;
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     runs.create(&PostParams::default(), &run_manifest(1)).await.unwrap();

@@ -62,29 +62,12 @@ async fn the_follower_takes_over_without_duplicating_or_losing_steps() {
     outputs.push(r#"{"done":true,"message":"scaled"}"#.into());
     let decider = Arc::new(ScriptedDecider::new(outputs));
     let a = replica(&srv, "replica-a", decider.clone());
-    let leases: Api<Lease> = Api::namespaced(admin.clone(), "default");
-    for _ in 0..100 {
-        if leases.get_opt("xct-operator").await.unwrap().and_then(|l| l.spec?.holder_identity).as_deref()
-            == Some("replica-a")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_lease_holder(&admin, "replica-a").await;
     let b = replica(&srv, "replica-b", decider.clone());
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
-    let run: XctRun = serde_yaml::from_str(&format!(
-        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: long}}\nspec:\n  goal: g\n  tools: [k8s.scale]\n  serviceAccountName: {SA}\n  limits: {{maxSteps: 20}}\n"
-    ))
-    .unwrap();
-    runs.create(&PostParams::default(), &run).await.unwrap();
+    create_scale_run(&runs, "long", 20).await;
     // Let the leader record a few steps, then kill it.
-    for _ in 0..200 {
-        if runs.get("long").await.unwrap().status.is_some_and(|s| s.steps.len() >= 3) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_steps(&runs, "long", 3).await;
     let killed_at = srv.requests().len() as u64;
     a.kill();
     let mut done = None;
@@ -133,6 +116,7 @@ async fn the_follower_takes_over_without_duplicating_or_losing_steps() {
         persisted <= recorded && persisted + unknown >= recorded,
         "no mutation executed twice or unrecorded: {persisted} persisted, {recorded} recorded, {unknown} unknown"
     );
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), "default");
     let leases_taken = leases.get("xct-operator").await.unwrap().spec.unwrap().lease_transitions;
     assert_eq!(leases_taken, Some(1));
 }

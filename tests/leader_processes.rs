@@ -7,7 +7,6 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use support::*;
@@ -58,28 +57,11 @@ async fn killing_the_leader_process_hands_over_without_duplicates() {
     std::fs::write(&decisions, serde_yaml::to_string(&outputs).unwrap()).unwrap();
 
     let mut a = replica(&kc_a, &decisions, "replica-a");
-    let leases: Api<Lease> = Api::namespaced(admin.clone(), "default");
-    for _ in 0..100 {
-        if leases.get_opt("xct-operator").await.unwrap().and_then(|l| l.spec?.holder_identity).as_deref()
-            == Some("replica-a")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_lease_holder(&admin, "replica-a").await;
     let mut b = replica(&kc_b, &decisions, "replica-b");
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
-    let run: XctRun = serde_yaml::from_str(&format!(
-        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: handover}}\nspec:\n  goal: g\n  tools: [k8s.scale]\n  serviceAccountName: {SA}\n  limits: {{maxSteps: 30}}\n"
-    ))
-    .unwrap();
-    runs.create(&PostParams::default(), &run).await.unwrap();
-    for _ in 0..400 {
-        if runs.get("handover").await.unwrap().status.is_some_and(|s| s.steps.len() >= 5) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    create_scale_run(&runs, "handover", 30).await;
+    wait_for_steps(&runs, "handover", 5).await;
     a.kill().unwrap(); // SIGKILL
     a.wait().unwrap();
     let killed_at = srv.requests().len() as u64;

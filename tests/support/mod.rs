@@ -139,3 +139,34 @@ pub fn start_operator(
     let readiness = std::sync::Arc::new(xct::operator::health::Readiness::default());
     tokio::spawn(xct::operator::run(std::sync::Arc::new(ctx), namespace.map(str::to_string), readiness))
 }
+
+/// Create run `name` that scales deployments, with at most `max_steps` steps.
+pub async fn create_scale_run(runs: &Api<xct::crd::XctRun>, name: &str, max_steps: u32) {
+    let run: xct::crd::XctRun = serde_yaml::from_str(&format!(
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: {name}}}\nspec:\n  goal: g\n  tools: [k8s.scale]\n  serviceAccountName: {SA}\n  limits: {{maxSteps: {max_steps}}}\n"
+    ))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+}
+
+/// Wait (up to 5 s) until `holder` holds the operator's Lease in "default".
+pub async fn wait_for_lease_holder(client: &kube::Client, holder: &str) {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "default");
+    for _ in 0..100 {
+        let held = leases.get_opt("xct-operator").await.unwrap().and_then(|l| l.spec?.holder_identity);
+        if held.as_deref() == Some(holder) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait (up to 4 s) until run `name` has recorded at least `n` steps.
+pub async fn wait_for_steps(runs: &Api<xct::crd::XctRun>, name: &str, n: usize) {
+    for _ in 0..400 {
+        if runs.get(name).await.unwrap().status.is_some_and(|s| s.steps.len() >= n) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -30,7 +30,14 @@ pub struct BenchOptions {
 fn run_config(dir: &std::path::Path, id: &str, goal: &str, sampling: Sampling) -> RunConfig {
     let tools =
         Workspace::open(dir).map(|w| w.tools()).unwrap_or_default().into_iter().fold(ToolSet::new(), ToolSet::with);
-    RunConfig { id: id.into(), goal: goal.into(), tools, limits: Limits::default(), sampling }
+    RunConfig {
+        id: id.into(),
+        acting_as: crate::local::LOCAL_IDENTITY.into(),
+        goal: goal.into(),
+        tools,
+        limits: Limits::default(),
+        sampling,
+    }
 }
 
 /// A plausible recorded step k (an fs.write and its success signal).

@@ -9,7 +9,7 @@ use chrono::Utc;
 
 use crate::crd::{RunPhase, XctRun, XctRunStatus};
 use crate::engine::record::{StepRecord, VerdictOutcome};
-use crate::engine::{Engine, EngineError, RunConfig, RunOutcome};
+use crate::engine::{Engine, EngineError, NoJournal, RunConfig, RunOutcome, Stepped};
 use crate::model::Decider;
 use crate::protocol::Signal;
 use crate::tools::ToolSet;
@@ -97,10 +97,13 @@ pub fn prepare(run: &XctRun, manifest: &Path, workspace_dir: &Path) -> Result<Pr
     let name = run.metadata.name.clone().unwrap_or_else(|| "local".into());
     let cfg = run
         .spec
-        .run_config(name.clone(), &tools)
+        .run_config(name.clone(), LOCAL_IDENTITY, &tools)
         .map_err(|e| LocalError::Spec { path: manifest.into(), problems: vec![e.to_string()] })?;
     Ok(Prepared { name, cfg })
 }
+
+/// Who the tools act as in a local run: the user running `xct local`.
+pub const LOCAL_IDENTITY: &str = "local";
 
 /// Run to the end, writing the history after every step.
 pub async fn run(
@@ -119,13 +122,18 @@ pub async fn run(
     };
     let _ = writeln!(out, "run {name}: goal {:?}, tools {:?}", cfg.goal, cfg.tools.names());
     let outcome = loop {
-        match engine.step(cfg, &status.steps, started).await {
-            Ok(record) => {
+        match engine.step(cfg, &status.steps, started, None, &mut NoJournal).await {
+            Ok(Stepped::New(record)) => {
                 let _ = writeln!(out, "{}", step_line(&record));
                 status.steps.push(record);
-                status.refresh_summary();
-                write_history(history_path, &status)?;
             }
+            Ok(Stepped::Resolved(record)) => {
+                let _ = writeln!(out, "{}", step_line(&record));
+                status.steps.pop();
+                status.steps.push(record);
+            }
+            // No judge locally: nothing ever awaits approval.
+            Ok(Stepped::Waiting { .. }) => {}
             Err(EngineError::Finished(outcome)) => break outcome,
             Err(EngineError::Decider(source)) => {
                 status.phase = RunPhase::Failed;
@@ -133,7 +141,12 @@ pub async fn run(
                 write_history(history_path, &status)?;
                 return Err(LocalError::Decider { step: status.steps.len() as u32 + 1, source });
             }
+            Err(EngineError::Journal(e)) => {
+                return Err(LocalError::History { path: history_path.into(), message: e.to_string() });
+            }
         }
+        status.refresh_summary();
+        write_history(history_path, &status)?;
     };
     match &outcome {
         RunOutcome::Succeeded { message } => {

@@ -29,6 +29,7 @@ pub const MAX_DECISION_BYTES: usize = 16 * 1024;
 /// | `INVALID_ARGUMENTS` | the arguments do not match the tool's schema or rules |
 /// | `POLICY_VETO` | a policy (or the absence of one) refused the proposal |
 /// | `APPROVAL_REJECTED` | a human rejected the proposal, or approval timed out |
+/// | `APPROVAL_STALE` | approved, but for another run instance or identity than the run has now |
 /// | `DRY_RUN_FAILED` | the tool's dry run refused the change; nothing changed |
 /// | `EXECUTION_FAILED` | the tool ran and failed |
 /// | `OUTCOME_UNKNOWN` | execution was interrupted; its effect is unknown |
@@ -41,6 +42,7 @@ pub enum ErrorCode {
     InvalidArguments,
     PolicyVeto,
     ApprovalRejected,
+    ApprovalStale,
     DryRunFailed,
     ExecutionFailed,
     OutcomeUnknown,
@@ -49,12 +51,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::InvalidProposal,
         ErrorCode::ToolNotAllowed,
         ErrorCode::InvalidArguments,
         ErrorCode::PolicyVeto,
         ErrorCode::ApprovalRejected,
+        ErrorCode::ApprovalStale,
         ErrorCode::DryRunFailed,
         ErrorCode::ExecutionFailed,
         ErrorCode::OutcomeUnknown,
@@ -69,6 +72,7 @@ impl ErrorCode {
             ErrorCode::InvalidArguments => "INVALID_ARGUMENTS",
             ErrorCode::PolicyVeto => "POLICY_VETO",
             ErrorCode::ApprovalRejected => "APPROVAL_REJECTED",
+            ErrorCode::ApprovalStale => "APPROVAL_STALE",
             ErrorCode::DryRunFailed => "DRY_RUN_FAILED",
             ErrorCode::ExecutionFailed => "EXECUTION_FAILED",
             ErrorCode::OutcomeUnknown => "OUTCOME_UNKNOWN",

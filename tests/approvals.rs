@@ -46,11 +46,25 @@ fn awaiting(step: usize) -> impl Fn(&XctRun) -> bool {
     }
 }
 
+/// Approve (or reject) step `step` of the current "cleanup" run, bound to its UID.
 async fn approve(client: &kube::Client, name: &str, step: u32, digest: &str, decision: &str, approver: &str) {
+    let uid = Api::<XctRun>::namespaced(client.clone(), NS).get("cleanup").await.unwrap().metadata.uid.unwrap();
+    approve_for(client, name, &uid, step, digest, decision, approver).await;
+}
+
+async fn approve_for(
+    client: &kube::Client,
+    name: &str,
+    run_uid: &str,
+    step: u32,
+    digest: &str,
+    decision: &str,
+    approver: &str,
+) {
     let api: Api<XctApproval> = Api::namespaced(client.clone(), NS);
     let a: XctApproval = serde_json::from_value(json!({
         "apiVersion": "xct.dev/v1alpha1", "kind": "XctApproval", "metadata": {"name": name},
-        "spec": {"runName": "cleanup", "step": step, "proposalDigest": digest, "decision": decision, "reason": "reviewed", "approver": approver}
+        "spec": {"runName": "cleanup", "runUid": run_uid, "step": step, "proposalDigest": digest, "decision": decision, "reason": "reviewed", "approver": approver}
     }))
     .unwrap();
     api.create(&PostParams::default(), &a).await.unwrap();

@@ -14,7 +14,20 @@ use xct::engine::{
 };
 use xct::model::{Role, Sampling, ScriptedDecider};
 use xct::protocol::{ErrorCode, Signal};
-use xct::tools::{DryRun, Tool, ToolError, ToolSet};
+use xct::tools::{DryRun, Target, Tool, ToolError, ToolSet};
+
+/// One step with no judge and no journal: the new record.
+async fn next(
+    engine: &Engine<'_>,
+    cfg: &xct::engine::RunConfig,
+    history: &[xct::engine::record::StepRecord],
+    started: chrono::DateTime<chrono::Utc>,
+) -> Result<xct::engine::record::StepRecord, xct::engine::EngineError> {
+    match engine.step(cfg, history, started, None, &mut xct::engine::NoJournal).await? {
+        xct::engine::Stepped::New(rec) | xct::engine::Stepped::Resolved(rec) => Ok(rec),
+        other => panic!("no approvals without a judge: {other:?}"),
+    }
+}
 
 /// A tool whose behaviour is chosen by its `mode` argument, counting executions.
 struct Probe {
@@ -34,6 +47,9 @@ impl Tool for Probe {
     }
     fn mutates(&self) -> bool {
         true
+    }
+    fn target(&self, _: &Value) -> Result<Option<Target>, ToolError> {
+        Ok(None)
     }
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
         if args["mode"] == "refuse" {
@@ -67,6 +83,9 @@ impl Tool for Reader {
     fn mutates(&self) -> bool {
         false
     }
+    fn target(&self, _: &Value) -> Result<Option<Target>, ToolError> {
+        Ok(None)
+    }
     async fn validate(&self, _: &Value) -> Result<DryRun, ToolError> {
         Ok(DryRun::new("would read"))
     }
@@ -80,6 +99,7 @@ fn setup(limits: Limits) -> (RunConfig, Arc<Probe>) {
     let catalogue = ToolSet::new().with(probe.clone()).with(Arc::new(Reader));
     let cfg = RunConfig {
         id: "t".into(),
+        acting_as: "tester".into(),
         goal: "probe things".into(),
         tools: catalogue.select(&["test.probe".into(), "test.read".into()]).unwrap(),
         limits,
@@ -112,7 +132,7 @@ async fn every_transition_is_recorded() {
     let started = Utc::now();
     let mut history = Vec::new();
     let outcome = loop {
-        match engine.step(&cfg, &history, started).await {
+        match next(&engine, &cfg, &history, started).await {
             Ok(rec) => history.push(rec),
             Err(EngineError::Finished(o)) => break o,
             Err(e) => panic!("{e}"),
@@ -159,9 +179,9 @@ async fn max_steps_ends_the_run_without_calling_the_model() {
     let engine = Engine::new(&decider);
     let started = Utc::now();
     let mut history = vec![];
-    history.push(engine.step(&cfg, &history, started).await.unwrap());
-    history.push(engine.step(&cfg, &history, started).await.unwrap());
-    let err = engine.step(&cfg, &history, started).await.unwrap_err();
+    history.push(next(&engine, &cfg, &history, started).await.unwrap());
+    history.push(next(&engine, &cfg, &history, started).await.unwrap());
+    let err = next(&engine, &cfg, &history, started).await.unwrap_err();
     let EngineError::Finished(RunOutcome::Failed { code, reason }) = err else { panic!("{err:?}") };
     assert_eq!(code, ErrorCode::BudgetExhausted);
     assert!(reason.contains("maxSteps (2)"), "{reason}");
@@ -180,9 +200,9 @@ async fn consecutive_errors_end_the_run_and_a_success_resets_the_count() {
     let engine = Engine::new(&decider);
     let started = Utc::now();
     let mut history = vec![];
-    history.push(engine.step(&cfg, &history, started).await.unwrap());
-    history.push(engine.step(&cfg, &history, started).await.unwrap());
-    let err = engine.step(&cfg, &history, started).await.unwrap_err();
+    history.push(next(&engine, &cfg, &history, started).await.unwrap());
+    history.push(next(&engine, &cfg, &history, started).await.unwrap());
+    let err = next(&engine, &cfg, &history, started).await.unwrap_err();
     assert!(
         matches!(err, EngineError::Finished(RunOutcome::Failed { code: ErrorCode::BudgetExhausted, ref reason }) if reason.contains("2 consecutive errors"))
     );
@@ -193,7 +213,7 @@ async fn consecutive_errors_end_the_run_and_a_success_resets_the_count() {
     let engine = Engine::new(&decider);
     let mut history = vec![];
     for _ in 0..4 {
-        history.push(engine.step(&cfg, &history, started).await.unwrap());
+        history.push(next(&engine, &cfg, &history, started).await.unwrap());
     }
     assert_eq!(
         run_outcome(&cfg, &history, started, Utc::now()),
@@ -206,7 +226,7 @@ async fn the_deadline_ends_the_run() {
     let (cfg, _) = setup(Limits { max_steps: 50, max_consecutive_errors: 5, timeout: Some(Duration::from_secs(60)) });
     let started = Utc::now() - chrono::Duration::seconds(61);
     let decider = ScriptedDecider::new([DONE]);
-    let err = Engine::new(&decider).step(&cfg, &[], started).await.unwrap_err();
+    let err = next(&Engine::new(&decider), &cfg, &[], started).await.unwrap_err();
     assert!(
         matches!(err, EngineError::Finished(RunOutcome::Failed { code: ErrorCode::BudgetExhausted, ref reason }) if reason.contains("timeout"))
     );
@@ -218,7 +238,7 @@ async fn the_deadline_ends_the_run() {
 async fn a_decider_failure_records_nothing() {
     let (cfg, _) = setup(Limits::default());
     let decider = ScriptedDecider::new(Vec::<String>::new());
-    let err = Engine::new(&decider).step(&cfg, &[], Utc::now()).await.unwrap_err();
+    let err = next(&Engine::new(&decider), &cfg, &[], Utc::now()).await.unwrap_err();
     assert!(matches!(err, EngineError::Decider(_)));
 }
 
@@ -226,7 +246,7 @@ async fn a_decider_failure_records_nothing() {
 async fn huge_results_are_bounded_with_a_digest() {
     let (cfg, _) = setup(Limits::default());
     let decider = ScriptedDecider::new([step("test.probe", json!({"mode": "huge"}))]);
-    let rec = Engine::new(&decider).step(&cfg, &[], Utc::now()).await.unwrap();
+    let rec = next(&Engine::new(&decider), &cfg, &[], Utc::now()).await.unwrap();
     let Some(Signal::Success { result }) = rec.signal else { panic!() };
     assert_eq!(result["truncated"], true);
     assert!(result["bytes"].as_u64().unwrap() > 100_000);
@@ -243,7 +263,7 @@ async fn history_is_rendered_as_chat_turns() {
     let started = Utc::now();
     let mut history = vec![];
     for _ in 0..3 {
-        history.push(engine.step(&cfg, &history, started).await.unwrap());
+        history.push(next(&engine, &cfg, &history, started).await.unwrap());
     }
     let reqs = decider.requests();
     // First call: system prompt and goal only.

@@ -88,6 +88,7 @@ proptest! {
             tool: "k8s.scale".into(),
             arguments: args,
             goal: String::new(),
+            proposal_target: Value::Null,
             run: xct::policy::RunInfo::default(),
             target: Value::Null,
         };

@@ -24,6 +24,7 @@ async fn every_tool_schema_becomes_a_grammar() {
         assert!(!schema.to_string().contains("$ref"), "{} has a $ref: {schema}", tool.name());
         let run = RunConfig {
             id: "g".into(),
+            acting_as: "tester".into(),
             goal: "g".into(),
             tools: ToolSet::new().with(tool.clone()),
             limits: Limits::default(),
@@ -35,6 +36,7 @@ async fn every_tool_schema_becomes_a_grammar() {
     }
     let run = RunConfig {
         id: "all".into(),
+        acting_as: "tester".into(),
         goal: "g".into(),
         tools: all.into_iter().fold(ToolSet::new(), ToolSet::with),
         limits: Limits::default(),

@@ -10,11 +10,25 @@ use xct::model::{Sampling, ScriptedDecider};
 use xct::tools::ToolSet;
 use xct::tools::fs::Workspace;
 
+/// One step with no judge and no journal: the new record.
+async fn next(
+    engine: &Engine<'_>,
+    cfg: &xct::engine::RunConfig,
+    history: &[xct::engine::record::StepRecord],
+    started: chrono::DateTime<chrono::Utc>,
+) -> Result<xct::engine::record::StepRecord, xct::engine::EngineError> {
+    match engine.step(cfg, history, started, None, &mut xct::engine::NoJournal).await? {
+        xct::engine::Stepped::New(rec) | xct::engine::Stepped::Resolved(rec) => Ok(rec),
+        other => panic!("no approvals without a judge: {other:?}"),
+    }
+}
+
 async fn history(n: usize) -> XctRunStatus {
     let dir = tempfile::tempdir().unwrap();
     let tools = Workspace::open(dir.path()).unwrap().tools().into_iter().fold(ToolSet::new(), ToolSet::with);
     let cfg = RunConfig {
         id: "h".into(),
+        acting_as: "tester".into(),
         goal: "g".into(),
         tools,
         limits: Limits { max_steps: 1000, max_consecutive_errors: 1000, timeout: None },
@@ -27,7 +41,7 @@ async fn history(n: usize) -> XctRunStatus {
     let engine = Engine::new(&decider);
     let mut status = XctRunStatus::default();
     for _ in 0..n {
-        let rec = engine.step(&cfg, &status.steps, Utc::now()).await.unwrap();
+        let rec = next(&engine, &cfg, &status.steps, Utc::now()).await.unwrap();
         status.steps.push(rec);
         status.refresh_summary();
     }

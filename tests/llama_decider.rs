@@ -31,7 +31,14 @@ fn run(goal: &str, sampling: Sampling) -> (RunConfig, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let ws = Workspace::open(dir.path()).unwrap();
     let tools = ws.tools().into_iter().fold(ToolSet::new(), ToolSet::with);
-    let cfg = RunConfig { id: goal.into(), goal: goal.into(), tools, limits: Limits::default(), sampling };
+    let cfg = RunConfig {
+        id: goal.into(),
+        acting_as: "tester".into(),
+        goal: goal.into(),
+        tools,
+        limits: Limits::default(),
+        sampling,
+    };
     (cfg, dir)
 }
 

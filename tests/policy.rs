@@ -14,6 +14,7 @@ fn input(tool: &str, args: serde_json::Value) -> PolicyInput {
         tool: tool.into(),
         arguments: args,
         goal: "g".into(),
+        proposal_target: serde_json::Value::Null,
         run: RunInfo {
             name: "r".into(),
             namespace: "demo".into(),

@@ -142,7 +142,7 @@ pub struct XctPolicyStatus {
     kind = "XctApproval",
     namespaced,
     shortname = "xa",
-    doc = "Approves or rejects one proposal of an XctRun; it counts only if proposalDigest matches that exact proposal.",
+    doc = "Approves or rejects one proposal of an XctRun; it counts only if runUid and proposalDigest match that run instance and that exact proposal.",
     printcolumn = r#"{"name":"Run","type":"string","jsonPath":".spec.runName"}"#,
     printcolumn = r#"{"name":"Step","type":"integer","jsonPath":".spec.step"}"#,
     printcolumn = r#"{"name":"Decision","type":"string","jsonPath":".spec.decision"}"#,
@@ -153,6 +153,11 @@ pub struct XctApprovalSpec {
     /// The XctRun (same namespace).
     #[schemars(length(min = 1, max = 253))]
     pub run_name: String,
+    /// The run's `metadata.uid`, as shown in its status next to the
+    /// proposal digest: an approval never carries over to another run
+    /// created later under the same name.
+    #[schemars(length(min = 1, max = 128))]
+    pub run_uid: String,
     /// The step index awaiting approval.
     #[schemars(range(min = 1))]
     pub step: u32,

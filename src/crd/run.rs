@@ -326,9 +326,15 @@ impl XctRunSpec {
     }
 
     /// The engine's view of this run.
-    pub fn run_config(&self, id: impl Into<String>, catalogue: &ToolSet) -> Result<RunConfig, ToolSetError> {
+    pub fn run_config(
+        &self,
+        id: impl Into<String>,
+        acting_as: impl Into<String>,
+        catalogue: &ToolSet,
+    ) -> Result<RunConfig, ToolSetError> {
         Ok(RunConfig {
             id: id.into(),
+            acting_as: acting_as.into(),
             goal: self.goal.clone(),
             tools: catalogue.select(&self.tools)?,
             limits: Limits {

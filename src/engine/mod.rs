@@ -8,6 +8,7 @@
 //! [`Engine::step`] chains them for hosts that need not (the local runner).
 
 pub mod context;
+pub mod gate;
 pub mod record;
 
 use std::time::{Duration, Instant};
@@ -18,7 +19,8 @@ use serde_json::{Value, json};
 use crate::model::{DecideRequest, Decider, DeciderError, Sampling};
 use crate::protocol::{Decision, ErrorCode, NextStep, ProposalError, Signal, parse_decision, sha256_hex};
 use crate::tools::ToolSet;
-use record::{DryRunRecord, ModelStats, StepPhase, StepRecord, StepTimings, Verdict, VerdictOutcome};
+pub use gate::{GateVerdict, Judge, Proposal, Validated, check_schema};
+use record::{JudgedFor, ModelStats, StepPhase, StepRecord, StepTimings, Verdict, VerdictOutcome};
 
 /// Largest serialized result returned to the model; larger ones are
 /// replaced by a preview, their size and their sha256.
@@ -41,8 +43,12 @@ impl Default for Limits {
 /// Everything the engine needs to know about a run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Identifies the run to the decider (cache reuse).
+    /// The run instance (the XctRun's UID): identifies it to the decider
+    /// (cache reuse) and binds its approvals.
     pub id: String,
+    /// The identity its tools act as (a ServiceAccount's user name); an
+    /// approval binds to it.
+    pub acting_as: String,
     pub goal: String,
     /// The tools this run may use (already restricted to the run's list).
     pub tools: ToolSet,
@@ -58,12 +64,15 @@ pub enum RunOutcome {
 }
 
 /// The engine could not produce a step (nothing was recorded).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("run already finished: {0:?}")]
     Finished(RunOutcome),
     #[error(transparent)]
     Decider(#[from] DeciderError),
+    /// The host could not record the step; nothing executed after it.
+    #[error("journal: {0}")]
+    Journal(JournalError),
 }
 
 impl EngineError {
@@ -71,6 +80,7 @@ impl EngineError {
         match self {
             EngineError::Finished(_) => "finished",
             EngineError::Decider(e) => e.category(),
+            EngineError::Journal(_) => "journal",
         }
     }
 }
@@ -138,32 +148,85 @@ pub struct Decided {
     pub started_at: DateTime<Utc>,
 }
 
-/// The result of validating a proposal.
-#[derive(Debug, Clone)]
-pub struct Validated {
-    pub verdict: Verdict,
-    pub dry_run: Option<DryRunRecord>,
-    /// Set when refused: what the model is told.
-    pub refusal: Option<Signal>,
-    pub mutating: bool,
-    pub validation_ms: u64,
-    /// What audit-only policies would have decided.
-    pub audit: Vec<String>,
-}
-
-/// A host's veto point between the schema check and the dry run (the
-/// operator plugs its XctPolicies in here).
-#[async_trait::async_trait]
-pub trait Gate: Send + Sync {
-    async fn judge(&self, step: &NextStep, mutating: bool) -> GateVerdict;
-}
-
-/// What a gate decided, and by which rule.
+/// What humans decided about a step awaiting approval.
 #[derive(Debug, Clone, PartialEq)]
-pub enum GateVerdict {
-    Allow { by: String, message: String, audit: Vec<String> },
-    Deny { by: Option<String>, message: String, audit: Vec<String> },
-    RequireApproval { by: String, message: String, audit: Vec<String> },
+pub enum Approval {
+    Approved {
+        approver: String,
+    },
+    Rejected {
+        approver: String,
+        reason: String,
+    },
+    TimedOut {
+        after_secs: u32,
+    },
+    /// Still waiting; approvals that did not count, and why.
+    Waiting {
+        ignored: Vec<String>,
+    },
+}
+
+/// Boundaries of the pipeline a host may want to know about (the operator's
+/// fault injection aborts the process at them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    /// The model's answer is in; nothing is recorded yet.
+    Decided,
+    /// The tool returned; its result is not recorded yet.
+    Executed,
+}
+
+impl Boundary {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Boundary::Decided => "after-decision",
+            Boundary::Executed => "after-execution",
+        }
+    }
+}
+
+/// Where a host keeps a run's history between the phases of a step.
+#[async_trait::async_trait]
+pub trait Journal: Send {
+    /// Make the intent durable before a mutation executes: `step` (phase
+    /// Executing) becomes the last step, replacing the current last one when
+    /// `replaces_last` (an approved step). An error stops the step before
+    /// anything executes.
+    async fn intent(&mut self, step: &StepRecord, replaces_last: bool) -> Result<(), JournalError>;
+    /// What humans decided about the pending step.
+    async fn approval(&mut self, pending: &StepRecord) -> Result<Approval, JournalError>;
+    /// The pipeline reached `boundary`.
+    fn reached(&mut self, _boundary: Boundary) {}
+}
+
+/// A journal failure: the host's own error, carried through the engine.
+pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A journal for hosts that persist only whole steps (the local runner):
+/// nothing to make durable in between, and no one to approve.
+pub struct NoJournal;
+
+#[async_trait::async_trait]
+impl Journal for NoJournal {
+    async fn intent(&mut self, _step: &StepRecord, _replaces_last: bool) -> Result<(), JournalError> {
+        Ok(())
+    }
+    async fn approval(&mut self, _pending: &StepRecord) -> Result<Approval, JournalError> {
+        Ok(Approval::Rejected { approver: "local runner".into(), reason: "no approvals outside a cluster".into() })
+    }
+}
+
+/// What a step did to the history.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stepped {
+    /// A new step: append it.
+    New(StepRecord),
+    /// The last step (awaiting approval, or interrupted) is resolved:
+    /// replace it.
+    Resolved(StepRecord),
+    /// The last step still awaits approval.
+    Waiting { ignored: Vec<String> },
 }
 
 /// Runs steps with one decider.
@@ -176,8 +239,8 @@ impl<'a> Engine<'a> {
         Engine { decider }
     }
 
-    /// Phase 1: one model call.
-    pub async fn decide(&self, run: &RunConfig, history: &[StepRecord]) -> Result<Decided, EngineError> {
+    /// One model call.
+    async fn decide(&self, run: &RunConfig, history: &[StepRecord]) -> Result<Decided, EngineError> {
         let started_at = Utc::now();
         let t = Instant::now();
         let request = DecideRequest {
@@ -193,109 +256,198 @@ impl<'a> Engine<'a> {
         Ok(Decided { raw: raw.text, stats: raw.stats, parsed, model_ms: ms(t), started_at })
     }
 
-    /// Phase 2: may this proposal run? Tool allowed, arguments valid against
-    /// the tool's schema, the host's gate (policies), the tool's own
-    /// validation and dry run.
-    pub async fn validate(run: &RunConfig, step: &NextStep, gate: Option<&dyn Gate>) -> Validated {
-        let t = Instant::now();
-        let Some(tool) = run.tools.get(&step.tool) else {
-            let allowed = run.tools.names();
-            let msg = format!("tool {:?} is not allowed in this run; allowed tools: {allowed:?}", step.tool);
-            let signal = Signal::error_with(ErrorCode::ToolNotAllowed, msg, json!({"allowed": allowed}));
-            return refused(t, false, "tools", signal, None);
-        };
-        let mutating = tool.mutates();
-        let args = Value::Object(step.arguments.clone());
-        if let Err(errors) = check_schema(&tool.schema(), &args) {
-            let msg = format!("arguments do not match the schema of {}: {}", step.tool, errors.join("; "));
-            let details = json!({"errors": errors, "schema": tool.schema()});
-            return refused(t, mutating, "schema", Signal::error_with(ErrorCode::InvalidArguments, msg, details), None);
-        }
-        let (decided_by, approval, audit) = match gate {
-            None => (None, None, vec![]),
-            Some(g) => match g.judge(step, mutating).await {
-                GateVerdict::Allow { by, audit, .. } => (Some(by), None, audit),
-                GateVerdict::RequireApproval { by, message, audit } => (Some(by.clone()), Some(message), audit),
-                GateVerdict::Deny { by, message, audit } => {
-                    let details = json!({"decidedBy": by});
-                    let mut v = refused(
-                        t,
-                        mutating,
-                        by.as_deref().unwrap_or("default-deny"),
-                        Signal::error_with(ErrorCode::PolicyVeto, message, details),
-                        None,
-                    );
-                    v.audit = audit;
-                    return v;
-                }
-            },
-        };
-        match tool.validate(&args).await {
-            Ok(dry) => {
-                let outcome =
-                    if approval.is_some() { VerdictOutcome::AwaitingApproval } else { VerdictOutcome::Allowed };
-                let reason = match &approval {
-                    Some(m) if !m.is_empty() => format!("approval required: {m}; {}", dry.summary),
-                    Some(_) => format!("approval required; {}", dry.summary),
-                    None => dry.summary.clone(),
-                };
-                Validated {
-                    verdict: Verdict::new(outcome, reason, Some(decided_by.as_deref().unwrap_or("dry-run"))),
-                    dry_run: Some(DryRunRecord { ok: true, summary: dry.summary }),
-                    refusal: None,
-                    mutating,
-                    validation_ms: ms(t),
-                    audit,
-                }
-            }
-            Err(e) => {
-                let dry = DryRunRecord { ok: false, summary: e.message.clone() };
-                let mut v = refused(t, mutating, "dry-run", e.to_signal(), Some(dry));
-                v.audit = audit;
-                v
-            }
-        }
-    }
-
-    /// Phase 3: execute a validated proposal. Never fails: failures are
-    /// error signals. Large results are bounded.
-    pub async fn execute(run: &RunConfig, step: &NextStep) -> (Signal, u64) {
-        let t = Instant::now();
-        let signal = match run.tools.get(&step.tool) {
-            None => Signal::error(ErrorCode::ToolNotAllowed, format!("tool {:?} is not allowed", step.tool)),
-            Some(tool) => match tool.execute(&Value::Object(step.arguments.clone())).await {
-                Ok(result) => Signal::success(bound_result(result)),
-                Err(e) => e.to_signal(),
-            },
-        };
-        (signal, ms(t))
-    }
-
-    /// All phases in one go, for hosts with nothing to persist in between.
+    /// One step: the only way anything executes.
+    ///
+    /// An interrupted last step is resolved first (a read runs again through
+    /// the gate; a mutation is never re-run: OUTCOME_UNKNOWN with what the
+    /// gate lets the model see of its target), then a step awaiting approval
+    /// (approved: bound to this run instance and identity, judged and dry-run
+    /// again now, then executed), and otherwise the model decides a new step:
+    /// gate ([`gate::admit`]), intent (mutations), execute, record.
     pub async fn step(
         &self,
         run: &RunConfig,
         history: &[StepRecord],
         started_at: DateTime<Utc>,
-    ) -> Result<StepRecord, EngineError> {
+        judge: Option<&dyn Judge>,
+        journal: &mut dyn Journal,
+    ) -> Result<Stepped, EngineError> {
+        match history.last() {
+            Some(last) if last.phase == StepPhase::Executing => {
+                return Ok(Stepped::Resolved(recover(run, last, judge).await));
+            }
+            Some(last) if last.phase == StepPhase::AwaitingApproval => {
+                return resume(run, last, judge, journal).await;
+            }
+            _ => {}
+        }
         if let Some(outcome) = run_outcome(run, history, started_at, Utc::now()) {
             return Err(EngineError::Finished(outcome));
         }
         let decided = self.decide(run, history).await?;
+        journal.reached(Boundary::Decided);
         let index = steps_taken(history) + 1;
         let step = match &decided.parsed {
             Ok(Decision::NextStep(step)) => step.clone(),
-            _ => return Ok(record_unexecuted(index, &decided, None)),
+            _ => return Ok(Stepped::New(record_unexecuted(index, &decided, None))),
         };
-        let validated = Self::validate(run, &step, None).await;
+        let validated = gate::admit(run, &step, judge).await;
         if validated.refusal.is_some() {
-            return Ok(record_unexecuted(index, &decided, Some(validated)));
+            return Ok(Stepped::New(record_unexecuted(index, &decided, Some(validated))));
         }
+        let awaits = validated.awaits_approval();
         let mut record = record_intent(index, &decided, &step, validated);
-        let (signal, exec_ms) = Self::execute(run, &step).await;
-        complete(&mut record, signal, exec_ms);
-        Ok(record)
+        if awaits {
+            record.judged_for = Some(JudgedFor { run_uid: run.id.clone(), acting_as: run.acting_as.clone() });
+            return Ok(Stepped::New(record));
+        }
+        execute(run, &step, &mut record, false, journal).await?;
+        Ok(Stepped::New(record))
     }
+}
+
+/// Record the intent of a mutation, execute, complete the record.
+async fn execute(
+    run: &RunConfig,
+    step: &NextStep,
+    record: &mut StepRecord,
+    replaces_last: bool,
+    journal: &mut dyn Journal,
+) -> Result<(), EngineError> {
+    record.phase = StepPhase::Executing;
+    if record.mutating {
+        journal.intent(record, replaces_last).await.map_err(EngineError::Journal)?;
+    }
+    let t = Instant::now();
+    let signal = match run.tools.get(&step.tool) {
+        None => Signal::error(ErrorCode::ToolNotAllowed, format!("tool {:?} is not allowed", step.tool)),
+        Some(tool) => match tool.execute(&Value::Object(step.arguments.clone())).await {
+            Ok(result) => Signal::success(bound_result(result)),
+            Err(e) => e.to_signal(),
+        },
+    };
+    journal.reached(Boundary::Executed);
+    complete(record, signal, ms(t));
+    Ok(())
+}
+
+/// The proposal a recorded step holds.
+fn proposal_of(rec: &StepRecord) -> Option<NextStep> {
+    match parse_decision(&rec.decision, rec.model.truncated) {
+        Ok(Decision::NextStep(step)) => Some(step),
+        _ => None,
+    }
+}
+
+/// Resolve a step left `Executing` by a stopped controller.
+async fn recover(run: &RunConfig, last: &StepRecord, judge: Option<&dyn Judge>) -> StepRecord {
+    let mut rec = last.clone();
+    let Some(step) = proposal_of(last) else {
+        let signal = Signal::error(ErrorCode::OutcomeUnknown, "an interrupted step holds no proposal; nothing was run");
+        complete(&mut rec, signal, 0);
+        return rec;
+    };
+    if !last.mutating {
+        // A read: run it again, through the gate, as now judged.
+        let validated = gate::admit(run, &step, judge).await;
+        if let Some(signal) = validated.refusal.clone() {
+            apply_refusal(&mut rec, validated, signal);
+            return rec;
+        }
+        let mut journal = NoJournal;
+        if execute(run, &step, &mut rec, true, &mut journal).await.is_err() {
+            complete(&mut rec, Signal::error(ErrorCode::OutcomeUnknown, "the interrupted read could not run"), 0);
+        }
+        return rec;
+    }
+    let observed = gate::observe(run, &step, judge).await;
+    let signal = Signal::error_with(
+        ErrorCode::OutcomeUnknown,
+        format!(
+            "the controller stopped while {} was executing; it was not run again and its effect is unknown: check the current state before retrying",
+            step.tool
+        ),
+        json!({"observed": observed}),
+    );
+    complete(&mut rec, signal, 0);
+    rec
+}
+
+/// A step awaiting approval: still waiting, refused, or approved and then
+/// executed, if it is still the same run, identity and verdict.
+async fn resume(
+    run: &RunConfig,
+    pending: &StepRecord,
+    judge: Option<&dyn Judge>,
+    journal: &mut dyn Journal,
+) -> Result<Stepped, EngineError> {
+    let mut rec = pending.clone();
+    let rejected = |m: String| Signal::error(ErrorCode::ApprovalRejected, m);
+    let approver = match journal.approval(pending).await.map_err(EngineError::Journal)? {
+        Approval::Waiting { ignored } => return Ok(Stepped::Waiting { ignored }),
+        Approval::Rejected { approver, reason } => {
+            let signal = rejected(format!("the proposal was rejected by {approver}: {reason}"));
+            return Ok(Stepped::Resolved(vetoed(rec, signal)));
+        }
+        Approval::TimedOut { after_secs } => {
+            let signal = rejected(format!("no approval arrived within {after_secs}s; the proposal was not executed"));
+            return Ok(Stepped::Resolved(vetoed(rec, signal)));
+        }
+        Approval::Approved { approver } => approver,
+    };
+    let now = JudgedFor { run_uid: run.id.clone(), acting_as: run.acting_as.clone() };
+    if pending.judged_for.as_ref() != Some(&now) {
+        let signal = Signal::error_with(
+            ErrorCode::ApprovalStale,
+            format!(
+                "the approval by {approver} was for another run instance or identity; the run is now {} acting as {}: nothing was executed",
+                now.run_uid, now.acting_as
+            ),
+            json!({"judgedFor": pending.judged_for, "now": now}),
+        );
+        return Ok(Stepped::Resolved(vetoed(rec, signal)));
+    }
+    let Some(step) = proposal_of(pending) else {
+        let signal =
+            Signal::error(ErrorCode::ApprovalStale, "the approved step holds no proposal; nothing was executed");
+        return Ok(Stepped::Resolved(vetoed(rec, signal)));
+    };
+    // Judged and dry-run again now: the policies or the cluster may have
+    // changed while it waited. An approval never overrides a veto.
+    let validated = gate::admit(run, &step, judge).await;
+    if let Some(signal) = validated.refusal.clone() {
+        apply_refusal(&mut rec, validated, signal);
+        return Ok(Stepped::Resolved(rec));
+    }
+    rec.audit = validated.audit;
+    rec.dry_run = validated.dry_run;
+    rec.timings.validation_ms += validated.validation_ms;
+    let reason = validated.verdict.reason.trim_start_matches("approval required").trim_start_matches([':', ';', ' ']);
+    rec.verdict = Verdict::new(
+        VerdictOutcome::Allowed,
+        format!("approved by {approver}; {reason}"),
+        validated.verdict.decided_by.as_deref(),
+    );
+    execute(run, &step, &mut rec, true, journal).await?;
+    Ok(Stepped::Resolved(rec))
+}
+
+/// A pending step refused by its approval (or its absence).
+fn vetoed(mut rec: StepRecord, signal: Signal) -> StepRecord {
+    let validated = gate::veto(rec.mutating, "approval", signal.clone());
+    apply_refusal(&mut rec, validated, signal);
+    rec
+}
+
+/// Complete `rec` as refused by `validated` with `signal`.
+fn apply_refusal(rec: &mut StepRecord, validated: Validated, signal: Signal) {
+    rec.verdict = validated.verdict;
+    rec.verdict.outcome = VerdictOutcome::Vetoed;
+    if validated.dry_run.is_some() {
+        rec.dry_run = validated.dry_run;
+    }
+    rec.audit = validated.audit;
+    complete(rec, signal, 0);
 }
 
 /// The record of a step that executes nothing: a done, an invalid output,
@@ -375,6 +527,7 @@ fn base_record(index: u32, decided: &Decided) -> StepRecord {
         decision_sha256,
         tool: None,
         proposal_digest: None,
+        judged_for: None,
         verdict: Verdict::new(VerdictOutcome::Invalid, String::new(), None),
         dry_run: None,
         signal: None,
@@ -388,37 +541,6 @@ fn base_record(index: u32, decided: &Decided) -> StepRecord {
         prev_digest: None,
         digest: None,
     }
-}
-
-fn refused(t: Instant, mutating: bool, by: &str, signal: Signal, dry_run: Option<DryRunRecord>) -> Validated {
-    let reason = match &signal {
-        Signal::Error { message, .. } => message.clone(),
-        Signal::Success { .. } => String::new(),
-    };
-    Validated {
-        verdict: Verdict::new(VerdictOutcome::Vetoed, reason, Some(by)),
-        dry_run,
-        refusal: Some(signal),
-        mutating,
-        validation_ms: ms(t),
-        audit: vec![],
-    }
-}
-
-/// Validate `instance` against a JSON Schema; every violation as a line
-/// naming where it is.
-pub fn check_schema(schema: &Value, instance: &Value) -> Result<(), Vec<String>> {
-    let validator =
-        jsonschema::validator_for(schema).map_err(|e| vec![format!("the tool's schema is invalid: {e}")])?;
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .take(10)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
-        })
-        .collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
 /// Keep results small enough for the model and the status: a result over

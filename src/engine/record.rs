@@ -76,6 +76,16 @@ pub struct DryRunRecord {
     pub summary: String,
 }
 
+/// Who a pending proposal was judged for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JudgedFor {
+    /// UID of the run object (an XctApproval names it as `spec.runUid`).
+    pub run_uid: String,
+    /// The identity its tools act as (the ServiceAccount's user name).
+    pub acting_as: String,
+}
+
 /// What the model call cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -129,6 +139,10 @@ pub struct StepRecord {
     /// sha256 of the canonical `{tool, arguments}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proposal_digest: Option<String>,
+    /// The run instance and identity the proposal was judged for (set while
+    /// it awaits approval): an approval executes it only for the same ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged_for: Option<JudgedFor>,
     /// The system's verdict and why.
     pub verdict: Verdict,
     /// The tool's validation / dry-run outcome, when it got that far.

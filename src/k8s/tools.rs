@@ -2,11 +2,15 @@
 //! `k8s.patch` (merge), `k8s.apply` (server-side apply, field manager
 //! `xct`), `k8s.delete`, `k8s.rollout_restart`, `k8s.logs`, `k8s.events`.
 //!
-//! Every call goes through a client impersonating the run's ServiceAccount,
-//! in the run's own namespace (tools take no namespace argument).
-//! Every mutation is first sent with `dryRun=All` (in `validate`); a failed
+//! A call's arguments become a [`Call`] before anything is sent: one
+//! validated object of the run's namespace (see [`super::target`]) and
+//! what to do with it; requests are built from the `Call` only, so a
+//! single-object tool can only ever make single-object requests, and only
+//! `k8s.list` and `k8s.events` list. Every call goes through a client
+//! impersonating the run's ServiceAccount. Each mutation is one request,
+//! sent first with `dryRun=All` (in `validate`) and then for real; a failed
 //! dry run is DRY_RUN_FAILED and nothing changes. Secret values are never
-//! returned: `k8s.get` on a Secret shows its keys only.
+//! returned, at any depth.
 
 use std::sync::Arc;
 
@@ -18,13 +22,18 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::TargetKind;
+use super::target::{NameRule, ObjectName, ObjectRef, check_label_selector, segment};
 use crate::protocol::ErrorCode;
-use crate::tools::{DryRun, Tool, ToolError, parse, schema_of};
+use crate::tools::{DryRun, Target, Tool, ToolError, parse, schema_of};
 
 /// Field manager of `k8s.apply`.
 pub const FIELD_MANAGER: &str = "xct";
 const MAX_LIST_ITEMS: usize = 100;
 const MAX_LOG_LINES: u32 = 500;
+const DEFAULT_LOG_LINES: u32 = 50;
+const MAX_EVENTS: usize = 50;
+/// What replaces a Secret value in anything a tool returns.
+pub const REDACTED: &str = "<redacted>";
 
 /// What every tool of one run shares: the impersonating client and the
 /// run's namespace (the only namespace its tools act in).
@@ -33,8 +42,9 @@ pub struct K8sContext {
     pub namespace: String,
 }
 
+/// One Kubernetes tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub enum Op {
     Get,
     List,
     Scale,
@@ -57,6 +67,14 @@ pub fn tools(ctx: Arc<K8sContext>) -> Vec<Arc<dyn Tool>> {
 /// Names of the Kubernetes tools.
 pub fn names() -> Vec<&'static str> {
     OPS.iter().map(|op| op.name()).collect()
+}
+
+/// The normalized target of a Kubernetes tool call, computed from the
+/// arguments alone (policies, the offline policy replay and the engine all
+/// use this): `None` if `tool` is not a Kubernetes tool.
+pub fn target_of(tool: &str, args: &Value, namespace: &str) -> Option<Result<Target, ToolError>> {
+    let op = OPS.into_iter().find(|op| op.name() == tool)?;
+    Some(Call::new(op, args, namespace).map(|c| c.target()))
 }
 
 /// Kinds that have a `/scale` and a pod template.
@@ -166,7 +184,7 @@ pub struct EventsArgs {
 }
 
 impl Op {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Op::Get => "k8s.get",
             Op::List => "k8s.list",
@@ -191,6 +209,21 @@ impl Op {
             Op::RolloutRestart => "Restart the pods of a Deployment or StatefulSet.",
             Op::Logs => "Read the last lines of a pod's log.",
             Op::Events => "List recent events in the namespace, optionally about one object.",
+        }
+    }
+
+    /// The verb in messages: "would delete ConfigMap demo/old".
+    fn verb(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::List => "list",
+            Op::Scale => "scale",
+            Op::Patch => "patch",
+            Op::Apply => "apply",
+            Op::Delete => "delete",
+            Op::RolloutRestart => "restart",
+            Op::Logs => "read the logs of",
+            Op::Events => "list events",
         }
     }
 
@@ -221,8 +254,142 @@ fn api_error(what: &str, code: ErrorCode, e: kube::Error) -> ToolError {
     }
 }
 
-fn dry() -> PatchParams {
-    PatchParams { dry_run: true, ..PatchParams::default() }
+/// What a call does to its object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Get,
+    Scale { replicas: u32 },
+    Patch(Value),
+    Apply(Value),
+    Delete,
+    RolloutRestart,
+    Logs { container: Option<ObjectName>, tail_lines: u32 },
+}
+
+/// Everything a tool call will send, fully determined by its arguments and
+/// the run's namespace, and validated: the only input requests are built from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    /// A request about exactly one object.
+    Object { op: Op, object: ObjectRef, action: Action },
+    /// `k8s.list`: one kind in the namespace.
+    List { kind: TargetKind, namespace: String, selector: Option<String> },
+    /// `k8s.events`: the namespace's events, optionally about one name.
+    Events { namespace: String, about: Option<ObjectName> },
+}
+
+impl Call {
+    /// Parse and validate a tool's arguments; a refusal is INVALID_ARGUMENTS
+    /// and nothing is sent.
+    pub fn new(op: Op, args: &Value, namespace: &str) -> Result<Call, ToolError> {
+        let object = |kind: TargetKind, field: &str, name: &str| {
+            ObjectRef::new(kind, namespace, field, name).map_err(|e| ToolError::invalid(e.to_string()))
+        };
+        let single = |object: ObjectRef, action: Action| Ok(Call::Object { op, object, action });
+        match op {
+            Op::Get | Op::Delete => {
+                let a: ObjectArgs = parse(args)?;
+                let action = if op == Op::Get { Action::Get } else { Action::Delete };
+                single(object(a.kind, "name", &a.name)?, action)
+            }
+            Op::List => {
+                let a: ListArgs = parse(args)?;
+                if let Some(s) = &a.label_selector {
+                    check_label_selector(s).map_err(ToolError::invalid)?;
+                }
+                Ok(Call::List { kind: a.kind, namespace: namespace.to_string(), selector: a.label_selector })
+            }
+            Op::Scale => {
+                let a: ScaleArgs = parse(args)?;
+                single(object(a.kind.target(), "name", &a.name)?, Action::Scale { replicas: a.replicas })
+            }
+            Op::Patch => {
+                let a: PatchArgs = parse(args)?;
+                single(object(a.kind, "name", &a.name)?, Action::Patch(Value::Object(a.patch)))
+            }
+            Op::Apply => {
+                let a: ApplyArgs = parse(args)?;
+                let (kind, name) = manifest_object(&a.manifest, namespace)?;
+                single(object(kind, "manifest.metadata.name", &name)?, Action::Apply(Value::Object(a.manifest)))
+            }
+            Op::RolloutRestart => {
+                let a: RestartArgs = parse(args)?;
+                single(object(a.kind.target(), "name", &a.name)?, Action::RolloutRestart)
+            }
+            Op::Logs => {
+                let a: LogsArgs = parse(args)?;
+                let container = match &a.container {
+                    Some(c) => Some(
+                        ObjectName::new("container", c, NameRule::Dns1123Label)
+                            .map_err(|e| ToolError::invalid(e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                let tail_lines = a.tail_lines.unwrap_or(DEFAULT_LOG_LINES).min(MAX_LOG_LINES);
+                single(object(TargetKind::Pod, "pod", &a.pod)?, Action::Logs { container, tail_lines })
+            }
+            Op::Events => {
+                let a: EventsArgs = parse(args)?;
+                let about = match &a.name {
+                    Some(n) => Some(
+                        ObjectName::new("name", n, NameRule::Subdomain)
+                            .map_err(|e| ToolError::invalid(e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                Ok(Call::Events { namespace: namespace.to_string(), about })
+            }
+        }
+    }
+
+    /// The normalized target policies see.
+    pub fn target(&self) -> Target {
+        match self {
+            Call::Object { object, .. } => Target {
+                kind: object.kind.as_str().to_string(),
+                namespace: Some(object.namespace.clone()),
+                name: Some(object.name.to_string()),
+            },
+            Call::List { kind, namespace, .. } => {
+                Target { kind: kind.as_str().to_string(), namespace: Some(namespace.clone()), name: None }
+            }
+            Call::Events { namespace, about } => Target {
+                kind: "Event".to_string(),
+                namespace: Some(namespace.clone()),
+                name: about.as_ref().map(ToString::to_string),
+            },
+        }
+    }
+}
+
+/// The kind and name a manifest declares; it may not name another namespace.
+fn manifest_object(m: &Map<String, Value>, namespace: &str) -> Result<(TargetKind, String), ToolError> {
+    let api_version = m.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let kind_name = m.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let kind = TargetKind::from_type(api_version, kind_name).ok_or_else(|| {
+        let known: Vec<&str> = TargetKind::ALL.iter().map(|k| k.as_str()).collect();
+        ToolError::invalid(format!(
+            "manifest apiVersion/kind {api_version}/{kind_name} is not one the tools may touch: {known:?}"
+        ))
+    })?;
+    let meta = m.get("metadata");
+    let name = meta
+        .and_then(|md| md.get("name"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| ToolError::invalid("manifest.metadata.name is required"))?;
+    if let Some(ns) = meta.and_then(|md| md.get("namespace"))
+        && ns.as_str() != Some(namespace)
+    {
+        return Err(ToolError::invalid(format!(
+            "manifest.metadata.namespace {ns}: tools act only in the run's namespace {namespace:?}"
+        )));
+    }
+    Ok((kind, name.to_string()))
+}
+
+fn restart_patch() -> Value {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}})
 }
 
 struct K8sTool {
@@ -231,232 +398,179 @@ struct K8sTool {
 }
 
 impl K8sTool {
-    /// Tools act in the run's own namespace only.
-    fn api(&self, kind: TargetKind) -> (Api<DynamicObject>, String) {
-        let ns = self.ctx.namespace.clone();
-        (Api::namespaced_with(self.ctx.client.clone(), &ns, &kind.api_resource()), ns)
+    fn call(&self, args: &Value) -> Result<Call, ToolError> {
+        Call::new(self.op, args, &self.ctx.namespace)
     }
 
-    /// Mutations: send the request with dryRun=All. Reads: nothing to check.
-    async fn dry_run(&self, args: &Value) -> Result<DryRun, ToolError> {
-        let fail = |what: &str, e| api_error(what, ErrorCode::DryRunFailed, e);
-        match self.op {
-            Op::Scale => {
-                let a: ScaleArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind.target());
-                let what = format!("scale {:?} {ns}/{}", a.kind, a.name);
-                let s =
-                    api.patch_scale(&a.name, &dry(), &Patch::Merge(json!({"spec": {"replicas": a.replicas}}))).await;
-                s.map_err(|e| fail(&what, e))?;
-                Ok(DryRun::new(format!("would {what} to {} replicas", a.replicas)))
-            }
-            Op::Patch => {
-                let a: PatchArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind);
-                let what = format!("patch {} {ns}/{}", a.kind.as_str(), a.name);
-                let after = api
-                    .patch(&a.name, &dry(), &Patch::Merge(Value::Object(a.patch)))
-                    .await
-                    .map_err(|e| fail(&what, e))?;
-                Ok(DryRun {
-                    summary: format!("would {what}"),
-                    details: Some(json!({"generation": after.metadata.generation})),
-                })
-            }
-            Op::Apply => {
-                let (kind, name, body) = self.manifest(args)?;
-                let (api, ns) = self.api(kind);
-                let what = format!("apply {} {ns}/{name}", kind.as_str());
-                let pp = PatchParams { dry_run: true, ..PatchParams::apply(FIELD_MANAGER) };
-                api.patch(&name, &pp, &Patch::Apply(body)).await.map_err(|e| fail(&what, e))?;
-                Ok(DryRun::new(format!("would {what}")))
-            }
-            Op::Delete => {
-                let a: ObjectArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind);
-                let what = format!("delete {} {ns}/{}", a.kind.as_str(), a.name);
-                api.delete(&a.name, &DeleteParams { dry_run: true, ..DeleteParams::default() })
-                    .await
-                    .map_err(|e| fail(&what, e))?;
-                Ok(DryRun::new(format!("would {what}")))
-            }
-            Op::RolloutRestart => {
-                let a: RestartArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind.target());
-                let what = format!("restart {:?} {ns}/{}", a.kind, a.name);
-                api.patch(&a.name, &dry(), &Patch::Merge(restart_patch())).await.map_err(|e| fail(&what, e))?;
-                Ok(DryRun::new(format!("would {what}")))
-            }
-            Op::Get | Op::List | Op::Logs | Op::Events => {
-                Ok(DryRun::new(format!("would call {} (read-only)", self.op.name())))
-            }
-        }
+    /// The run's namespace, `kind` resource; the namespace is encoded as a
+    /// path segment like every name.
+    fn api(&self, kind: TargetKind) -> Api<DynamicObject> {
+        Api::namespaced_with(self.ctx.client.clone(), &segment(&self.ctx.namespace), &kind.api_resource())
     }
 
-    fn manifest(&self, args: &Value) -> Result<(TargetKind, String, Value), ToolError> {
-        let a: ApplyArgs = parse(args)?;
-        let m = Value::Object(a.manifest);
-        let api_version = m["apiVersion"].as_str().unwrap_or_default();
-        let kind_name = m["kind"].as_str().unwrap_or_default();
-        let kind = TargetKind::from_type(api_version, kind_name).ok_or_else(|| {
-            let known: Vec<&str> = TargetKind::ALL.iter().map(|k| k.as_str()).collect();
-            ToolError::invalid(format!(
-                "manifest apiVersion/kind {api_version}/{kind_name} is not one the tools may touch: {known:?}"
-            ))
-        })?;
-        let name = m["metadata"]["name"]
-            .as_str()
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| ToolError::invalid("manifest.metadata.name is required"))?;
-        if let Some(ns) = m["metadata"]["namespace"].as_str().filter(|ns| *ns != self.ctx.namespace) {
-            return Err(ToolError::invalid(format!(
-                "manifest.metadata.namespace {ns:?}: tools act only in the run's namespace {:?}",
-                self.ctx.namespace
-            )));
-        }
-        Ok((kind, name.to_string(), m.clone()))
+    /// Send a mutation: the one request for it, with or without dryRun.
+    /// Returns the server's answer.
+    async fn mutate(&self, object: &ObjectRef, action: &Action, dry_run: bool) -> Result<Value, kube::Error> {
+        let api = self.api(object.kind);
+        let name = object.segment();
+        let pp = |base: PatchParams| PatchParams { dry_run, ..base };
+        let answer = match action {
+            Action::Scale { replicas } => serde_json::to_value(
+                api.patch_scale(
+                    &name,
+                    &pp(PatchParams::default()),
+                    &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                )
+                .await?,
+            ),
+            Action::Patch(patch) => {
+                serde_json::to_value(api.patch(&name, &pp(PatchParams::default()), &Patch::Merge(patch)).await?)
+            }
+            Action::Apply(body) => serde_json::to_value(
+                api.patch(&name, &pp(PatchParams::apply(FIELD_MANAGER)), &Patch::Apply(body)).await?,
+            ),
+            Action::RolloutRestart => serde_json::to_value(
+                api.patch(&name, &pp(PatchParams::default()), &Patch::Merge(restart_patch())).await?,
+            ),
+            Action::Delete => {
+                api.delete(&name, &DeleteParams { dry_run, ..DeleteParams::default() }).await?;
+                Ok(Value::Null)
+            }
+            Action::Get | Action::Logs { .. } => Ok(Value::Null),
+        };
+        Ok(answer.unwrap_or_default())
     }
 
-    async fn run(&self, args: &Value) -> Result<Value, ToolError> {
+    /// The one object, as the model may see it (Secrets: not read).
+    async fn read(&self, object: &ObjectRef) -> Result<Value, kube::Error> {
+        let obj = self.api(object.kind).get(&object.segment()).await?;
+        Ok(present(serde_json::to_value(obj).unwrap_or_default()))
+    }
+
+    async fn run(&self, call: Call) -> Result<Value, ToolError> {
         let fail = |what: &str, e| api_error(what, ErrorCode::ExecutionFailed, e);
-        match self.op {
-            Op::Get => {
-                let a: ObjectArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind);
-                let obj =
-                    api.get(&a.name).await.map_err(|e| fail(&format!("get {} {ns}/{}", a.kind.as_str(), a.name), e))?;
-                Ok(present(a.kind, serde_json::to_value(obj).unwrap_or_default()))
-            }
-            Op::List => {
-                let a: ListArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind);
-                let lp = match &a.label_selector {
+        let (op, object, action) = match call {
+            Call::List { kind, namespace, selector } => {
+                let lp = match &selector {
                     Some(s) => ListParams::default().labels(s),
                     None => ListParams::default(),
                 };
-                let list = api.list(&lp).await.map_err(|e| fail(&format!("list {} in {ns}", a.kind.as_str()), e))?;
+                let list = self
+                    .api(kind)
+                    .list(&lp)
+                    .await
+                    .map_err(|e| fail(&format!("list {} in {namespace}", kind.as_str()), e))?;
                 let total = list.items.len();
                 let items: Vec<Value> =
-                    list.items.into_iter().take(MAX_LIST_ITEMS).map(|o| summary(a.kind, &o)).collect();
-                Ok(json!({"kind": a.kind.as_str(), "namespace": ns, "items": items, "total": total}))
+                    list.items.into_iter().take(MAX_LIST_ITEMS).map(|o| summary(kind, &o)).collect();
+                return Ok(json!({"kind": kind.as_str(), "namespace": namespace, "items": items, "total": total}));
             }
-            Op::Scale => {
-                let a: ScaleArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind.target());
-                let what = format!("scale {:?} {ns}/{}", a.kind, a.name);
-                let before = api.get_scale(&a.name).await.map_err(|e| fail(&what, e))?;
-                let after = api
-                    .patch_scale(
-                        &a.name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"spec": {"replicas": a.replicas}})),
-                    )
-                    .await
-                    .map_err(|e| fail(&what, e))?;
-                let from = before.spec.and_then(|s| s.replicas);
-                let to = after.spec.and_then(|s| s.replicas);
-                Ok(
-                    json!({"kind": format!("{:?}", a.kind), "name": a.name, "namespace": ns, "replicas": {"from": from, "to": to}}),
-                )
-            }
-            Op::Patch => {
-                let a: PatchArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind);
-                let what = format!("patch {} {ns}/{}", a.kind.as_str(), a.name);
-                let after = api
-                    .patch(&a.name, &PatchParams::default(), &Patch::Merge(Value::Object(a.patch)))
-                    .await
-                    .map_err(|e| fail(&what, e))?;
-                Ok(
-                    json!({"patched": format!("{}/{}", ns, a.name), "generation": after.metadata.generation, "resourceVersion": after.metadata.resource_version}),
-                )
-            }
-            Op::Apply => {
-                let (kind, name, body) = self.manifest(args)?;
-                let (api, ns) = self.api(kind);
-                let what = format!("apply {} {ns}/{name}", kind.as_str());
-                let after = api
-                    .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(body))
-                    .await
-                    .map_err(|e| fail(&what, e))?;
-                Ok(
-                    json!({"applied": format!("{}/{}", ns, name), "kind": kind.as_str(), "generation": after.metadata.generation}),
-                )
-            }
-            Op::Delete => {
-                let a: ObjectArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind);
-                let what = format!("delete {} {ns}/{}", a.kind.as_str(), a.name);
-                api.delete(&a.name, &DeleteParams::default()).await.map_err(|e| fail(&what, e))?;
-                Ok(json!({"deleted": format!("{}/{}", ns, a.name), "kind": a.kind.as_str()}))
-            }
-            Op::RolloutRestart => {
-                let a: RestartArgs = parse(args)?;
-                let (api, ns) = self.api(a.kind.target());
-                let patch = restart_patch();
-                let at =
-                    patch["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].clone();
-                let what = format!("restart {:?} {ns}/{}", a.kind, a.name);
-                api.patch(&a.name, &PatchParams::default(), &Patch::Merge(patch)).await.map_err(|e| fail(&what, e))?;
-                Ok(json!({"restarted": format!("{}/{}", ns, a.name), "restartedAt": at}))
-            }
-            Op::Logs => {
-                let a: LogsArgs = parse(args)?;
-                let ns = self.ctx.namespace.clone();
-                let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
-                let tail = a.tail_lines.unwrap_or(50).min(MAX_LOG_LINES);
-                let lp =
-                    LogParams { tail_lines: Some(tail.into()), container: a.container.clone(), ..LogParams::default() };
-                let text = pods.logs(&a.pod, &lp).await.map_err(|e| fail(&format!("logs of pod {ns}/{}", a.pod), e))?;
-                let lines: Vec<&str> = text.lines().collect();
-                Ok(json!({"pod": a.pod, "namespace": ns, "lines": lines}))
-            }
-            Op::Events => {
-                let a: EventsArgs = parse(args)?;
-                let ns = self.ctx.namespace.clone();
-                let events: Api<CoreEvent> = Api::namespaced(self.ctx.client.clone(), &ns);
-                let lp = match &a.name {
+            Call::Events { namespace, about } => {
+                let events: Api<CoreEvent> = Api::namespaced(self.ctx.client.clone(), &segment(&namespace));
+                let lp = match &about {
                     Some(n) => ListParams::default().fields(&format!("involvedObject.name={n}")),
                     None => ListParams::default(),
                 };
-                let list = events.list(&lp).await.map_err(|e| fail(&format!("events in {ns}"), e))?;
+                let list = events.list(&lp).await.map_err(|e| fail(&format!("events in {namespace}"), e))?;
                 let items: Vec<Value> = list
                     .items
                     .iter()
                     .rev()
-                    .take(50)
+                    .take(MAX_EVENTS)
                     .map(|e| json!({"type": e.type_, "reason": e.reason, "message": e.message, "object": format!("{}/{}", e.involved_object.kind.clone().unwrap_or_default(), e.involved_object.name.clone().unwrap_or_default())}))
                     .collect();
-                Ok(json!({"namespace": ns, "events": items}))
+                return Ok(json!({"namespace": namespace, "events": items}));
+            }
+            Call::Object { op, object, action } => (op, object, action),
+        };
+        let what = format!("{} {object}", op.verb());
+        let ns = &object.namespace;
+        let name = object.name.as_str();
+        match &action {
+            Action::Get => self.read(&object).await.map_err(|e| fail(&what, e)),
+            Action::Logs { container, tail_lines } => {
+                let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &segment(ns));
+                let lp = LogParams {
+                    tail_lines: Some((*tail_lines).into()),
+                    container: container.as_ref().map(ToString::to_string),
+                    ..LogParams::default()
+                };
+                let text = pods.logs(&object.segment(), &lp).await.map_err(|e| fail(&what, e))?;
+                let lines: Vec<&str> = text.lines().collect();
+                Ok(json!({"pod": name, "namespace": ns, "lines": lines}))
+            }
+            Action::Scale { .. } => {
+                let before = self.api(object.kind).get_scale(&object.segment()).await.map_err(|e| fail(&what, e))?;
+                let after = self.mutate(&object, &action, false).await.map_err(|e| fail(&what, e))?;
+                let from = before.spec.and_then(|s| s.replicas);
+                Ok(
+                    json!({"kind": object.kind.as_str(), "name": name, "namespace": ns, "replicas": {"from": from, "to": after["spec"]["replicas"]}}),
+                )
+            }
+            Action::Patch(_) => {
+                let after = self.mutate(&object, &action, false).await.map_err(|e| fail(&what, e))?;
+                Ok(
+                    json!({"patched": format!("{ns}/{name}"), "generation": after["metadata"]["generation"], "resourceVersion": after["metadata"]["resourceVersion"]}),
+                )
+            }
+            Action::Apply(_) => {
+                let after = self.mutate(&object, &action, false).await.map_err(|e| fail(&what, e))?;
+                Ok(
+                    json!({"applied": format!("{ns}/{name}"), "kind": object.kind.as_str(), "generation": after["metadata"]["generation"]}),
+                )
+            }
+            Action::Delete => {
+                self.mutate(&object, &action, false).await.map_err(|e| fail(&what, e))?;
+                Ok(json!({"deleted": format!("{ns}/{name}"), "kind": object.kind.as_str()}))
+            }
+            Action::RolloutRestart => {
+                let after = self.mutate(&object, &action, false).await.map_err(|e| fail(&what, e))?;
+                let at =
+                    after["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].clone();
+                Ok(json!({"restarted": format!("{ns}/{name}"), "restartedAt": at}))
             }
         }
     }
 }
 
-fn restart_patch() -> Value {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}})
-}
-
 /// An object as shown to the model: no managedFields, no last-applied
-/// annotation, Secret values redacted.
-fn present(kind: TargetKind, mut v: Value) -> Value {
-    if let Some(m) = v["metadata"].as_object_mut() {
+/// annotation, Secret values redacted at any depth.
+fn present(mut v: Value) -> Value {
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
         if let Some(a) = m.get_mut("annotations").and_then(Value::as_object_mut) {
             a.remove("kubectl.kubernetes.io/last-applied-configuration");
         }
     }
-    if kind == TargetKind::Secret {
-        for field in ["data", "stringData"] {
-            if let Some(d) = v.get_mut(field).and_then(Value::as_object_mut) {
-                for val in d.values_mut() {
-                    *val = json!("<redacted>");
+    redact_secrets(&mut v, false);
+    v
+}
+
+/// Replace every Secret value (`data`, `stringData`) with [`REDACTED`],
+/// wherever a Secret appears: the object itself, a list's items, or nested
+/// anywhere inside another value. `secret` says the value is known to be a
+/// Secret (an item of a SecretList).
+pub fn redact_secrets(v: &mut Value, secret: bool) {
+    match v {
+        Value::Object(m) => {
+            let kind = m.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+            if secret || kind == "Secret" {
+                for field in ["data", "stringData"] {
+                    if let Some(d) = m.get_mut(field).and_then(Value::as_object_mut) {
+                        for val in d.values_mut() {
+                            *val = json!(REDACTED);
+                        }
+                    }
                 }
             }
+            let items_are_secrets = kind == "SecretList";
+            for (k, child) in m.iter_mut() {
+                redact_secrets(child, items_are_secrets && k == "items");
+            }
         }
+        Value::Array(a) => a.iter_mut().for_each(|x| redact_secrets(x, secret)),
+        _ => {}
     }
-    v
 }
 
 fn summary(kind: TargetKind, o: &DynamicObject) -> Value {
@@ -486,10 +600,50 @@ impl Tool for K8sTool {
     fn mutates(&self) -> bool {
         self.op.mutates()
     }
+    fn target(&self, args: &Value) -> Result<Option<Target>, ToolError> {
+        Ok(Some(self.call(args)?.target()))
+    }
+    /// The single object a call is about, as `k8s.get` shows it; Secrets
+    /// are never read for this (null), nor are lists.
+    async fn observe(&self, args: &Value) -> Result<Value, ToolError> {
+        match self.call(args)? {
+            Call::Object { object, .. } if object.kind != TargetKind::Secret => match self.read(&object).await {
+                Ok(v) => Ok(v),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(Value::Null),
+                Err(e) => Err(api_error(&format!("read {object}"), ErrorCode::ExecutionFailed, e)),
+            },
+            _ => Ok(Value::Null),
+        }
+    }
+    fn observation(&self, args: &Value) -> Option<crate::protocol::NextStep> {
+        match self.call(args).ok()? {
+            Call::Object { object, .. } => Some(crate::protocol::NextStep {
+                tool: Op::Get.name().to_string(),
+                arguments: json!({"kind": object.kind, "name": object.name}).as_object().cloned().unwrap_or_default(),
+                goal: "observe the target of an interrupted step".to_string(),
+            }),
+            _ => None,
+        }
+    }
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
-        self.dry_run(args).await
+        let call = self.call(args)?;
+        let Call::Object { op, object, action } = &call else {
+            return Ok(DryRun::new(format!("would call {} (read-only)", self.op.name())));
+        };
+        if !op.mutates() {
+            return Ok(DryRun::new(format!("would call {} on {object} (read-only)", op.name())));
+        }
+        let what = format!("{} {object}", op.verb());
+        let after =
+            self.mutate(object, action, true).await.map_err(|e| api_error(&what, ErrorCode::DryRunFailed, e))?;
+        let details = after["metadata"]["generation"].as_i64().map(|g| json!({"generation": g}));
+        let summary = match action {
+            Action::Scale { replicas } => format!("would {what} to {replicas} replicas"),
+            _ => format!("would {what}"),
+        };
+        Ok(DryRun { summary, details })
     }
     async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
-        self.run(args).await
+        self.run(self.call(args)?).await
     }
 }

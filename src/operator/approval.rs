@@ -1,24 +1,18 @@
 //! Approvals: a proposal that a policy sends for approval waits, with its
-//! digest and dry-run result in the status, until an XctApproval for that
-//! run, step and exact digest says Approve or Reject, or the timeout
-//! rejects it. Approvals with another digest, or by the run's own creator,
-//! do not count.
+//! digest, the run's UID and its dry-run result in the status, until an
+//! XctApproval for that run instance (name and UID), step and exact digest
+//! says Approve or Reject, or the timeout rejects it. Approvals for another
+//! instance or digest, by the run's own creator, or for a run whose creator
+//! is unknown, do not count. (What an approval then executes is judged and
+//! dry-run again by the engine.)
 
 use chrono::{DateTime, Utc};
 use kube::api::{Api, ListParams};
 
 use crate::crd::run::CREATED_BY;
 use crate::crd::{ApprovalDecision, XctApproval, XctRun};
+use crate::engine::Approval as Answer;
 use crate::engine::record::StepRecord;
-
-/// What the approvals say about the pending step.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    Approved { approver: String },
-    Rejected { approver: String, reason: String },
-    TimedOut { after_secs: u32 },
-    Waiting { ignored: Vec<String> },
-}
 
 /// Decide from the approvals in the run's namespace.
 pub async fn check(client: &kube::Client, run: &XctRun, step: &StepRecord) -> Result<Answer, kube::Error> {
@@ -31,7 +25,8 @@ pub async fn check(client: &kube::Client, run: &XctRun, step: &StepRecord) -> Re
 /// Pure: the answer for `step` given `approvals` at `now`.
 pub fn decide(run: &XctRun, step: &StepRecord, approvals: &[XctApproval], now: DateTime<Utc>) -> Answer {
     let name = run.metadata.name.clone().unwrap_or_default();
-    let creator = run.metadata.annotations.as_ref().and_then(|a| a.get(CREATED_BY)).cloned();
+    let uid = run.metadata.uid.clone().unwrap_or_default();
+    let creator = run.metadata.annotations.as_ref().and_then(|a| a.get(CREATED_BY)).filter(|c| !c.is_empty()).cloned();
     let digest = step.proposal_digest.clone().unwrap_or_default();
     let mut ignored = Vec::new();
     let mut sorted: Vec<&XctApproval> =
@@ -39,12 +34,22 @@ pub fn decide(run: &XctRun, step: &StepRecord, approvals: &[XctApproval], now: D
     sorted.sort_by_key(|a| a.metadata.creation_timestamp.clone().map(|t| t.0));
     for a in sorted {
         let who = a.metadata.name.clone().unwrap_or_default();
+        if a.spec.run_uid != uid {
+            ignored.push(format!("{who}: runUid {:?} is not this run's ({uid})", a.spec.run_uid));
+            continue;
+        }
         if a.spec.proposal_digest != digest {
             ignored.push(format!("{who}: digest does not match the proposal"));
             continue;
         }
-        if creator.as_deref().is_some_and(|c| c == a.spec.approver) {
-            ignored.push(format!("{who}: {} created the run and cannot approve it", a.spec.approver));
+        let Some(creator) = creator.as_deref() else {
+            ignored.push(format!(
+                "{who}: the run has no {CREATED_BY} annotation, so who created it is unknown and no approval counts"
+            ));
+            continue;
+        };
+        if creator == a.spec.approver || a.spec.approver.is_empty() {
+            ignored.push(format!("{who}: {:?} created the run (or is empty) and cannot approve it", a.spec.approver));
             continue;
         }
         return match a.spec.decision {

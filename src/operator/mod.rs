@@ -38,11 +38,25 @@ pub enum Error {
     #[error("model: {0}")]
     Decider(#[from] DeciderError),
     #[error("engine: {0}")]
-    Engine(#[from] crate::engine::EngineError),
+    Engine(crate::engine::EngineError),
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<crate::engine::EngineError> for Error {
+    /// The journal's own errors (status conflicts) come back as themselves.
+    fn from(e: crate::engine::EngineError) -> Self {
+        match e {
+            crate::engine::EngineError::Journal(inner) => match inner.downcast::<Error>() {
+                Ok(own) => *own,
+                Err(other) => Error::Internal(other.to_string()),
+            },
+            crate::engine::EngineError::Decider(d) => Error::Decider(d),
+            other => Error::Engine(other),
+        }
+    }
 }
 
 impl Error {

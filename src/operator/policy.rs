@@ -1,6 +1,6 @@
 //! XctPolicies in the operator: a watched cache compiled once per
-//! generation, the gate that judges proposals with it (fetching the live
-//! target as the run's ServiceAccount), and the policies' status.
+//! generation, the judge that decides proposals with it (the tool reads the
+//! live target as the run's ServiceAccount), and the policies' status.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,10 +16,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::crd::{XctPolicy, set_condition};
-use crate::engine::{Gate, GateVerdict};
-use crate::k8s::TargetKind;
+use crate::engine::{GateVerdict, Judge, Proposal};
 use crate::policy::{Loaded, PolicyInput, RunInfo, Verdict, judge, load};
-use crate::protocol::NextStep;
 
 /// The watched, compiled policies.
 pub struct PolicyCache {
@@ -90,22 +88,24 @@ pub struct PolicyGate {
     pub cache: Arc<PolicyCache>,
     pub run: RunInfo,
     pub run_uid: String,
-    /// The run's impersonating client: the target is read as the run's
-    /// ServiceAccount, never with the operator's own rights.
-    pub client: kube::Client,
     pub metrics: Arc<super::metrics::Metrics>,
 }
 
 #[async_trait]
-impl Gate for PolicyGate {
-    async fn judge(&self, step: &NextStep, _mutating: bool) -> GateVerdict {
-        let target = self.target(step).await;
+impl Judge for PolicyGate {
+    async fn judge(&self, p: &Proposal<'_>) -> GateVerdict {
+        // The live target, read by the tool itself as the run's
+        // ServiceAccount (never with the operator's own rights): the one
+        // request allowed before the verdict. Secrets and lists are not read.
+        let args = Value::Object(p.step.arguments.clone());
+        let live = p.tool.observe(&args).await.unwrap_or(Value::Null);
         let input = PolicyInput {
-            tool: step.tool.clone(),
-            arguments: Value::Object(step.arguments.clone()),
-            goal: step.goal.clone(),
+            tool: p.step.tool.clone(),
+            arguments: args,
+            goal: p.step.goal.clone(),
+            proposal_target: serde_json::to_value(p.target).unwrap_or(Value::Null),
             run: self.run.clone(),
-            target,
+            target: live,
         };
         let t = std::time::Instant::now();
         let j = judge(&self.cache.loaded(), &input);
@@ -121,42 +121,6 @@ impl Gate for PolicyGate {
                 audit: j.audit,
             },
             Verdict::Deny => GateVerdict::Deny { by: j.decided_by, message: j.message, audit: j.audit },
-        }
-    }
-}
-
-impl PolicyGate {
-    /// The live object a Kubernetes proposal would touch (null if absent or
-    /// not a Kubernetes proposal).
-    async fn target(&self, step: &NextStep) -> Value {
-        let args = &step.arguments;
-        let (kind, name) = match (args.get("kind").and_then(Value::as_str), args.get("name").and_then(Value::as_str)) {
-            (Some(k), Some(n)) => (TargetKind::ALL.into_iter().find(|t| t.as_str() == k), n.to_string()),
-            _ => match args.get("manifest") {
-                Some(m) => (
-                    TargetKind::from_type(
-                        m["apiVersion"].as_str().unwrap_or_default(),
-                        m["kind"].as_str().unwrap_or_default(),
-                    ),
-                    m["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-                ),
-                None => (None, String::new()),
-            },
-        };
-        // Secrets are never fetched for a policy: reading one is exactly what
-        // a policy must be able to forbid before it happens.
-        let Some(kind) = kind.filter(|k| *k != TargetKind::Secret) else { return Value::Null };
-        let api: Api<kube::api::DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &self.run.namespace, &kind.api_resource());
-        match api.get_opt(&name).await {
-            Ok(Some(o)) => {
-                let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
-                if let Some(m) = v["metadata"].as_object_mut() {
-                    m.remove("managedFields");
-                }
-                v
-            }
-            _ => Value::Null,
         }
     }
 }

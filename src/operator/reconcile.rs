@@ -17,19 +17,17 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::approval::{self, Answer};
+use super::approval;
 use super::policy::{PolicyGate, labels};
 use super::status::StatusWriter;
 use super::{Context, Error};
 use crate::crd::{RunPhase, XctRun, XctRunStatus, set_condition};
 use crate::engine::record::VerdictOutcome;
 use crate::engine::record::{StepPhase, StepRecord};
-use crate::engine::{
-    Engine, RunConfig, RunOutcome, complete, record_intent, record_unexecuted, run_outcome, steps_taken,
-};
+use crate::engine::{Approval, Boundary, Engine, EngineError, Journal, JournalError, RunOutcome, Stepped, steps_taken};
+use crate::k8s::service_account_user;
 use crate::k8s::tools::K8sContext;
 use crate::policy::RunInfo;
-use crate::protocol::{Decision, ErrorCode, NextStep, Signal, parse_decision};
 use crate::tools::ToolSet;
 use k8s_openapi::api::core::v1::Namespace;
 
@@ -127,7 +125,8 @@ async fn reconcile_step(
         }
         return Ok(Action::await_change());
     }
-    let cfg = run.spec.run_config(uid.clone(), &tools).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let acting_as = service_account_user(&namespace, &sa);
+    let cfg = run.spec.run_config(uid.clone(), acting_as, &tools).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let now = Utc::now();
     let started_at = status
         .started_at
@@ -138,70 +137,87 @@ async fn reconcile_step(
     status.phase = RunPhase::Running;
     status.message = None;
 
-    // Recover a step found mid-execution (the controller stopped during it).
-    if status.steps.last().is_some_and(|s| s.phase == StepPhase::Executing) {
-        recover(&cfg, &mut status).await;
-        return record(&ctx, run, &mut writer, &reference, &uid, &mut status).await;
-    }
-    // A step waiting for approval: approved, rejected, timed out, or still waiting.
-    if let Some(pending) = status.steps.last().filter(|s| s.phase == StepPhase::AwaitingApproval).cloned() {
-        return awaiting(&ctx, run, &cfg, &mut writer, &reference, &uid, &mut status, pending).await;
-    }
-    if let Some(outcome) = run_outcome(&cfg, &status.steps, started_at, now) {
-        return finish(&ctx, &mut writer, &reference, &mut status, outcome, generation).await;
-    }
-
-    // Decide: exactly one model call.
-    let engine = Engine::new(ctx.decider.as_ref());
-    let decided = engine.decide(&cfg, &status.steps).await?;
-    *model_ms = Some(decided.model_ms);
-    super::fault::point("after-decision");
-    let index = steps_taken(&status.steps) + 1;
-    let step = match &decided.parsed {
-        Ok(Decision::NextStep(step)) => step.clone(),
-        _ => {
-            status.steps.push(record_unexecuted(index, &decided, None));
-            return record(&ctx, run, &mut writer, &reference, &uid, &mut status).await;
-        }
-    };
-    // Validate: tools, schema, policies, the tool's own dry run.
-    let gate = PolicyGate {
+    // One step through the engine: the only path to execution.
+    let judge = PolicyGate {
         cache: ctx.policies.clone(),
         run: run_info(&ctx, run, &status).await,
         run_uid: uid.clone(),
-        client: ctx.impersonator.client_for(&namespace, &sa)?,
         metrics: ctx.metrics.clone(),
     };
-    let validated = Engine::validate(&cfg, &step, Some(&gate)).await;
-    if validated.refusal.is_some() {
-        status.steps.push(record_unexecuted(index, &decided, Some(validated)));
-        return record(&ctx, run, &mut writer, &reference, &uid, &mut status).await;
+    let history = status.steps.clone();
+    let engine = Engine::new(ctx.decider.as_ref());
+    let mut journal = RunJournal { ctx: &ctx, run, writer: &mut writer, status: &mut status, uid: &uid };
+    let stepped = engine.step(&cfg, &history, started_at, Some(&judge), &mut journal).await;
+    let record_step = |status: &mut XctRunStatus, rec: StepRecord| {
+        // The intent of this step may already be the last entry.
+        match status.steps.last_mut() {
+            Some(last) if last.index == rec.index => *last = rec,
+            _ => status.steps.push(rec),
+        }
+    };
+    match stepped {
+        Err(EngineError::Finished(outcome)) => {
+            finish(&ctx, &mut writer, &reference, &mut status, outcome, generation).await
+        }
+        Err(e) => Err(e.into()),
+        Ok(Stepped::Waiting { ignored }) => {
+            let pending = status.steps.last().cloned().unwrap_or_else(|| history[history.len() - 1].clone());
+            status.phase = RunPhase::AwaitingApproval;
+            status.message = Some(awaiting_message(&pending, &ignored));
+            writer.write(&status).await?;
+            Ok(Action::requeue(APPROVAL_POLL))
+        }
+        Ok(Stepped::New(rec) | Stepped::Resolved(rec)) => {
+            if history.last().is_none_or(|l| l.index != rec.index) {
+                *model_ms = Some(rec.timings.model_ms);
+            }
+            let awaiting = rec.phase == StepPhase::AwaitingApproval;
+            record_step(&mut status, rec);
+            if awaiting {
+                status.phase = RunPhase::AwaitingApproval;
+                status.message = status.steps.last().map(|p| awaiting_message(p, &[]));
+                record(&ctx, run, &mut writer, &reference, &uid, &mut status).await?;
+                return Ok(Action::requeue(APPROVAL_POLL));
+            }
+            record(&ctx, run, &mut writer, &reference, &uid, &mut status).await
+        }
     }
-    if validated.verdict.outcome == VerdictOutcome::AwaitingApproval {
-        let pending = record_intent(index, &decided, &step, validated);
-        status.phase = RunPhase::AwaitingApproval;
-        status.message = Some(awaiting_message(&pending, &[]));
-        status.steps.push(pending);
-        record(&ctx, run, &mut writer, &reference, &uid, &mut status).await?;
-        return Ok(Action::requeue(APPROVAL_POLL));
-    }
-    // Record the intent before a mutation executes.
-    let intent = record_intent(index, &decided, &step, validated);
-    let mutating = intent.mutating;
-    status.steps.push(intent);
-    if mutating {
-        status.refresh_summary();
-        writer.write(&status).await?;
-        ctx.remember(&uid, &status);
+}
+
+/// The operator's journal: the run's status, written with a
+/// resourceVersion precondition.
+struct RunJournal<'a> {
+    ctx: &'a Context,
+    run: &'a XctRun,
+    writer: &'a mut StatusWriter,
+    status: &'a mut XctRunStatus,
+    uid: &'a str,
+}
+
+#[async_trait::async_trait]
+impl Journal for RunJournal<'_> {
+    async fn intent(&mut self, step: &StepRecord, replaces_last: bool) -> Result<(), JournalError> {
+        if replaces_last && let Some(last) = self.status.steps.last_mut() {
+            *last = step.clone();
+        } else {
+            self.status.steps.push(step.clone());
+        }
+        self.status.phase = RunPhase::Running;
+        self.status.message = None;
+        self.status.refresh_summary();
+        self.writer.write(self.status).await.map_err(|e| Box::new(e) as JournalError)?;
+        self.ctx.remember(self.uid, self.status);
         super::fault::point("after-intent");
+        Ok(())
     }
-    // Execute, then record the result.
-    let (signal, ms) = Engine::execute(&cfg, &step).await;
-    super::fault::point("after-execution");
-    if let Some(last) = status.steps.last_mut() {
-        complete(last, signal, ms);
+
+    async fn approval(&mut self, pending: &StepRecord) -> Result<Approval, JournalError> {
+        approval::check(&self.ctx.client, self.run, pending).await.map_err(|e| Box::new(Error::Kube(e)) as JournalError)
     }
-    record(&ctx, run, &mut writer, &reference, &uid, &mut status).await
+
+    fn reached(&mut self, boundary: Boundary) {
+        super::fault::point(boundary.as_str());
+    }
 }
 
 /// What a run looks like to its policies.
@@ -233,9 +249,11 @@ async fn run_info(ctx: &Context, run: &XctRun, status: &XctRunStatus) -> RunInfo
 /// The status message of a run awaiting approval.
 fn awaiting_message(step: &StepRecord, ignored: &[String]) -> String {
     let mut m = format!(
-        "step {} ({}) awaits an XctApproval with proposalDigest {}: {}",
+        "step {} ({}) awaits an XctApproval with runUid {}, step {} and proposalDigest {}: {}",
         step.index,
         step.tool.as_deref().unwrap_or_default(),
+        step.judged_for.as_ref().map_or("", |j| j.run_uid.as_str()),
+        step.index,
         step.proposal_digest.as_deref().unwrap_or_default(),
         step.verdict.reason
     );
@@ -243,62 +261,6 @@ fn awaiting_message(step: &StepRecord, ignored: &[String]) -> String {
         m.push_str(&format!("; ignored: {}", ignored.join("; ")));
     }
     m
-}
-
-/// The pending step's approval, one way or the other.
-#[allow(clippy::too_many_arguments)]
-async fn awaiting(
-    ctx: &Context,
-    run: &XctRun,
-    cfg: &RunConfig,
-    writer: &mut StatusWriter,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    uid: &str,
-    status: &mut XctRunStatus,
-    pending: StepRecord,
-) -> Result<Action, Error> {
-    let rejected = |m: String| Signal::error(ErrorCode::ApprovalRejected, m);
-    let signal = match approval::check(&ctx.client, run, &pending).await? {
-        Answer::Waiting { ignored } => {
-            status.phase = RunPhase::AwaitingApproval;
-            status.message = Some(awaiting_message(&pending, &ignored));
-            writer.write(status).await?;
-            return Ok(Action::requeue(APPROVAL_POLL));
-        }
-        Answer::Rejected { approver, reason } => rejected(format!("the proposal was rejected by {approver}: {reason}")),
-        Answer::TimedOut { after_secs } => {
-            rejected(format!("no approval arrived within {after_secs}s; the proposal was not executed"))
-        }
-        Answer::Approved { approver } => {
-            // Record the intent, then execute, as for any mutation.
-            status.phase = RunPhase::Running;
-            status.message = None;
-            if let Some(last) = status.steps.last_mut() {
-                last.phase = StepPhase::Executing;
-                last.verdict.outcome = VerdictOutcome::Allowed;
-                last.verdict.reason = format!("approved by {approver}; {}", last.verdict.reason);
-            }
-            status.refresh_summary();
-            writer.write(status).await?;
-            ctx.remember(uid, status);
-            let step = match parse_decision(&pending.decision, false) {
-                Ok(Decision::NextStep(step)) => step,
-                _ => return Err(Error::Internal("an approved step has no proposal".into())),
-            };
-            let (signal, ms) = Engine::execute(cfg, &step).await;
-            if let Some(last) = status.steps.last_mut() {
-                complete(last, signal, ms);
-            }
-            return record(ctx, run, writer, reference, uid, status).await;
-        }
-    };
-    status.phase = RunPhase::Running;
-    status.message = None;
-    if let Some(last) = status.steps.last_mut() {
-        last.verdict.outcome = VerdictOutcome::Vetoed;
-        complete(last, signal, 0);
-    }
-    record(ctx, run, writer, reference, uid, status).await
 }
 
 /// Write the status with the new step, publish its event, come back soon.
@@ -352,48 +314,4 @@ async fn finish(
     }
     ctx.events.publish(reference, warning, &format!("Run{reason}"), message).await;
     Ok(Action::await_change())
-}
-
-/// A step was left `Executing`: a read-only tool runs again; a mutation is
-/// never re-executed blindly: the model gets OUTCOME_UNKNOWN with what can
-/// be observed now.
-async fn recover(cfg: &RunConfig, status: &mut XctRunStatus) {
-    let Some(last) = status.steps.last_mut() else { return };
-    let step = match parse_decision(&last.decision, last.model.truncated) {
-        Ok(Decision::NextStep(step)) => step,
-        _ => {
-            NextStep { tool: last.tool.clone().unwrap_or_default(), arguments: Default::default(), goal: String::new() }
-        }
-    };
-    if !last.mutating {
-        let (signal, ms) = Engine::execute(cfg, &step).await;
-        complete(last, signal, ms);
-        return;
-    }
-    let observed = observe(cfg, &step).await;
-    let signal = Signal::error_with(
-        ErrorCode::OutcomeUnknown,
-        format!(
-            "the controller stopped while {} was executing; it was not run again and its effect is unknown: check the current state before retrying",
-            step.tool
-        ),
-        json!({"observed": observed}),
-    );
-    complete(last, signal, 0);
-}
-
-/// What the target of a Kubernetes proposal looks like now (read-only).
-async fn observe(cfg: &RunConfig, step: &NextStep) -> serde_json::Value {
-    let (Some(kind), Some(name)) = (step.arguments.get("kind"), step.arguments.get("name")) else {
-        return serde_json::Value::Null;
-    };
-    let Some(get) = cfg.tools.get("k8s.get") else { return serde_json::Value::Null };
-    let mut args = json!({"kind": kind, "name": name});
-    if let Some(ns) = step.arguments.get("namespace") {
-        args["namespace"] = ns.clone();
-    }
-    match get.execute(&args).await {
-        Ok(v) => v,
-        Err(e) => json!({"error": e.message}),
-    }
 }

@@ -40,6 +40,9 @@ pub struct PolicyInput {
     pub tool: String,
     pub arguments: Value,
     pub goal: String,
+    /// The normalized target (`proposal.target`: kind, namespace, name),
+    /// the same for every tool that touches the object.
+    pub proposal_target: Value,
     pub run: RunInfo,
     /// The live object the proposal would touch, null if absent.
     pub target: Value,
@@ -178,7 +181,7 @@ fn rule_hits(policy: &CompiledPolicy, input: &PolicyInput) -> Vec<Hit> {
 /// The CEL variables.
 pub fn variables(input: &PolicyInput) -> Value {
     json!({
-        "proposal": {"tool": input.tool, "arguments": input.arguments, "goal": input.goal},
+        "proposal": {"tool": input.tool, "arguments": input.arguments, "goal": input.goal, "target": input.proposal_target},
         "run": {
             "metadata": input.run.metadata,
             "spec": input.run.spec,

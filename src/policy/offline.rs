@@ -137,6 +137,7 @@ pub fn load_histories(
                             tool: s.tool.clone(),
                             arguments: Value::Object(s.arguments.clone()),
                             goal: s.goal.clone(),
+                            proposal_target: normalized_target(&s.tool, &s.arguments, &namespace),
                             run: RunInfo {
                                 name: name.clone(),
                                 namespace: namespace.clone(),
@@ -159,6 +160,18 @@ pub fn load_histories(
         }
     }
     Ok(out)
+}
+
+/// `proposal.target` as the tools compute it (null if the arguments name
+/// no valid target: the operator would have refused the proposal before
+/// judging it).
+fn normalized_target(tool: &str, args: &serde_json::Map<String, Value>, namespace: &str) -> Value {
+    let args = Value::Object(args.clone());
+    let target = match crate::k8s::tools::target_of(tool, &args, namespace) {
+        Some(t) => t.map(Some),
+        None => crate::tools::fs::target_of(tool, &args).unwrap_or(Ok(None)),
+    };
+    target.ok().flatten().map_or(Value::Null, |t| serde_json::to_value(t).unwrap_or(Value::Null))
 }
 
 fn replayable(steps: &[StepRecord]) -> impl Iterator<Item = (&StepRecord, crate::protocol::NextStep)> {

@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DryRun, Tool, ToolError, parse, schema_of};
+use super::{DryRun, Target, Tool, ToolError, parse, schema_of};
 use crate::protocol::sha256_hex;
 
 /// Largest file `fs.write` writes, by default.
@@ -103,6 +103,23 @@ fn io_error(op: &str, path: &Path, e: io::Error) -> ToolError {
     }
 }
 
+/// The normalized target of a file tool call, from its arguments alone
+/// (the offline policy replay uses it); `None` for other tools.
+pub fn target_of(tool: &str, args: &Value) -> Option<Result<Option<Target>, ToolError>> {
+    Some(match tool {
+        "fs.read" => parse::<ReadArgs>(args).and_then(|a| file_target("File", &a.path)),
+        "fs.write" => parse::<WriteArgs>(args).and_then(|a| file_target("File", &a.path)),
+        "fs.list" => parse::<ListArgs>(args).and_then(|a| file_target("Folder", &a.path)),
+        _ => return None,
+    })
+}
+
+/// The normalized target of a file tool: the confined path.
+fn file_target(kind: &str, path: &str) -> Result<Option<Target>, ToolError> {
+    let confined = confine(path)?;
+    Ok(Some(Target { kind: kind.to_string(), namespace: None, name: Some(confined.to_string_lossy().into_owned()) }))
+}
+
 /// Arguments of `fs.read`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +172,9 @@ impl Tool for FsRead {
     fn mutates(&self) -> bool {
         false
     }
+    fn target(&self, args: &Value) -> Result<Option<Target>, ToolError> {
+        target_of(self.name(), args).unwrap_or(Ok(None))
+    }
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
         let a: ReadArgs = parse(args)?;
         confine(&a.path)?;
@@ -193,6 +213,9 @@ impl Tool for FsWrite {
     }
     fn mutates(&self) -> bool {
         true
+    }
+    fn target(&self, args: &Value) -> Result<Option<Target>, ToolError> {
+        target_of(self.name(), args).unwrap_or(Ok(None))
     }
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
         let a: WriteArgs = parse(args)?;
@@ -252,6 +275,9 @@ impl Tool for FsList {
     }
     fn mutates(&self) -> bool {
         false
+    }
+    fn target(&self, args: &Value) -> Result<Option<Target>, ToolError> {
+        target_of(self.name(), args).unwrap_or(Ok(None))
     }
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
         let a: ListArgs = parse(args)?;

@@ -83,6 +83,17 @@ impl DryRun {
     }
 }
 
+/// What a proposal is about, normalized across tools so that one policy
+/// rule covers every tool that touches it (`proposal.target` in CEL):
+/// for Kubernetes tools the object's kind, namespace and name (no name for
+/// a list), for file tools `File`/`Folder` and the confined path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Target {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
 /// One deterministic executor.
 #[async_trait]
 pub trait Tool: Send + Sync {
@@ -95,6 +106,20 @@ pub trait Tool: Send + Sync {
     /// Whether executing changes state (mutations get a dry run and, in the
     /// cluster, the intent recorded before they run).
     fn mutates(&self) -> bool;
+    /// What the arguments are about, computed from them alone, or a coded
+    /// refusal (INVALID_ARGUMENTS) before anything is sent.
+    fn target(&self, args: &Value) -> Result<Option<Target>, ToolError>;
+    /// The target as it is now, read-only (null when absent or when the
+    /// tool does not read it: lists, Secrets). The only request the gate may
+    /// make before its verdict.
+    async fn observe(&self, _args: &Value) -> Result<Value, ToolError> {
+        Ok(Value::Null)
+    }
+    /// The read-only proposal that shows this call's target (judged like
+    /// any proposal before a recovered step's target is shown to the model).
+    fn observation(&self, _args: &Value) -> Option<crate::protocol::NextStep> {
+        None
+    }
     /// The tool's own checks and, for mutations, a dry run. Touches nothing.
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError>;
     /// Execute. Called only after `validate` succeeded.

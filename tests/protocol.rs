@@ -147,3 +147,25 @@ fn digest_ignores_goal_and_key_order() {
     assert_ne!(a.digest(), c.digest());
     assert_eq!(a.digest().len(), 64);
 }
+
+/// `{"replicas":3,"replicas":0}`: serde_json keeps the last value, so the
+/// recorded text would read 3 while 0 executed. Repeated keys are refused at
+/// any depth, and so is a repeated top-level key.
+#[test]
+fn repeated_keys_are_refused_anywhere() {
+    let cases = [
+        r#"{"next_step":{"tool":"k8s.scale","arguments":{"kind":"Deployment","name":"web","replicas":3,"replicas":0},"goal":"g"}}"#,
+        r#"{"next_step":{"tool":"k8s.apply","arguments":{"manifest":{"kind":"ConfigMap","metadata":{"name":"a","name":"b"}}},"goal":"g"}}"#,
+        r#"{"next_step":{"tool":"k8s.get","tool":"k8s.delete","arguments":{},"goal":"g"}}"#,
+        r#"{"done":true,"message":"a","message":"b"}"#,
+        r#"{"next_step":{"tool":"t","arguments":{"list":[{"k":1,"k":2}]},"goal":"g"}}"#,
+    ];
+    for text in cases {
+        let e = parse_decision(text, false).unwrap_err();
+        assert!(e.message.contains("repeats the key"), "{text}: {}", e.message);
+        assert_eq!(e.to_signal().code(), Some(ErrorCode::InvalidProposal));
+    }
+    // The same keys once each still parse, and equal keys in sibling objects are fine.
+    let ok = r#"{"next_step":{"tool":"t","arguments":{"a":{"k":1},"b":{"k":1}},"goal":"g"}}"#;
+    assert!(parse_decision(ok, false).is_ok());
+}

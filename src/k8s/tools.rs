@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::TargetKind;
+use super::redact::present;
 use super::target::{NameRule, ObjectName, ObjectRef, check_label_selector, segment};
 use crate::protocol::ErrorCode;
 use crate::tools::{DryRun, Target, Tool, ToolError, parse, schema_of};
@@ -32,8 +33,6 @@ const MAX_LIST_ITEMS: usize = 100;
 const MAX_LOG_LINES: u32 = 500;
 const DEFAULT_LOG_LINES: u32 = 50;
 const MAX_EVENTS: usize = 50;
-/// What replaces a Secret value in anything a tool returns.
-pub const REDACTED: &str = "<redacted>";
 
 /// What every tool of one run shares: the impersonating client and the
 /// run's namespace (the only namespace its tools act in).
@@ -530,46 +529,6 @@ impl K8sTool {
                 Ok(json!({"restarted": format!("{ns}/{name}"), "restartedAt": at}))
             }
         }
-    }
-}
-
-/// An object as shown to the model: no managedFields, no last-applied
-/// annotation, Secret values redacted at any depth.
-fn present(mut v: Value) -> Value {
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-        if let Some(a) = m.get_mut("annotations").and_then(Value::as_object_mut) {
-            a.remove("kubectl.kubernetes.io/last-applied-configuration");
-        }
-    }
-    redact_secrets(&mut v, false);
-    v
-}
-
-/// Replace every Secret value (`data`, `stringData`) with [`REDACTED`],
-/// wherever a Secret appears: the object itself, a list's items, or nested
-/// anywhere inside another value. `secret` says the value is known to be a
-/// Secret (an item of a SecretList).
-pub fn redact_secrets(v: &mut Value, secret: bool) {
-    match v {
-        Value::Object(m) => {
-            let kind = m.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-            if secret || kind == "Secret" {
-                for field in ["data", "stringData"] {
-                    if let Some(d) = m.get_mut(field).and_then(Value::as_object_mut) {
-                        for val in d.values_mut() {
-                            *val = json!(REDACTED);
-                        }
-                    }
-                }
-            }
-            let items_are_secrets = kind == "SecretList";
-            for (k, child) in m.iter_mut() {
-                redact_secrets(child, items_are_secrets && k == "items");
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| redact_secrets(x, secret)),
-        _ => {}
     }
 }
 

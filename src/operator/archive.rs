@@ -1,7 +1,16 @@
 //! Bounded status, nothing lost: once a run has `2 * KEEP` steps in its
 //! status, the oldest `KEEP` move, in order, into a ConfigMap owned by the
-//! run (`<run>-history-<n>`), and the status keeps a reference with the last
-//! digest so the hash chain continues. [`full_history`] reassembles it.
+//! run, and the status keeps a reference with the last digest so the hash
+//! chain continues. [`full_history`] reassembles it.
+//!
+//! The archives are the operator's own and nothing else: each is created
+//! with `generateName` (the API server picks a fresh name, so no existing
+//! object is ever hit, whatever the run is called), owned by the run, and
+//! labelled with the run's UID and the chunk number (label values that are
+//! always valid). The operator never updates or deletes a ConfigMap: after
+//! a crash between creating a chunk and recording it, the chunk is reused
+//! if it is this run's (owner UID) with the same content, and otherwise a
+//! new one is created (the run's garbage collection removes the spare).
 
 use std::collections::BTreeMap;
 
@@ -20,14 +29,26 @@ pub const KEEP: usize = 20;
 /// early, whatever their number. A step record is at most ~30 KiB (16 KiB
 /// decision, 8 KiB result, detail), so the object stays under 256 KiB.
 pub const MAX_KEPT_BYTES: usize = 160 * 1024;
-/// Label naming the run on its archive ConfigMaps.
-pub const RUN_LABEL: &str = "xct.dev/run";
+/// Label holding the UID of the run an archive belongs to.
+pub const RUN_UID_LABEL: &str = "xct.dev/run-uid";
+/// Label holding the chunk number within the run's archive.
+pub const CHUNK_LABEL: &str = "xct.dev/archive-chunk";
+/// Annotation naming the run (names can be longer than a label value).
+pub const RUN_ANNOTATION: &str = "xct.dev/run";
+/// Prefix of archive names; the API server appends a random suffix.
+pub const NAME_PREFIX: &str = "xct-history-";
 const DATA_KEY: &str = "steps.yaml";
 
-fn chunk_name(run: &str, n: usize) -> String {
-    let mut base = run.to_string();
-    base.truncate(230);
-    format!("{base}-history-{n:05}")
+/// This run's archive ConfigMaps: labelled with its UID and owned by it
+/// (a label alone can be set by anyone who may create ConfigMaps).
+async fn owned_chunks(api: &Api<ConfigMap>, run: &XctRun, chunk: Option<usize>) -> Result<Vec<ConfigMap>, Error> {
+    let uid = run.meta().uid.clone().unwrap_or_default();
+    let mut selector = format!("{RUN_UID_LABEL}={uid}");
+    if let Some(n) = chunk {
+        selector.push_str(&format!(",{CHUNK_LABEL}={n}"));
+    }
+    let listed = api.list(&ListParams::default().labels(&selector)).await?;
+    Ok(listed.items.into_iter().filter(|c| c.owner_references().iter().any(|o| o.uid == uid)).collect())
 }
 
 /// Move the oldest steps into a ConfigMap if the status holds too many.
@@ -44,35 +65,39 @@ pub async fn maybe_archive(client: &kube::Client, run: &XctRun, status: &mut Xct
     };
     let ns = run.namespace().unwrap_or_default();
     let chunk: Vec<StepRecord> = status.steps[..take].to_vec();
-    let name = chunk_name(&run.name_any(), status.archive.len());
+    let n = status.archive.len();
     let yaml = serde_yaml::to_string(&chunk).map_err(|e| Error::Internal(e.to_string()))?;
-    let owner = run.controller_owner_ref(&()).map(|mut o| {
-        o.controller = Some(false);
-        o.block_owner_deletion = Some(false);
-        o
-    });
-    let cm = ConfigMap {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(ns.clone()),
-            labels: Some(BTreeMap::from([(RUN_LABEL.to_string(), run.name_any())])),
-            owner_references: owner.map(|o| vec![o]),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([(DATA_KEY.to_string(), yaml)])),
-        ..Default::default()
-    };
+    let data = BTreeMap::from([(DATA_KEY.to_string(), yaml)]);
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    match api.create(&PostParams::default(), &cm).await {
-        Ok(_) => {}
-        // Written before a crash: write it again with the same content.
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            let mut existing = api.get(&name).await?;
-            existing.data = cm.data.clone();
-            api.replace(&name, &PostParams::default(), &existing).await?;
+    // Written before a crash with the same content: use it.
+    let existing = owned_chunks(&api, run, Some(n)).await?.into_iter().find(|c| c.data.as_ref() == Some(&data));
+    let name = match existing {
+        Some(cm) => cm.name_any(),
+        None => {
+            let owner = run.controller_owner_ref(&()).map(|mut o| {
+                o.controller = Some(false);
+                o.block_owner_deletion = Some(false);
+                o
+            });
+            let uid = run.meta().uid.clone().unwrap_or_default();
+            let cm = ConfigMap {
+                metadata: kube::api::ObjectMeta {
+                    generate_name: Some(NAME_PREFIX.to_string()),
+                    namespace: Some(ns.clone()),
+                    labels: Some(BTreeMap::from([
+                        (RUN_UID_LABEL.to_string(), uid),
+                        (CHUNK_LABEL.to_string(), n.to_string()),
+                    ])),
+                    annotations: Some(BTreeMap::from([(RUN_ANNOTATION.to_string(), run.name_any())])),
+                    owner_references: owner.map(|o| vec![o]),
+                    ..Default::default()
+                },
+                data: Some(data),
+                ..Default::default()
+            };
+            api.create(&PostParams::default(), &cm).await?.name_any()
         }
-        Err(e) => return Err(e.into()),
-    }
+    };
     let first = chunk.first().map_or(0, |s| s.index);
     let last = chunk.last().map_or(0, |s| s.index);
     let last_digest = chunk.last().and_then(|s| s.digest.clone()).unwrap_or_default();
@@ -92,12 +117,7 @@ pub async fn full_history(
     let run = runs.get(name).await?;
     let status = run.status.clone().unwrap_or_default();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let listed = cms.list(&ListParams::default().labels(&format!("{RUN_LABEL}={name}"))).await?;
-    let owned: Vec<&ConfigMap> = listed
-        .items
-        .iter()
-        .filter(|c| c.owner_references().iter().any(|o| Some(&o.uid) == run.meta().uid.as_ref()))
-        .collect();
+    let owned = owned_chunks(&cms, &run, None).await?;
     let mut steps = Vec::new();
     for chunk in &status.archive {
         let cm = owned

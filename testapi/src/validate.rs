@@ -1,4 +1,5 @@
-//! Admission checks: object names (RFC 1123 subdomains) and, for custom
+//! Admission checks: object names (RFC 1123 subdomains), label keys and
+//! values (`ValidateLabels` in apimachinery), and, for custom
 //! resources, the CRD's structural schema ("Validation" and "Pruning" under
 //! "Custom Resources"): types, required, enum, numeric and length bounds,
 //! `pattern`, and pruning of unknown fields. CEL rules (`x-kubernetes-validations`)
@@ -18,6 +19,44 @@ pub fn check_name(name: &str) -> Option<String> {
             "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
         )
     })
+}
+
+/// A qualified name (label value, or the name part of a label key): at
+/// most 63 characters, alphanumerics, '-', '_' or '.', alphanumeric at both
+/// ends.
+fn qualified_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Check `metadata.labels` as kube-apiserver does: keys are an optional
+/// DNS-subdomain prefix and `/` then a qualified name; values are empty or
+/// a qualified name part (so at most 63 characters).
+pub fn check_labels(obj: &Value) -> Vec<String> {
+    let Some(labels) = obj["metadata"]["labels"].as_object() else { return vec![] };
+    let mut errs = Vec::new();
+    for (k, v) in labels {
+        let (prefix, name) = match k.split_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, k.as_str()),
+        };
+        if prefix.is_some_and(|p| check_name(p).is_some()) || !qualified_name_part(name) {
+            errs.push(format!(
+                "metadata.labels: Invalid value: {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63), with an optional DNS subdomain prefix and '/'"
+            ));
+        }
+        match v.as_str() {
+            Some("") => {}
+            Some(s) if qualified_name_part(s) => {}
+            _ => errs.push(format!(
+                "metadata.labels: Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character; must be no more than 63 characters"
+            )),
+        }
+    }
+    errs
 }
 
 /// Validate (and prune) `obj` against a CRD `openAPIV3Schema`; every
@@ -173,6 +212,16 @@ fn walk(schema: &Value, v: &mut Value, path: &str, errs: &mut Vec<String>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn labels() {
+        let ok = serde_json::json!({"metadata": {"labels": {"app": "web", "xct.dev/run-uid": "3f2a-b", "e": ""}}});
+        assert!(check_labels(&ok).is_empty());
+        let long = "a".repeat(64);
+        let bad =
+            serde_json::json!({"metadata": {"labels": {"xct.dev/run": long, "-x": "y", "a/b/c": "d", "k": "v!"}}});
+        assert_eq!(check_labels(&bad).len(), 4, "{:?}", check_labels(&bad));
+    }
 
     #[test]
     fn names() {

@@ -55,6 +55,7 @@ impl State {
         new["apiVersion"] = json!(kind.api_version());
         new["kind"] = json!(kind.kind);
         let mut causes: Vec<String> = validate::check_name(&key.name).into_iter().collect();
+        causes.extend(validate::check_labels(&new));
         if let Some(schema) = &kind.schema {
             causes.extend(validate::check_schema(schema, &mut new));
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::*;
 use xct::crd::{RunPhase, XctApproval, XctRun};
@@ -155,4 +155,137 @@ async fn an_unanswered_approval_times_out_as_a_rejection() {
     assert_eq!(s.steps[0].outcome_label(), "APPROVAL_REJECTED");
     assert!(format!("{:?}", s.steps[0].signal).contains("no approval arrived within 1s"));
     assert!(cms.get("old").await.is_ok(), "nothing was deleted");
+}
+
+/// The run "cleanup" awaiting approval of its delete at step 1, with its
+/// UID and proposal digest.
+async fn awaiting_delete(
+    srv: &xct_testapi::TestApiServer,
+    manifest: XctRun,
+    outputs: Vec<String>,
+) -> (tokio::task::JoinHandle<()>, Api<XctRun>, String, String) {
+    let controller = start(srv, outputs).await;
+    let runs: Api<XctRun> = Api::namespaced(srv.client(), NS);
+    runs.create(&PostParams::default(), &manifest).await.unwrap();
+    let r = until(&runs, "cleanup", "awaiting approval of step 1", awaiting(1)).await;
+    let uid = r.metadata.uid.clone().unwrap();
+    let s = r.status.unwrap();
+    let digest = s.steps[0].proposal_digest.clone().unwrap();
+    assert_eq!(s.steps[0].judged_for.as_ref().map(|j| j.run_uid.as_str()), Some(uid.as_str()));
+    assert!(s.message.as_deref().unwrap().contains(&uid), "the run UID is shown next to the digest: {:?}", s.message);
+    (controller, runs, uid, digest)
+}
+
+/// No delete of ConfigMap "old" reached storage, as anyone.
+fn nothing_deleted(srv: &xct_testapi::TestApiServer) {
+    let log = srv.requests();
+    let deletes: Vec<_> =
+        log.iter().filter(|r| r.resource == "configmaps" && r.verb == "delete" && r.is_persisted_mutation()).collect();
+    assert!(deletes.is_empty(), "{deletes:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_never_carries_over_to_a_recreated_run() {
+    let (srv, admin, cms) = cluster_with_old_config().await;
+    let (controller, runs, old_uid, digest) =
+        awaiting_delete(&srv, run_manifest(3600), vec![delete("old"), delete("old")]).await;
+    // The run is deleted and re-created under the same name; an approval
+    // written for the old instance must not approve the new one.
+    runs.delete("cleanup", &Default::default()).await.unwrap();
+    approve_for(&admin, "late", &old_uid, 1, &digest, "Approve", "bob").await;
+    runs.create(&PostParams::default(), &run_manifest(3600)).await.unwrap();
+    let r = until(&runs, "cleanup", "the old approval to be reported as ignored", |r| {
+        r.metadata.uid.as_deref() != Some(old_uid.as_str())
+            && r.status.as_ref().and_then(|s| s.message.clone()).is_some_and(|m| m.contains("is not this run's"))
+    })
+    .await;
+    controller.abort();
+    let s = r.status.unwrap();
+    assert_eq!(s.phase, RunPhase::AwaitingApproval);
+    assert_eq!(s.steps[0].proposal_digest.as_deref(), Some(digest.as_str()), "the same proposal, the same digest");
+    assert!(cms.get("old").await.is_ok());
+    nothing_deleted(&srv);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_the_service_account_while_waiting_vetoes_the_step() {
+    let (srv, admin, cms) = cluster_with_old_config().await;
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), NS);
+    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "admin"}})).unwrap())
+        .await
+        .unwrap();
+    let outputs = vec![delete("old"), r#"{"done":true,"message":"stopped"}"#.into()];
+    let (controller, runs, uid, digest) = awaiting_delete(&srv, run_manifest(3600), outputs).await;
+    // Dry-run as runner; the spec now says admin.
+    runs.patch("cleanup", &PatchParams::default(), &Patch::Merge(json!({"spec": {"serviceAccountName": "admin"}})))
+        .await
+        .unwrap();
+    approve_for(&admin, "ok", &uid, 1, &digest, "Approve", "bob").await;
+    let r = until(&runs, "cleanup", "the run to finish", |r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
+        .await;
+    controller.abort();
+    let s = r.status.unwrap();
+    assert_eq!(s.steps[0].outcome_label(), "APPROVAL_STALE", "{:?}", s.steps[0].signal);
+    assert!(format!("{:?}", s.steps[0].signal).contains("system:serviceaccount:demo:admin"));
+    assert!(cms.get("old").await.is_ok());
+    nothing_deleted(&srv);
+    let as_admin = xct::k8s::service_account_user(NS, "admin");
+    assert!(
+        !srv.requests().iter().any(|r| r.user == as_admin && r.resource == "configmaps"),
+        "nothing was sent as admin"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_added_while_waiting_vetoes_the_approved_step() {
+    let (srv, admin, cms) = cluster_with_old_config().await;
+    let outputs = vec![delete("old"), r#"{"done":true,"message":"stopped"}"#.into()];
+    let (controller, runs, uid, digest) = awaiting_delete(&srv, run_manifest(3600), outputs).await;
+    let policies: Api<xct::crd::XctPolicy> = Api::all(admin.clone());
+    let freeze: xct::crd::XctPolicy = serde_yaml::from_str(
+        "apiVersion: xct.dev/v1alpha1\nkind: XctPolicy\nmetadata: {name: freeze}\nspec:\n  rules: [{name: all, tools: ['*'], effect: Deny, message: change freeze}]\n",
+    )
+    .unwrap();
+    policies.create(&PostParams::default(), &freeze).await.unwrap();
+    // Wait until the operator has seen it (it reports the policy Ready).
+    for _ in 0..100 {
+        let ready = policies.get("freeze").await.unwrap().status.is_some_and(|s| s.observed_generation.is_some());
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    srv.clear_requests();
+    approve_for(&admin, "ok", &uid, 1, &digest, "Approve", "bob").await;
+    let r = until(&runs, "cleanup", "the run to finish", |r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
+        .await;
+    controller.abort();
+    let s = r.status.unwrap();
+    assert_eq!(s.steps[0].outcome_label(), "POLICY_VETO", "{:?}", s.steps[0].signal);
+    assert_eq!(s.steps[0].verdict.decided_by.as_deref(), Some("freeze/all"));
+    assert!(cms.get("old").await.is_ok());
+    nothing_deleted(&srv);
+    let dry_runs = srv.requests().iter().filter(|r| r.resource == "configmaps" && r.verb == "delete").count();
+    assert_eq!(dry_runs, 0, "vetoed before its dry run");
+}
+
+/// With the chart's defaults every run carries its creator; a run without
+/// one (created around the admission policy) can never be approved, so no
+/// one can approve their own run by leaving the annotation out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_approval_counts_for_a_run_whose_creator_is_unknown() {
+    let (srv, admin, cms) = cluster_with_old_config().await;
+    let mut manifest = run_manifest(3600);
+    manifest.metadata.annotations = None;
+    let (controller, runs, uid, digest) = awaiting_delete(&srv, manifest, vec![delete("old")]).await;
+    approve_for(&admin, "ok", &uid, 1, &digest, "Approve", "mallory").await;
+    let r = until(&runs, "cleanup", "the approval to be reported as ignored", |r| {
+        r.status.as_ref().and_then(|s| s.message.clone()).is_some_and(|m| m.contains("who created it is unknown"))
+    })
+    .await;
+    controller.abort();
+    assert_eq!(r.status.unwrap().phase, RunPhase::AwaitingApproval);
+    assert!(cms.get("old").await.is_ok());
+    nothing_deleted(&srv);
 }

@@ -124,3 +124,71 @@ async fn crash_after_execution() {
 async fn crash_after_the_result_is_recorded() {
     scenario("after-result").await;
 }
+
+/// A mutation interrupted after its intent is reported OUTCOME_UNKNOWN with
+/// what the model may see of its target: the observation is judged like
+/// any read, so a policy that forbids reading the target withholds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_observes_only_what_policy_lets_the_model_read() {
+    let srv = cluster().await;
+    let admin = srv.client();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(admin.clone(), NS);
+    let cm = json!({"metadata": {"name": "settings"}, "data": {"token": "hunter2"}});
+    cms.create(&PostParams::default(), &serde_json::from_value(cm).unwrap()).await.unwrap();
+    let policies: Api<xct::crd::XctPolicy> = Api::all(admin.clone());
+    for yaml in [
+        "apiVersion: xct.dev/v1alpha1\nkind: XctPolicy\nmetadata: {name: site}\nspec:\n  rules: [{name: patch, tools: ['k8s.patch'], effect: Allow}]\n",
+        "apiVersion: xct.dev/v1alpha1\nkind: XctPolicy\nmetadata: {name: no-cm-reads}\nspec:\n  rules: [{name: cm, tools: ['k8s.get'], effect: Deny, when: \"proposal.arguments.kind == 'ConfigMap'\", message: ConfigMaps hold credentials here}]\n",
+    ] {
+        let p: xct::crd::XctPolicy = serde_yaml::from_str(yaml).unwrap();
+        policies.create(&PostParams::default(), &p).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    srv.write_kubeconfig(&kc, Some("xct-operator")).unwrap();
+    // The first process proposes the patch; the restarted one only says done.
+    let patch = json!({"next_step": {"tool": "k8s.patch", "arguments": {"kind": "ConfigMap", "name": "settings", "patch": {"data": {"mode": "off"}}}, "goal": "g"}}).to_string();
+    let decisions = dir.path().join("decisions.yaml");
+    std::fs::write(&decisions, serde_yaml::to_string(&[patch]).unwrap()).unwrap();
+    let then_done = dir.path().join("done.yaml");
+    std::fs::write(&then_done, serde_yaml::to_string(&[r#"{"done":true,"message":"ok"}"#]).unwrap()).unwrap();
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let run: XctRun = serde_yaml::from_str(&format!(
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: settings}}\nspec:\n  goal: g\n  tools: [k8s.get, k8s.patch]\n  serviceAccountName: {SA}\n"
+    ))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    let mut first = start(&kc, &decisions, Some("after-intent"));
+    let exit = tokio::task::spawn_blocking(move || first.wait().unwrap()).await.unwrap();
+    assert!(!exit.success(), "the first controller was aborted after the intent ({exit:?})");
+    let mut second = start(&kc, &then_done, None);
+    let mut status = None;
+    for _ in 0..300 {
+        let s = runs.get("settings").await.unwrap().status;
+        if s.as_ref().is_some_and(|s| s.phase.is_terminal()) {
+            status = s;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+    let s = status.expect("the run finished after the restart");
+    let first_step = &s.steps[0];
+    assert_eq!(first_step.error_code(), Some(ErrorCode::OutcomeUnknown), "{:?}", first_step.signal);
+    let xct::protocol::Signal::Error { details: Some(details), .. } = first_step.signal.clone().unwrap() else {
+        panic!("{:?}", first_step.signal)
+    };
+    assert_eq!(details["observed"]["decidedBy"], "no-cm-reads/cm", "{details}");
+    assert!(details["observed"]["withheld"].as_str().unwrap().contains("POLICY_VETO"), "{details}");
+    let text = serde_json::to_string(&s).unwrap();
+    assert!(!text.contains("hunter2"), "the ConfigMap's data never reached the model or the status");
+    // The interrupted patch was not run again.
+    let patched = srv
+        .requests()
+        .iter()
+        .filter(|r| r.resource == "configmaps" && r.is_persisted_mutation() && r.verb == "patch")
+        .count();
+    assert_eq!(patched, 0, "the interrupted patch never ran, and was not run again");
+    assert_eq!(cms.get("settings").await.unwrap().data.unwrap().get("mode"), None);
+}

@@ -1,0 +1,253 @@
+//! Every way around the gate, attacked through the operator and checked
+//! from the test API server's request log: hostile names for every
+//! Kubernetes tool, a Secret hidden in `k8s.apply`, repeated JSON keys.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, DynamicObject, PostParams};
+use serde_json::{Value, json};
+use support::*;
+use xct::crd::{RunPhase, XctPolicy, XctRun};
+use xct::engine::record::StepRecord;
+use xct::model::ScriptedDecider;
+use xct_testapi::RequestRecord;
+
+/// The names from the security review: URL syntax, traversal, encodings,
+/// empty, too long, Unicode, uppercase.
+fn hostile_names() -> Vec<String> {
+    ["?", "/", "a/status", "x:8080/proxy/y", "%2F", "..", "", "wéb", "Web", "web?watch=true", "web/../../secrets"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([&"a".repeat(300)].into_iter().cloned())
+        .collect()
+}
+
+fn step(tool: &str, args: Value) -> String {
+    json!({"next_step": {"tool": tool, "arguments": args, "goal": "test"}}).to_string()
+}
+
+/// Every single-object argument of every Kubernetes tool, set to `n`.
+fn hostile_proposals(n: &str) -> Vec<String> {
+    vec![
+        step("k8s.get", json!({"kind": "ConfigMap", "name": n})),
+        step("k8s.get", json!({"kind": "Secret", "name": n})),
+        step("k8s.delete", json!({"kind": "ConfigMap", "name": n})),
+        step("k8s.scale", json!({"kind": "Deployment", "name": n, "replicas": 2})),
+        step("k8s.patch", json!({"kind": "Service", "name": n, "patch": {"metadata": {"labels": {"x": "y"}}}})),
+        step(
+            "k8s.apply",
+            json!({"manifest": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}, "data": {}}}),
+        ),
+        step("k8s.rollout_restart", json!({"kind": "Deployment", "name": n})),
+        step("k8s.logs", json!({"pod": n})),
+        step("k8s.logs", json!({"pod": "web-0", "container": n})),
+        step("k8s.events", json!({"name": n})),
+    ]
+}
+
+/// Label selectors that must not reach the server's selector parser.
+const HOSTILE_SELECTORS: [&str; 4] = ["app=web&watch=true", "a?b", "x:8080", "%2F"];
+
+const ALL_TOOLS: &str =
+    "[k8s.get, k8s.list, k8s.scale, k8s.patch, k8s.apply, k8s.delete, k8s.rollout_restart, k8s.logs, k8s.events]";
+
+async fn create(client: &kube::Client, api_version: &str, kind: &str, plural: &str, body: Value) {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let ar =
+        kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk(group, version, kind), plural);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
+    api.create(&PostParams::default(), &serde_json::from_value(body).unwrap()).await.unwrap();
+}
+
+/// The demo namespace plus a Pod, a Service, a ConfigMap and a Secret whose
+/// value must never be shown.
+async fn cluster_with_objects(policies: bool) -> xct_testapi::TestApiServer {
+    let srv = xct_testapi::TestApiServer::start().await.unwrap();
+    let admin = srv.client();
+    install_crds(&admin).await;
+    install_demo(&admin).await;
+    if policies {
+        install_policies(&admin).await;
+    }
+    create(&admin, "v1", "Pod", "pods", json!({"metadata": {"name": "web-0", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}})).await;
+    create(
+        &admin,
+        "v1",
+        "Service",
+        "services",
+        json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}),
+    )
+    .await;
+    create(&admin, "v1", "ConfigMap", "configmaps", json!({"metadata": {"name": "settings"}, "data": {"mode": "on"}}))
+        .await;
+    create(
+        &admin,
+        "v1",
+        "Secret",
+        "secrets",
+        json!({"metadata": {"name": "db"}, "data": {"password": "aHVudGVyMg=="}}),
+    )
+    .await;
+    srv
+}
+
+async fn allow_policy(client: &kube::Client, name: &str, tools: &str) {
+    let p: XctPolicy = serde_yaml::from_str(&format!(
+        "apiVersion: xct.dev/v1alpha1\nkind: XctPolicy\nmetadata: {{name: {name}}}\nspec:\n  rules: [{{name: allow, tools: {tools}, effect: Allow}}]\n"
+    ))
+    .unwrap();
+    Api::<XctPolicy>::all(client.clone()).create(&PostParams::default(), &p).await.unwrap();
+}
+
+async fn run_to_end(
+    srv: &xct_testapi::TestApiServer,
+    name: &str,
+    tools: &str,
+    outputs: Vec<String>,
+) -> Vec<StepRecord> {
+    let admin = srv.client();
+    let max = outputs.len() + 1;
+    let controller = start_operator(srv, Arc::new(ScriptedDecider::new(outputs)), None);
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let run: XctRun = serde_yaml::from_str(&format!(
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: {name}}}\nspec:\n  goal: g\n  tools: {tools}\n  serviceAccountName: {SA}\n  limits: {{maxSteps: {max}, maxConsecutiveErrors: 1000}}\n"
+    ))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    let mut done = false;
+    for _ in 0..1200 {
+        if runs.get(name).await.unwrap().status.is_some_and(|s| s.phase.is_terminal()) {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    controller.abort();
+    assert!(done, "run {name} did not finish: {:?}", runs.get(name).await.unwrap().status);
+    let (run, steps) = xct::operator::archive::full_history(&admin, NS, name).await.unwrap();
+    assert_eq!(run.status.unwrap().phase, RunPhase::Succeeded);
+    steps
+}
+
+fn sa_requests(log: &[RequestRecord]) -> Vec<RequestRecord> {
+    let sa = xct::k8s::service_account_user(NS, SA);
+    log.iter().filter(|r| r.user == sa).cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_never_leave_the_gate() {
+    let srv = cluster_with_objects(false).await;
+    allow_policy(&srv.client(), "allow-everything", "['*']").await;
+    let mut outputs = Vec::new();
+    for n in hostile_names() {
+        outputs.extend(hostile_proposals(&n));
+    }
+    outputs.extend(HOSTILE_SELECTORS.iter().map(|s| step("k8s.list", json!({"kind": "Pod", "labelSelector": s}))));
+    let hostile = outputs.len();
+    // A repeated key: the text reads 3 first, serde_json alone would run 0.
+    outputs.push(r#"{"next_step":{"tool":"k8s.scale","arguments":{"kind":"Deployment","name":"web","replicas":3,"replicas":0},"goal":"g"}}"#.into());
+    // Controls: the same tools with valid names do reach the API.
+    let controls = [
+        step("k8s.get", json!({"kind": "ConfigMap", "name": "settings"})),
+        step("k8s.get", json!({"kind": "Secret", "name": "db"})),
+        step("k8s.logs", json!({"pod": "web-0", "container": "web"})),
+        step("k8s.scale", json!({"kind": "Deployment", "name": "web", "replicas": 2})),
+        step("k8s.events", json!({"name": "web"})),
+        step("k8s.list", json!({"kind": "Pod", "labelSelector": "app=web"})),
+    ];
+    outputs.extend(controls.iter().cloned());
+    outputs.push(r#"{"done":true,"message":"probed"}"#.into());
+    srv.clear_requests();
+    let steps = run_to_end(&srv, "hostile", ALL_TOOLS, outputs.clone()).await;
+    assert_eq!(steps.len(), outputs.len());
+
+    // Every hostile proposal: a coded refusal from the target check.
+    for s in &steps[..hostile] {
+        assert_eq!(s.outcome_label(), "INVALID_ARGUMENTS", "{}: {:?}", s.decision, s.signal);
+        assert_eq!(s.verdict.decided_by.as_deref(), Some("target"), "{}", s.decision);
+    }
+    assert!(
+        format!("{:?}", steps[0].signal).contains("DNS-1123"),
+        "the refusal teaches the rule: {:?}",
+        steps[0].signal
+    );
+    let repeated = &steps[hostile];
+    assert_eq!(repeated.outcome_label(), "INVALID_PROPOSAL", "{:?}", repeated.signal);
+    assert!(format!("{:?}", repeated.signal).contains("repeats the key \\\"replicas\\\""), "{:?}", repeated.signal);
+    for s in &steps[hostile + 1..steps.len() - 1] {
+        assert_eq!(s.outcome_label(), "Success", "{}: {:?}", s.decision, s.signal);
+    }
+
+    // From the request log: only the controls were sent, each about exactly
+    // its validated object, and nothing else.
+    let sent = sa_requests(&srv.requests());
+    let mut seen: Vec<String> =
+        sent.iter().map(|r| format!("{} {}/{}/{} {}", r.verb, r.resource, r.name, r.subresource, r.dry_run)).collect();
+    seen.sort();
+    let mut expected = vec![
+        "get configmaps/settings/ false", // the judge's read, then k8s.get
+        "get configmaps/settings/ false",
+        "get secrets/db/ false",             // k8s.get only: the judge never reads a Secret
+        "get pods/web-0/ false",             // the judge's read of the pod
+        "get pods/web-0/log false",          // k8s.logs
+        "get deployments/web/ false",        // the judge's read
+        "patch deployments/web/scale true",  // the dry run
+        "get deployments/web/scale false",   // replicas before
+        "patch deployments/web/scale false", // the one mutation
+        "list events// false",               // k8s.events
+        "list pods// false",                 // k8s.list
+    ];
+    expected.sort();
+    assert_eq!(seen, expected, "requests made as the run's ServiceAccount: {sent:#?}");
+    for r in &sent {
+        assert!(!r.path.contains("proxy") && !r.query.contains("watch"), "{r:?}");
+        assert!(matches!(r.verb.as_str(), "get" | "list" | "patch"), "{r:?}");
+    }
+    let events = sent.iter().find(|r| r.resource == "events").unwrap();
+    assert!(events.query.contains("fieldSelector=involvedObject.name%3Dweb"), "{}", events.query);
+    // The one mutation happened once, to 2 replicas (not 0, not 3).
+    let deploys: Api<Deployment> = Api::namespaced(srv.client(), NS);
+    assert_eq!(deploys.get("web").await.unwrap().spec.replicas, Some(2));
+    // The Secret's value never reached the history.
+    let secret_step = &steps[hostile + 2];
+    assert!(format!("{:?}", secret_step.signal).contains("<redacted>"), "{:?}", secret_step.signal);
+    let text = serde_json::to_string(&steps).unwrap();
+    assert!(!text.contains("aHVudGVyMg==") && !text.contains("hunter2"));
+}
+
+/// `k8s.apply` of a Secret: the kind is in `manifest.kind`, not in
+/// `arguments.kind`. The baseline's no-secrets rule reads the normalized
+/// `proposal.target`, so it holds even where a site policy allows apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applying_a_secret_is_denied_by_the_baseline() {
+    let srv = cluster_with_objects(true).await;
+    allow_policy(&srv.client(), "site-apply", "['k8s.apply']").await;
+    let apply = |kind: &str, name: &str| {
+        step(
+            "k8s.apply",
+            json!({"manifest": {"apiVersion": "v1", "kind": kind, "metadata": {"name": name}, "stringData": {"token": "s3cr3t"}, "data": {}}}),
+        )
+    };
+    let outputs = vec![
+        apply("Secret", "leaked"),
+        step(
+            "k8s.apply",
+            json!({"manifest": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fine"}, "data": {"a": "b"}}}),
+        ),
+        r#"{"done":true,"message":"applied"}"#.to_string(),
+    ];
+    srv.clear_requests();
+    let steps = run_to_end(&srv, "apply-secret", "[k8s.apply]", outputs).await;
+    assert_eq!(steps[0].outcome_label(), "POLICY_VETO", "{:?}", steps[0].signal);
+    assert_eq!(steps[0].verdict.decided_by.as_deref(), Some("baseline/no-secrets"));
+    assert_eq!(steps[1].outcome_label(), "Success", "{:?}", steps[1].signal);
+    let sent = sa_requests(&srv.requests());
+    assert!(!sent.iter().any(|r| r.resource == "secrets"), "nothing about the Secret was sent: {sent:#?}");
+    let applied: Vec<_> = sent.iter().filter(|r| r.resource == "configmaps" && r.is_persisted_mutation()).collect();
+    assert_eq!(applied.len(), 1, "the allowed apply ran once: {sent:#?}");
+    assert_eq!(applied[0].name, "fine");
+}

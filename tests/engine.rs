@@ -1,9 +1,12 @@
 //! The step machine on a scripted decider: every transition, the budgets,
 //! the rendering of the history.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use support::next;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -15,19 +18,6 @@ use xct::engine::{
 use xct::model::{Role, Sampling, ScriptedDecider};
 use xct::protocol::{ErrorCode, Signal};
 use xct::tools::{DryRun, Target, Tool, ToolError, ToolSet};
-
-/// One step with no judge and no journal: the new record.
-async fn next(
-    engine: &Engine<'_>,
-    cfg: &xct::engine::RunConfig,
-    history: &[xct::engine::record::StepRecord],
-    started: chrono::DateTime<chrono::Utc>,
-) -> Result<xct::engine::record::StepRecord, xct::engine::EngineError> {
-    match engine.step(cfg, history, started, None, &mut xct::engine::NoJournal).await? {
-        xct::engine::Stepped::New(rec) | xct::engine::Stepped::Resolved(rec) => Ok(rec),
-        other => panic!("no approvals without a judge: {other:?}"),
-    }
-}
 
 /// A tool whose behaviour is chosen by its `mode` argument, counting executions.
 struct Probe {

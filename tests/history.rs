@@ -1,27 +1,17 @@
 //! The hash chain over steps: sealed as steps are recorded, any edit,
 //! removal or reordering is detected, `xct history verify` reports it.
 
+mod support;
+
 use chrono::Utc;
 use serde_json::json;
+use support::next;
 use xct::crd::XctRunStatus;
 use xct::engine::record::verify_chain;
 use xct::engine::{Engine, Limits, RunConfig};
 use xct::model::{Sampling, ScriptedDecider};
 use xct::tools::ToolSet;
 use xct::tools::fs::Workspace;
-
-/// One step with no judge and no journal: the new record.
-async fn next(
-    engine: &Engine<'_>,
-    cfg: &xct::engine::RunConfig,
-    history: &[xct::engine::record::StepRecord],
-    started: chrono::DateTime<chrono::Utc>,
-) -> Result<xct::engine::record::StepRecord, xct::engine::EngineError> {
-    match engine.step(cfg, history, started, None, &mut xct::engine::NoJournal).await? {
-        xct::engine::Stepped::New(rec) | xct::engine::Stepped::Resolved(rec) => Ok(rec),
-        other => panic!("no approvals without a judge: {other:?}"),
-    }
-}
 
 async fn history(n: usize) -> XctRunStatus {
     let dir = tempfile::tempdir().unwrap();

@@ -419,15 +419,15 @@ async fn resume(
         apply_refusal(&mut rec, validated, signal);
         return Ok(Stepped::Resolved(rec));
     }
+    let dry_run = validated.dry_run.as_ref().map_or("", |d| d.summary.as_str());
+    rec.verdict = Verdict::new(
+        VerdictOutcome::Allowed,
+        format!("approved by {approver}; {dry_run}"),
+        validated.verdict.decided_by.as_deref(),
+    );
     rec.audit = validated.audit;
     rec.dry_run = validated.dry_run;
     rec.timings.validation_ms += validated.validation_ms;
-    let reason = validated.verdict.reason.trim_start_matches("approval required").trim_start_matches([':', ';', ' ']);
-    rec.verdict = Verdict::new(
-        VerdictOutcome::Allowed,
-        format!("approved by {approver}; {reason}"),
-        validated.verdict.decided_by.as_deref(),
-    );
     execute(run, &step, &mut rec, true, journal).await?;
     Ok(Stepped::Resolved(rec))
 }

@@ -87,6 +87,13 @@ pub struct NameError {
     rule: &'static str,
 }
 
+/// A refused name is INVALID_ARGUMENTS for the model, saying the rule.
+impl From<NameError> for crate::tools::ToolError {
+    fn from(e: NameError) -> Self {
+        crate::tools::ToolError::invalid(e.to_string())
+    }
+}
+
 impl ObjectName {
     /// Check `name` (the argument `field`) against `rule`.
     pub fn new(field: &str, name: &str, rule: NameRule) -> Result<Self, NameError> {

@@ -281,9 +281,7 @@ impl Call {
     /// Parse and validate a tool's arguments; a refusal is INVALID_ARGUMENTS
     /// and nothing is sent.
     pub fn new(op: Op, args: &Value, namespace: &str) -> Result<Call, ToolError> {
-        let object = |kind: TargetKind, field: &str, name: &str| {
-            ObjectRef::new(kind, namespace, field, name).map_err(|e| ToolError::invalid(e.to_string()))
-        };
+        let object = |kind: TargetKind, field: &str, name: &str| ObjectRef::new(kind, namespace, field, name);
         let single = |object: ObjectRef, action: Action| Ok(Call::Object { op, object, action });
         match op {
             Op::Get | Op::Delete => {
@@ -317,25 +315,17 @@ impl Call {
             }
             Op::Logs => {
                 let a: LogsArgs = parse(args)?;
-                let container = match &a.container {
-                    Some(c) => Some(
-                        ObjectName::new("container", c, NameRule::Dns1123Label)
-                            .map_err(|e| ToolError::invalid(e.to_string()))?,
-                    ),
-                    None => None,
-                };
+                let container = a
+                    .container
+                    .as_deref()
+                    .map(|c| ObjectName::new("container", c, NameRule::Dns1123Label))
+                    .transpose()?;
                 let tail_lines = a.tail_lines.unwrap_or(DEFAULT_LOG_LINES).min(MAX_LOG_LINES);
                 single(object(TargetKind::Pod, "pod", &a.pod)?, Action::Logs { container, tail_lines })
             }
             Op::Events => {
                 let a: EventsArgs = parse(args)?;
-                let about = match &a.name {
-                    Some(n) => Some(
-                        ObjectName::new("name", n, NameRule::Subdomain)
-                            .map_err(|e| ToolError::invalid(e.to_string()))?,
-                    ),
-                    None => None,
-                };
+                let about = a.name.as_deref().map(|n| ObjectName::new("name", n, NameRule::Subdomain)).transpose()?;
                 Ok(Call::Events { namespace: namespace.to_string(), about })
             }
         }

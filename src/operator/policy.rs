@@ -84,7 +84,7 @@ impl PolicyCache {
 }
 
 /// Judges one run's proposals.
-pub struct PolicyGate {
+pub struct PolicyJudge {
     pub cache: Arc<PolicyCache>,
     pub run: RunInfo,
     pub run_uid: String,
@@ -92,7 +92,7 @@ pub struct PolicyGate {
 }
 
 #[async_trait]
-impl Judge for PolicyGate {
+impl Judge for PolicyJudge {
     async fn judge(&self, p: &Proposal<'_>) -> GateVerdict {
         // The live target, read by the tool itself as the run's
         // ServiceAccount (never with the operator's own rights): the one

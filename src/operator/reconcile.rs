@@ -18,7 +18,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::approval;
-use super::policy::{PolicyGate, labels};
+use super::policy::{PolicyJudge, labels};
 use super::status::StatusWriter;
 use super::{Context, Error};
 use crate::crd::{RunPhase, XctRun, XctRunStatus, set_condition};
@@ -138,7 +138,7 @@ async fn reconcile_step(
     status.message = None;
 
     // One step through the engine: the only path to execution.
-    let judge = PolicyGate {
+    let judge = PolicyJudge {
         cache: ctx.policies.clone(),
         run: run_info(&ctx, run, &status).await,
         run_uid: uid.clone(),

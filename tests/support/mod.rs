@@ -170,3 +170,17 @@ pub async fn wait_for_steps(runs: &Api<xct::crd::XctRun>, name: &str, n: usize) 
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// One engine step with no judge and no journal (as the local runner
+/// takes it): the step it recorded.
+pub async fn next(
+    engine: &xct::engine::Engine<'_>,
+    cfg: &xct::engine::RunConfig,
+    history: &[xct::engine::record::StepRecord],
+    started: chrono::DateTime<chrono::Utc>,
+) -> Result<xct::engine::record::StepRecord, xct::engine::EngineError> {
+    match engine.step(cfg, history, started, None, &mut xct::engine::NoJournal).await? {
+        xct::engine::Stepped::New(rec) | xct::engine::Stepped::Resolved(rec) => Ok(rec),
+        other => panic!("no approvals without a judge: {other:?}"),
+    }
+}

@@ -161,9 +161,8 @@ async fn reconcile_step(
         }
         Err(e) => Err(e.into()),
         Ok(Stepped::Waiting { ignored }) => {
-            let pending = status.steps.last().cloned().unwrap_or_else(|| history[history.len() - 1].clone());
             status.phase = RunPhase::AwaitingApproval;
-            status.message = Some(awaiting_message(&pending, &ignored));
+            status.message = status.steps.last().map(|pending| awaiting_message(pending, &ignored));
             writer.write(&status).await?;
             Ok(Action::requeue(APPROVAL_POLL))
         }

@@ -290,3 +290,49 @@ async fn a_malformed_run_does_not_stall_the_controller() {
     controller.abort();
     assert!(seen, "the malformed run gets an InvalidObject event");
 }
+
+/// A stored status missing a field the types default (an admin's edit)
+/// used to make every JSON patch fail with 422, and each retry spent a
+/// model call and lost its decision. The writer now replaces the status
+/// whole, guarded by the resourceVersion, and the run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_missing_a_defaulted_field_does_not_wedge_the_run() {
+    let srv = cluster().await;
+    let admin = srv.client();
+    let read = step("k8s.get", json!({"kind": "Deployment", "name": "web"}));
+    let decider = Arc::new(ScriptedDecider::new([read.clone(), read, r#"{"done":true,"message":"read"}"#.to_string()]));
+    let controller = start_operator(&srv, decider.clone(), Some(NS));
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let run: XctRun = serde_yaml::from_str(&format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: edited}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n  suspend: true\n")).unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    for _ in 0..100 {
+        if runs.get("edited").await.unwrap().status.is_some_and(|s| s.phase == RunPhase::Suspended) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // An admin removes defaulted fields from the stored status.
+    let remove: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "remove", "path": "/status/stepCount"},
+        {"op": "remove", "path": "/status/errorCount"},
+    ]))
+    .unwrap();
+    runs.patch_status("edited", &PatchParams::default(), &Patch::<()>::Json(remove)).await.unwrap();
+    let raw: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(admin.clone(), NS, &kube::api::ApiResource::erase::<XctRun>(&()));
+    assert!(raw.get("edited").await.unwrap().data["status"].get("stepCount").is_none());
+    runs.patch("edited", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": false}}))).await.unwrap();
+    let done = wait_terminal(&runs, "edited", 10).await;
+    controller.abort();
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, RunPhase::Succeeded);
+    assert_eq!(status.steps.len(), 3);
+    assert_eq!(decider.requests().len(), 3, "one model call per recorded step, none wasted");
+    assert_eq!(raw.get("edited").await.unwrap().data["status"]["stepCount"], 3, "the stored status is whole again");
+    let replaced = srv
+        .requests()
+        .iter()
+        .filter(|r| r.resource == "xctruns" && r.subresource == "status" && r.verb == "update")
+        .count();
+    assert_eq!(replaced, 1, "repaired once by a whole-status replace, then patched as usual");
+}

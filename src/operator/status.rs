@@ -2,8 +2,15 @@
 //! of the resourceVersion the decision was based on. A stale or second
 //! controller gets 409 Conflict and records (and executes) nothing.
 //! Writes that change nothing are skipped.
+//!
+//! The patch is computed against the status as this process serializes it,
+//! which is not always what is stored: a stored status missing a field the
+//! types default (an admin's edit, an older version) makes a `replace` of
+//! that field fail with 422, and every retry would fail the same way. On a
+//! 422 the whole status is replaced instead, guarded by the same
+//! resourceVersion (a stale writer still gets 409), which repairs it.
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::Error;
@@ -13,6 +20,8 @@ use crate::crd::{XctRun, XctRunStatus};
 pub struct StatusWriter {
     api: Api<XctRun>,
     name: String,
+    /// The run as read, for a whole-status replace (only its status changes).
+    run: XctRun,
     resource_version: String,
     current: Value,
     metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
@@ -23,6 +32,7 @@ impl StatusWriter {
         StatusWriter {
             api,
             name: run.metadata.name.clone().unwrap_or_default(),
+            run: XctRun { status: None, ..run.clone() },
             resource_version: run.metadata.resource_version.clone().unwrap_or_default(),
             current: status_value(run.status.as_ref()),
             metrics: None,
@@ -53,17 +63,31 @@ impl StatusWriter {
             m.status_bytes.inc_by(body.to_string().len() as u64);
         }
         let patch: json_patch::Patch = serde_json::from_value(body).map_err(|e| Error::Internal(e.to_string()))?;
-        let updated = self
-            .api
-            .patch_status(&self.name, &PatchParams::default(), &Patch::<()>::Json(patch))
-            .await
-            .map_err(|e| match e {
-                kube::Error::Api(s) if s.code == 409 || s.code == 422 && s.message.contains("test") => Error::Conflict,
-                other => Error::Kube(other),
-            })?;
+        let updated = match self.api.patch_status(&self.name, &PatchParams::default(), &Patch::<()>::Json(patch)).await
+        {
+            Err(kube::Error::Api(s)) if s.code == 422 => self.replace(status).await?,
+            other => other.map_err(conflict)?,
+        };
         self.resource_version = updated.metadata.resource_version.unwrap_or_default();
         self.current = new;
         Ok(())
+    }
+
+    /// Replace the whole status, guarded by the resourceVersion.
+    async fn replace(&self, status: &XctRunStatus) -> Result<XctRun, Error> {
+        tracing::warn!(run = %self.name, "the stored status differs from what was read; replacing it whole");
+        let mut body = self.run.clone();
+        body.metadata.resource_version = Some(self.resource_version.clone());
+        body.status = Some(status.clone());
+        self.api.replace_status(&self.name, &PostParams::default(), &body).await.map_err(conflict)
+    }
+}
+
+/// 409 (and a failed resourceVersion test) is a conflict: someone else wrote.
+fn conflict(e: kube::Error) -> Error {
+    match e {
+        kube::Error::Api(s) if s.code == 409 => Error::Conflict,
+        other => Error::Kube(other),
     }
 }
 

@@ -153,3 +153,48 @@ async fn missing_files_are_execution_failures() {
     let f = fixture();
     assert_eq!(attempt(tool(&f, "fs.read"), json!({"path": "nope.txt"})).await, Err(ErrorCode::ExecutionFailed));
 }
+
+/// A FIFO would block a plain read forever (no writer ever comes): it is
+/// refused at once, like anything that is not a regular file.
+#[tokio::test]
+async fn a_fifo_is_refused_without_blocking() {
+    let f = fixture();
+    let fifo = f.ws.join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let t = std::time::Instant::now();
+    let r =
+        tokio::time::timeout(std::time::Duration::from_secs(5), attempt(tool(&f, "fs.read"), json!({"path": "pipe"})))
+            .await
+            .expect("fs.read returned instead of blocking on the FIFO");
+    assert_eq!(r, Err(ErrorCode::InvalidArguments));
+    assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    let e = tool(&f, "fs.read").execute(&json!({"path": "pipe"})).await.unwrap_err();
+    assert!(e.message.contains("not a regular file"), "{}", e.message);
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// A 512 MiB file is read in bounded memory: the head is kept, the rest is
+/// only hashed while streaming (reading it whole used to cost 512 MiB).
+#[tokio::test]
+async fn a_huge_file_is_read_in_bounded_memory() {
+    const SIZE: u64 = 512 * 1024 * 1024;
+    let f = fixture();
+    let file = std::fs::File::create(f.ws.join("huge.log")).unwrap();
+    file.set_len(SIZE).unwrap(); // sparse: no disk space used
+    let before = peak_rss();
+    let r = attempt(tool(&f, "fs.read"), json!({"path": "huge.log"})).await.unwrap();
+    let grew = peak_rss().saturating_sub(before);
+    assert_eq!(r["bytes"], SIZE);
+    assert_eq!(r["truncated"], true);
+    assert_eq!(r["content"].as_str().unwrap().len(), MAX_READ_BYTES);
+    // sha256 of 512 MiB of zeros, computed while streaming.
+    assert_eq!(r["sha256"], "9acca8e8c22201155389f65abbf6bc9723edc7384ead80503839f49dcc56d767");
+    assert!(grew < 32 * 1024 * 1024, "peak memory grew by {grew} bytes");
+}

@@ -207,6 +207,8 @@ async fn hostile_names_never_leave_the_gate() {
         assert!(!r.path.contains("proxy") && !r.query.contains("watch"), "{r:?}");
         assert!(matches!(r.verb.as_str(), "get" | "list" | "patch"), "{r:?}");
     }
+    let logs = sent.iter().find(|r| r.subresource == "log").unwrap();
+    assert!(logs.query.contains(&format!("limitBytes={}", xct::k8s::tools::MAX_LOG_BYTES)), "{}", logs.query);
     let events = sent.iter().find(|r| r.resource == "events").unwrap();
     assert!(events.query.contains("fieldSelector=involvedObject.name%3Dweb"), "{}", events.query);
     // The one mutation happened once, to 2 replicas (not 0, not 3).

@@ -32,6 +32,8 @@ pub const FIELD_MANAGER: &str = "xct";
 const MAX_LIST_ITEMS: usize = 100;
 const MAX_LOG_LINES: u32 = 500;
 const DEFAULT_LOG_LINES: u32 = 50;
+/// Most bytes of log `k8s.logs` asks for (however long the lines are).
+pub const MAX_LOG_BYTES: i64 = 64 * 1024;
 const MAX_EVENTS: usize = 50;
 
 /// What every tool of one run shares: the impersonating client and the
@@ -481,6 +483,7 @@ impl K8sTool {
                 let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &segment(ns));
                 let lp = LogParams {
                     tail_lines: Some((*tail_lines).into()),
+                    limit_bytes: Some(MAX_LOG_BYTES),
                     container: container.as_ref().map(ToString::to_string),
                     ..LogParams::default()
                 };

@@ -19,14 +19,7 @@ impl Events {
 
     /// Best effort: a failed event never fails the step.
     pub async fn publish(&self, reference: &ObjectReference, warning: bool, reason: &str, note: String) {
-        let mut note = note;
-        if note.len() > 1000 {
-            let mut cut = 1000;
-            while !note.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            note.truncate(cut);
-        }
+        let note = bounded(note);
         let ev = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
@@ -48,8 +41,47 @@ impl Events {
             (VerdictOutcome::Allowed, None) => (false, "StepExecuted"),
             (VerdictOutcome::Allowed, Some(_)) => (true, "StepFailed"),
         };
-        // The digest in the event anchors the hash chain outside the run.
-        let note = format!("{} [digest {}]", crate::local::step_line(step), step.digest.as_deref().unwrap_or("-"));
-        self.publish(reference, warning, reason, note).await;
+        self.publish(reference, warning, reason, step_note(step)).await;
+    }
+}
+
+/// Longest Event note the API server accepts (events.k8s.io/v1: 1 KiB).
+pub const MAX_NOTE_BYTES: usize = 1000;
+
+/// A step's note: the digest first (it anchors the hash chain outside the
+/// run, so no cut may lose it), then the step's line.
+pub fn step_note(step: &StepRecord) -> String {
+    bounded(format!("digest {} {}", step.digest.as_deref().unwrap_or("-"), crate::local::step_line(step)))
+}
+
+/// Cut a note to [`MAX_NOTE_BYTES`] on a character boundary.
+fn bounded(mut note: String) -> String {
+    if note.len() > MAX_NOTE_BYTES {
+        let mut cut = MAX_NOTE_BYTES;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_survives_any_cut() {
+        let mut step: StepRecord = serde_json::from_value(serde_json::json!({
+            "index": 7, "decision": "x", "tool": format!("k8s.{}", "é".repeat(3000)),
+            "verdict": {"outcome": "Vetoed", "reason": "r".repeat(5000)},
+            "startedAt": "2026-11-28T00:00:00Z", "model": {"promptTokens": 0, "completionTokens": 0, "promptMs": 0, "decodeMs": 0},
+            "timings": {"modelMs": 0, "validationMs": 0, "executionMs": 0},
+        }))
+        .unwrap();
+        step.digest = Some("ab".repeat(32));
+        let note = step_note(&step);
+        assert!(note.len() <= MAX_NOTE_BYTES, "{}", note.len());
+        assert!(note.starts_with(&format!("digest {}", "ab".repeat(32))), "{note}");
     }
 }

@@ -42,6 +42,24 @@ impl Workspace {
         Ok(Workspace { dir: Arc::new(dir), max_write_bytes: DEFAULT_MAX_WRITE_BYTES })
     }
 
+    /// Open `path` for reading without ever blocking (a FIFO would wait for
+    /// a writer; O_NONBLOCK returns at once) and refuse, from the opened
+    /// handle itself, anything that is not a regular file.
+    fn open_regular(&self, path: &Path, shown: &str) -> Result<cap_std::fs::File, ToolError> {
+        use cap_std::fs::OpenOptionsExt;
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.read(true).custom_flags(libc::O_NONBLOCK);
+        let file = self.dir.open_with(path, &options).map_err(|e| io_error("read", path, e))?;
+        let kind = file.metadata().map_err(|e| io_error("read", path, e))?.file_type();
+        if !kind.is_file() {
+            let what = if kind.is_dir() { "a folder" } else { "a FIFO, socket or device" };
+            return Err(ToolError::invalid(format!(
+                "{shown} is {what}, not a regular file; fs.read reads regular files only"
+            )));
+        }
+        Ok(file)
+    }
+
     pub fn with_max_write_bytes(mut self, max: usize) -> Self {
         self.max_write_bytes = max;
         self
@@ -183,21 +201,60 @@ impl Tool for FsRead {
     async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
         let a: ReadArgs = parse(args)?;
         let path = confine(&a.path)?;
-        let bytes = self.ws.dir.read(&path).map_err(|e| io_error("read", &path, e))?;
-        let total = bytes.len();
-        let digest = sha256_hex(&bytes);
-        let text = String::from_utf8(bytes).map_err(|_| ToolError::failed(format!("{} is not UTF-8 text", a.path)))?;
-        if total > MAX_READ_BYTES {
-            let mut cut = MAX_READ_BYTES;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
+        let file = self.ws.open_regular(&path, &a.path)?;
+        let read = read_bounded(file, MAX_READ_BYTES).map_err(|e| io_error("read", &path, e))?;
+        let text = match std::str::from_utf8(&read.head) {
+            Ok(t) => t,
+            // Cut inside a character: keep the whole characters before it.
+            Err(e) if read.truncated && e.error_len().is_none() => {
+                std::str::from_utf8(&read.head[..e.valid_up_to()]).unwrap_or_default()
             }
+            Err(_) => return Err(ToolError::failed(format!("{} is not UTF-8 text", a.path))),
+        };
+        if read.truncated {
             return Ok(
-                json!({"path": a.path, "bytes": total, "truncated": true, "sha256": digest, "content": &text[..cut]}),
+                json!({"path": a.path, "bytes": read.total, "truncated": true, "sha256": read.sha256, "content": text}),
             );
         }
-        Ok(json!({"path": a.path, "bytes": total, "content": text}))
+        Ok(json!({"path": a.path, "bytes": read.total, "content": text}))
     }
+}
+
+/// What [`read_bounded`] read.
+struct Bounded {
+    /// At most the limit's bytes from the start.
+    head: Vec<u8>,
+    total: u64,
+    truncated: bool,
+    /// Of the whole file, computed while streaming.
+    sha256: String,
+}
+
+/// Size of each read while streaming a file.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Read a file keeping at most `limit` bytes in memory: the head is kept,
+/// the rest only hashed, a chunk at a time.
+fn read_bounded(mut file: cap_std::fs::File, limit: usize) -> io::Result<Bounded> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut hasher = sha2::Sha256::new();
+    let mut head = Vec::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut total: u64 = 0;
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&chunk[..n]);
+        let room = limit.saturating_sub(head.len());
+        head.extend_from_slice(&chunk[..n.min(room)]);
+        total += n as u64;
+    }
+    Ok(Bounded { truncated: total > limit as u64, head, total, sha256: hex::encode(hasher.finalize()) })
 }
 
 #[async_trait]

@@ -34,6 +34,7 @@ use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use tokio::sync::{mpsc, oneshot};
 
 pub mod ceiling;
+mod prompt;
 mod sample;
 mod worker;
 

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
@@ -139,8 +139,7 @@ impl<'m> Worker<'m> {
         req: &DecideRequest,
         running: &[Active<T>],
     ) -> Result<(usize, Vec<LlamaToken>, usize, LlamaSampler), DeciderError> {
-        let text = self.render(req)?;
-        let prompt = self.model.vocab().tokenize(text.as_bytes(), true, true);
+        let prompt = super::prompt::tokenize_chat(self.model, &self.template, &req.messages)?;
         let cap = self.n_ctx_seq();
         if prompt.is_empty() || prompt.len() + req.sampling.max_tokens as usize > cap {
             return Err(DeciderError::PromptTooLong(format!(
@@ -338,18 +337,6 @@ impl<'m> Worker<'m> {
         }
         a.pending = Some(tok);
         Ok(())
-    }
-
-    fn render(&self, req: &DecideRequest) -> Result<String, DeciderError> {
-        let msgs = req
-            .messages
-            .iter()
-            .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| DeciderError::Inference(format!("message not representable: {e}")))?;
-        self.model
-            .apply_chat_template(&self.template, &msgs, true)
-            .map_err(|e| DeciderError::Inference(format!("chat template failed: {e}")))
     }
 
     fn grammar(&mut self, schema: &serde_json::Value) -> Result<String, DeciderError> {

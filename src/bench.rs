@@ -69,7 +69,7 @@ fn load(base: &LlamaOptions, f: impl FnOnce(&mut LlamaOptions)) -> Result<Arc<Ll
 fn request(cfg: &RunConfig, history: &[StepRecord]) -> DecideRequest {
     DecideRequest {
         run_id: cfg.id.clone(),
-        messages: context::render(cfg, history),
+        messages: context::render(cfg, history, 0),
         schema: context::decision_schema(cfg),
         sampling: cfg.sampling.clone(),
     }

@@ -34,6 +34,8 @@ pub const MAX_DECISION_BYTES: usize = 16 * 1024;
 /// | `EXECUTION_FAILED` | the tool ran and failed |
 /// | `OUTCOME_UNKNOWN` | execution was interrupted; its effect is unknown |
 /// | `BUDGET_EXHAUSTED` | a limit (steps, errors, time) ended the run |
+/// | `CONTEXT_EXHAUSTED` | even the most compact prompt does not fit the model's context window |
+/// | `MODEL_FAILED` | the model failed again and again; the run ended |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -47,11 +49,13 @@ pub enum ErrorCode {
     ExecutionFailed,
     OutcomeUnknown,
     BudgetExhausted,
+    ContextExhausted,
+    ModelFailed,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::InvalidProposal,
         ErrorCode::ToolNotAllowed,
         ErrorCode::InvalidArguments,
@@ -62,6 +66,8 @@ impl ErrorCode {
         ErrorCode::ExecutionFailed,
         ErrorCode::OutcomeUnknown,
         ErrorCode::BudgetExhausted,
+        ErrorCode::ContextExhausted,
+        ErrorCode::ModelFailed,
     ];
 
     /// The wire spelling, also usable as a metric label.
@@ -77,6 +83,8 @@ impl ErrorCode {
             ErrorCode::ExecutionFailed => "EXECUTION_FAILED",
             ErrorCode::OutcomeUnknown => "OUTCOME_UNKNOWN",
             ErrorCode::BudgetExhausted => "BUDGET_EXHAUSTED",
+            ErrorCode::ContextExhausted => "CONTEXT_EXHAUSTED",
+            ErrorCode::ModelFailed => "MODEL_FAILED",
         }
     }
 }

@@ -299,3 +299,59 @@ fn the_decision_schema_accepts_exactly_done_or_an_allowed_tool() {
         assert!(check_schema(&schema, &v).is_err(), "{v}");
     }
 }
+
+/// A decider with a context window measured in prompt bytes: a prompt over
+/// it is refused as a real model's worker refuses one over its tokens.
+struct Window {
+    bytes: usize,
+    seen: std::sync::Mutex<Vec<usize>>,
+    last: std::sync::Mutex<Vec<xct::model::ChatMessage>>,
+}
+
+#[async_trait]
+impl xct::model::Decider for Window {
+    async fn decide(
+        &self,
+        req: xct::model::DecideRequest,
+    ) -> Result<xct::model::RawDecision, xct::model::DeciderError> {
+        let size: usize = req.messages.iter().map(|m| m.content.len()).sum();
+        self.seen.lock().unwrap().push(size);
+        if size > self.bytes {
+            return Err(xct::model::DeciderError::PromptTooLong(format!("{size} bytes > {}", self.bytes)));
+        }
+        *self.last.lock().unwrap() = req.messages;
+        Ok(xct::model::RawDecision { text: step("test.read", json!({})), stats: Default::default() })
+    }
+}
+
+/// A long history with large results: older steps are compacted (the model
+/// is told), large results cut, newest first, until the prompt fits; when
+/// even the newest step alone cannot fit, the run ends CONTEXT_EXHAUSTED.
+#[tokio::test]
+async fn the_context_budget_compacts_then_ends_the_run() {
+    let (cfg, _) = setup(Limits { max_steps: 1000, max_consecutive_errors: 1000, timeout: None });
+    let huge = ScriptedDecider::new(vec![step("test.probe", json!({"mode": "huge"})); 30]);
+    let engine = Engine::new(&huge);
+    let mut history = Vec::new();
+    for _ in 0..30 {
+        history.push(next(&engine, &cfg, &history, Utc::now()).await.unwrap());
+    }
+    let full: usize = context::render(&cfg, &history, 0).iter().map(|m| m.content.len()).sum();
+    assert!(full > 100_000, "{full}");
+    let window = Window { bytes: 12_000, seen: Default::default(), last: Default::default() };
+    let rec = next(&Engine::new(&window), &cfg, &history, Utc::now()).await.unwrap();
+    assert_eq!(rec.outcome_label(), "Success", "a decision was made and executed");
+    let seen = window.seen.lock().unwrap().clone();
+    assert!(seen.len() >= 2 && seen.windows(2).all(|w| w[1] < w[0]), "each level is smaller: {seen:?}");
+    let shown = window.last.lock().unwrap().clone();
+    assert!(shown[2].content.starts_with("Steps 1 to "), "the model is told: {}", shown[2].content);
+    assert!(shown[2].content.contains("step 1: test.probe args "), "{}", shown[2].content);
+    let last = shown.last().unwrap();
+    assert!(last.content.contains("bytes cut]"), "the newest result is cut: {}", last.content.len());
+    // A window that cannot hold even the system prompt and the goal.
+    let tiny = Window { bytes: 100, seen: Default::default(), last: Default::default() };
+    let err = next(&Engine::new(&tiny), &cfg, &history, Utc::now()).await.unwrap_err();
+    let EngineError::Finished(RunOutcome::Failed { code, reason }) = err else { panic!("{err:?}") };
+    assert_eq!(code, ErrorCode::ContextExhausted, "{reason}");
+    assert!(tiny.last.lock().unwrap().is_empty(), "no decision was made");
+}

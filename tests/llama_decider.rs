@@ -45,7 +45,7 @@ fn run(goal: &str, sampling: Sampling) -> (RunConfig, tempfile::TempDir) {
 fn request(cfg: &RunConfig) -> DecideRequest {
     DecideRequest {
         run_id: cfg.id.clone(),
-        messages: context::render(cfg, &[]),
+        messages: context::render(cfg, &[], 0),
         schema: context::decision_schema(cfg),
         sampling: cfg.sampling.clone(),
     }

@@ -106,3 +106,48 @@ fn a_bad_manifest_is_refused_with_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected apiVersion xct.dev/v1alpha1"));
 }
+
+/// The context scenario: a 2048-token window and a goal that reads a 6 KB
+/// file over and over. The prompt outgrows the window within a few steps;
+/// older steps are compacted and results cut so every step still gets a
+/// decision, and the run ends with a recorded outcome (exit 0 or 1). It used
+/// to stop at step 8 with "prompt does not fit" and exit 2.
+#[test]
+fn a_small_context_window_never_stops_a_run_unrecorded() {
+    let model = model_path();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let line = "2026-11-27T10:00:00Z web-0 GET /api/items 200 12ms user=alice\n";
+    std::fs::write(ws.join("access.log"), line.repeat(6 * 1024 / line.len())).unwrap();
+    let manifest = dir.path().join("read-twice.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {name: read-twice}\nspec:\n  goal: Use fs.read on access.log, then use fs.read on access.log again, then say done.\n  tools: [fs.read]\n  limits: {maxSteps: 5, maxConsecutiveErrors: 5}\n  model: {maxTokens: 120}\n",
+    )
+    .unwrap();
+    let history = dir.path().join("history.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_xct"))
+        .args(["local", manifest.to_str().unwrap(), "--workspace", ws.to_str().unwrap(), "--history"])
+        .arg(&history)
+        .args(["--n-ctx", "2048", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let code = out.status.code();
+    assert!(code == Some(0) || code == Some(1), "a recorded outcome, not a failure to run: {code:?}");
+    let status: XctRunStatus = serde_yaml::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    assert!(status.phase.is_terminal(), "{:?}", status.phase);
+    // Two whole results of the 6 KB file (~1400 tokens each) cannot share a
+    // 2048-token window: a third successful step needed the compaction.
+    let reads = status.steps.iter().filter(|s| s.tool.as_deref() == Some("fs.read") && s.outcome_label() == "Success");
+    assert!(reads.count() >= 3, "the run went on past the point where the window filled up");
+    let biggest = status.steps.iter().map(|s| s.model.prompt_tokens).max().unwrap();
+    assert!(biggest + 120 <= 2048, "every prompt fit the window: {biggest}");
+    if status.phase == RunPhase::Failed {
+        let m = status.message.as_deref().unwrap_or_default();
+        assert!(m.starts_with("BUDGET_EXHAUSTED") || m.starts_with("CONTEXT_EXHAUSTED"), "{m}");
+    }
+}

@@ -336,3 +336,39 @@ async fn a_status_missing_a_defaulted_field_does_not_wedge_the_run() {
         .count();
     assert_eq!(replaced, 1, "repaired once by a whole-status replace, then patched as usual");
 }
+
+/// A model that always fails.
+struct Broken(std::sync::atomic::AtomicU32);
+
+#[async_trait::async_trait]
+impl xct::model::Decider for Broken {
+    async fn decide(&self, _: xct::model::DecideRequest) -> Result<xct::model::RawDecision, xct::model::DeciderError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(xct::model::DeciderError::Inference("decode failed".into()))
+    }
+}
+
+/// A failing model is retried with backoff a bounded number of times, then
+/// the failure is the run's recorded outcome: never retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_model_ends_the_run_with_a_recorded_outcome() {
+    let srv = cluster().await;
+    let admin = srv.client();
+    let decider = Arc::new(Broken(Default::default()));
+    let ctx =
+        Context::new(kube::Client::try_from(operator_config(&srv)).unwrap(), operator_config(&srv), decider.clone())
+            .with_first_retry(Duration::from_millis(10));
+    let controller = tokio::spawn(xct::operator::run(Arc::new(ctx), Some(NS.into()), Arc::new(Readiness::default())));
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let run: XctRun = serde_yaml::from_str(&format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: broken-model}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n")).unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    let done = wait_terminal(&runs, "broken-model", 20).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    controller.abort();
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, RunPhase::Failed);
+    assert!(status.message.as_deref().unwrap().starts_with("MODEL_FAILED"), "{:?}", status.message);
+    assert!(status.conditions.iter().any(|c| c.type_ == "Completed" && c.reason == "Failed"));
+    let calls = decider.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(calls, xct::operator::MAX_MODEL_FAILURES, "bounded retries, then no more model calls");
+}

@@ -4,6 +4,13 @@
 //! The model is stateless: this rendering is its only memory. Past
 //! decisions are assistant turns (verbatim), each followed by the signal the
 //! system answered, as a user turn.
+//!
+//! The context window is finite, so a rendering has a compaction level
+//! ([`Compaction`]): level 0 shows every kept step whole; each level halves
+//! the steps shown whole (the older ones become one-line records: index,
+//! tool, arguments digest, outcome, and the model is told so) and the bytes
+//! of each result shown, down to the system prompt, the goal and the newest
+//! step. The engine raises the level until the prompt fits.
 
 use serde_json::{Value, json};
 
@@ -40,30 +47,94 @@ An error means nothing happened: read it and adjust your next proposal.\n\nTools
     s
 }
 
-/// The full context for the next decision.
-pub fn render(run: &RunConfig, history: &[StepRecord]) -> Vec<ChatMessage> {
+/// Least a shown signal is cut to, however deep the compaction.
+pub const MIN_SIGNAL_BYTES: usize = 256;
+/// Most signal bytes shown at level 0 (a bounded result and its wrapper).
+const MAX_SIGNAL_BYTES: usize = 2 * super::MAX_RESULT_BYTES;
+/// Least number of one-line records of older steps shown.
+const MIN_COMPACT_LINES: usize = 8;
+/// Most one-line records of older steps shown at the first levels.
+const MAX_COMPACT_LINES: usize = 1024;
+
+/// How much of the history one rendering shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    /// Newest steps shown whole (at least the newest one).
+    pub whole: usize,
+    /// Most bytes of each shown signal.
+    pub signal_bytes: usize,
+    /// Most one-line records of older steps (the newest of them).
+    pub lines: usize,
+}
+
+impl Compaction {
+    /// The budget at `level` for a history of `steps` steps.
+    pub fn at(level: u32, steps: usize) -> Self {
+        let halve = |n: usize| n.checked_shr(level).unwrap_or(0);
+        Compaction {
+            whole: halve(steps).max(1),
+            signal_bytes: halve(MAX_SIGNAL_BYTES).max(MIN_SIGNAL_BYTES),
+            lines: halve(MAX_COMPACT_LINES).max(MIN_COMPACT_LINES),
+        }
+    }
+}
+
+/// The context for the next decision, at compaction `level` (0: all whole).
+pub fn render(run: &RunConfig, history: &[StepRecord], level: u32) -> Vec<ChatMessage> {
+    let budget = Compaction::at(level, history.len());
     let mut msgs = vec![
         ChatMessage::new(Role::System, system_prompt(run)),
         ChatMessage::new(Role::User, format!("Goal: {}", run.goal)),
     ];
-    for step in history {
-        msgs.push(ChatMessage::new(Role::Assistant, echo(&step.decision)));
+    let split = history.len().saturating_sub(budget.whole);
+    let (older, whole) = history.split_at(split);
+    if !older.is_empty() {
+        let shown = &older[older.len().saturating_sub(budget.lines)..];
+        let mut note = format!(
+            "Steps {} to {} are compacted to fit the context window: one line each (index, tool, arguments digest, outcome).",
+            older[0].index,
+            older[older.len() - 1].index
+        );
+        if shown.len() < older.len() {
+            note.push_str(&format!(" The {} oldest are left out.", older.len() - shown.len()));
+        }
+        for step in shown {
+            note.push('\n');
+            note.push_str(&compact_line(step));
+        }
+        msgs.push(ChatMessage::new(Role::User, note));
+    }
+    for step in whole {
+        msgs.push(ChatMessage::new(Role::Assistant, cut(&step.decision, MAX_ECHO_BYTES)));
         if let Some(signal) = &step.signal {
-            msgs.push(ChatMessage::new(Role::User, signal.to_json_string()));
+            msgs.push(ChatMessage::new(Role::User, cut(&signal.to_json_string(), budget.signal_bytes)));
         }
     }
     msgs
 }
 
-fn echo(decision: &str) -> String {
-    if decision.len() <= MAX_ECHO_BYTES {
-        return decision.to_string();
+/// One line for a compacted step.
+fn compact_line(step: &StepRecord) -> String {
+    let digest = step.proposal_digest.as_deref().map_or("-", |d| &d[..d.len().min(12)]);
+    format!(
+        "step {}: {} args {} -> {}",
+        step.index,
+        step.tool.as_deref().unwrap_or("(no proposal)"),
+        digest,
+        step.outcome_label()
+    )
+}
+
+/// `text` cut to `max` bytes on a character boundary, saying how much was cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
     }
-    let mut cut = MAX_ECHO_BYTES;
-    while !decision.is_char_boundary(cut) {
-        cut -= 1;
+    let mut at = max;
+    while !text.is_char_boundary(at) {
+        at -= 1;
     }
-    format!("{}... [{} bytes cut]", &decision[..cut], decision.len() - cut)
+    format!("{}... [{} bytes cut]", &text[..at], text.len() - at)
 }
 
 /// The JSON Schema of a valid decision for this run: `done`, or a

@@ -239,21 +239,50 @@ impl<'a> Engine<'a> {
         Engine { decider }
     }
 
-    /// One model call.
+    /// One model call, at the least compaction of the history whose prompt
+    /// fits the model's context window. If even the most compact rendering
+    /// (system prompt, goal, newest step) does not fit, the run is over:
+    /// CONTEXT_EXHAUSTED.
     async fn decide(&self, run: &RunConfig, history: &[StepRecord]) -> Result<Decided, EngineError> {
         let started_at = Utc::now();
         let t = Instant::now();
-        let request = DecideRequest {
-            run_id: run.id.clone(),
-            messages: context::render(run, history),
-            schema: context::decision_schema(run),
-            // A different seed per step, so a retry after an error is not forced
-            // to repeat itself; still deterministic for a given run and step.
-            sampling: Sampling { seed: run.sampling.seed.wrapping_add(steps_taken(history)), ..run.sampling.clone() },
-        };
-        let raw = self.decider.decide(request).await?;
-        let parsed = parse_decision(&raw.text, raw.stats.truncated);
-        Ok(Decided { raw: raw.text, stats: raw.stats, parsed, model_ms: ms(t), started_at })
+        // A different seed per step, so a retry after an error is not forced
+        // to repeat itself; still deterministic for a given run and step.
+        let sampling = Sampling { seed: run.sampling.seed.wrapping_add(steps_taken(history)), ..run.sampling.clone() };
+        let mut refused: Option<Vec<crate::model::ChatMessage>> = None;
+        let mut level = 0;
+        loop {
+            let messages = context::render(run, history, level);
+            // A rendering the model already refused is not sent again.
+            if refused.as_ref() != Some(&messages) {
+                let request = DecideRequest {
+                    run_id: run.id.clone(),
+                    messages: messages.clone(),
+                    schema: context::decision_schema(run),
+                    sampling: sampling.clone(),
+                };
+                match self.decider.decide(request).await {
+                    Err(DeciderError::PromptTooLong(_)) => refused = Some(messages),
+                    Err(e) => return Err(e.into()),
+                    Ok(raw) => {
+                        let parsed = parse_decision(&raw.text, raw.stats.truncated);
+                        return Ok(Decided { raw: raw.text, stats: raw.stats, parsed, model_ms: ms(t), started_at });
+                    }
+                }
+            }
+            if context::Compaction::at(level, history.len()) == context::Compaction::at(level + 1, history.len()) {
+                break;
+            }
+            level += 1;
+        }
+        Err(EngineError::Finished(RunOutcome::Failed {
+            code: ErrorCode::ContextExhausted,
+            reason: format!(
+                "even the system prompt, the goal and the newest step alone (results cut to {} bytes) do not fit the model's context window with maxTokens {}",
+                context::MIN_SIGNAL_BYTES,
+                run.sampling.max_tokens
+            ),
+        }))
     }
 
     /// One step: the only way anything executes.

@@ -98,6 +98,13 @@ pub enum DeciderError {
 }
 
 impl DeciderError {
+    /// Whether the failure is the run's to bear (retried a bounded number of
+    /// times, then recorded as its outcome). A model that is not loaded is
+    /// the operator's problem (readiness says so): runs wait for it.
+    pub fn counts_against_the_run(&self) -> bool {
+        !matches!(self, DeciderError::Unavailable(_))
+    }
+
     /// Static category for metrics and logs.
     pub fn category(&self) -> &'static str {
         match self {

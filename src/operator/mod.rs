@@ -91,6 +91,14 @@ impl Progress {
     }
 }
 
+/// Consecutive model failures after which a run ends with MODEL_FAILED.
+pub const MAX_MODEL_FAILURES: u32 = 5;
+/// First retry delay after a failed reconcile; it doubles with each
+/// consecutive failure of the same run, up to [`MAX_RETRY_DELAY`].
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+
 /// Shared by every reconcile.
 pub struct Context {
     /// The operator's own identity: reads runs, writes their status and events.
@@ -109,6 +117,12 @@ pub struct Context {
     /// Steps this process has recorded per run (uid): a cached object with
     /// fewer is stale and waits for the watch to catch up.
     known_steps: Mutex<HashMap<String, Progress>>,
+    /// Consecutive failed reconciles per run (uid), for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive model failures per run (uid).
+    model_failures: Mutex<HashMap<String, u32>>,
+    /// First retry delay (tests shorten it).
+    first_retry: Duration,
 }
 
 impl Context {
@@ -132,7 +146,36 @@ impl Context {
             client,
             decider,
             known_steps: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            model_failures: Mutex::new(HashMap::new()),
+            first_retry: FIRST_RETRY_DELAY,
         }
+    }
+
+    /// Start retries at `first` instead of [`FIRST_RETRY_DELAY`].
+    pub fn with_first_retry(mut self, first: Duration) -> Self {
+        self.first_retry = first;
+        self
+    }
+
+    /// Count one more consecutive failure of `counter` for run `uid`.
+    fn count(counter: &Mutex<HashMap<String, u32>>, uid: &str) -> u32 {
+        let mut m = counter.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(uid.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn reset(counter: &Mutex<HashMap<String, u32>>, uid: &str) {
+        counter.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+    }
+
+    /// The delay before retry `n` (1-based): doubling from the first retry
+    /// delay, capped, with equal jitter (half fixed, half random) so runs
+    /// that failed together do not retry together.
+    fn retry_delay(&self, n: u32) -> Duration {
+        let full = self.first_retry.saturating_mul(2u32.saturating_pow(n.saturating_sub(1))).min(MAX_RETRY_DELAY);
+        full / 2 + full.mul_f64(fastrand::f64() / 2.0)
     }
 
     /// Use a Lease-based election instead of always leading.
@@ -167,19 +210,19 @@ pub fn default_metrics() -> Arc<metrics::Metrics> {
     metrics::Metrics::new(crate::k8s::tools::names().into_iter().map(str::to_string).collect())
 }
 
-pub fn error_policy(_run: Arc<DeserializeGuard<XctRun>>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(run: Arc<DeserializeGuard<XctRun>>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(category = error.category(), %error, "reconcile failed");
     ctx.metrics.error(error.category());
+    let uid = match &run.0 {
+        Ok(r) => r.metadata.uid.clone(),
+        Err(invalid) => invalid.metadata.uid.clone(),
+    }
+    .unwrap_or_default();
     match error {
         Error::InvalidSpec(_) => Action::await_change(),
         Error::Conflict => Action::requeue(Duration::from_millis(100)),
-        _ => Action::requeue(Duration::from_secs(2) + jitter(Duration::from_secs(3))),
+        _ => Action::requeue(ctx.retry_delay(Context::count(&ctx.failures, &uid))),
     }
-}
-
-fn jitter(max: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    max.mul_f64(f64::from(nanos % 1000) / 1000.0)
 }
 
 /// Run the controller until shutdown. `namespace` limits it to one namespace.

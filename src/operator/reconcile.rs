@@ -20,7 +20,7 @@ use serde_json::json;
 use super::approval;
 use super::policy::{PolicyJudge, labels};
 use super::status::StatusWriter;
-use super::{Context, Error};
+use super::{Context, Error, MAX_MODEL_FAILURES};
 use crate::crd::{RunPhase, XctRun, XctRunStatus, set_condition};
 use crate::engine::record::VerdictOutcome;
 use crate::engine::record::{StepPhase, StepRecord};
@@ -28,6 +28,7 @@ use crate::engine::{Approval, Boundary, Engine, EngineError, Journal, JournalErr
 use crate::k8s::service_account_user;
 use crate::k8s::tools::K8sContext;
 use crate::policy::RunInfo;
+use crate::protocol::ErrorCode;
 use crate::tools::ToolSet;
 use k8s_openapi::api::core::v1::Namespace;
 
@@ -48,9 +49,13 @@ fn catalogue(ctx: &Context, namespace: &str, service_account: &str) -> Result<To
 pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) -> Result<Action, Error> {
     let t = std::time::Instant::now();
     let mut model_ms = None;
+    let uid = guard.0.as_ref().ok().and_then(|r| r.metadata.uid.clone()).unwrap_or_default();
     let result = reconcile_step(guard, ctx.clone(), &mut model_ms).await;
     if let Some(ms) = model_ms {
         ctx.metrics.overhead(t.elapsed().saturating_sub(Duration::from_millis(ms)));
+    }
+    if result.is_ok() {
+        Context::reset(&ctx.failures, &uid);
     }
     result
 }
@@ -148,6 +153,44 @@ async fn reconcile_step(
     let engine = Engine::new(ctx.decider.as_ref());
     let mut journal = RunJournal { ctx: &ctx, run, writer: &mut writer, status: &mut status, uid: &uid };
     let stepped = engine.step(&cfg, &history, started_at, Some(&judge), &mut journal).await;
+    match stepped {
+        Err(EngineError::Finished(outcome)) => {
+            finish(&ctx, &mut writer, &reference, &mut status, outcome, generation).await
+        }
+        // A model failure is retried with backoff (error_policy), a bounded
+        // number of times, then recorded as the run's outcome.
+        Err(EngineError::Decider(e)) if e.counts_against_the_run() => {
+            let failures = Context::count(&ctx.model_failures, &uid);
+            if failures < MAX_MODEL_FAILURES {
+                return Err(Error::Decider(e));
+            }
+            Context::reset(&ctx.model_failures, &uid);
+            let reason = format!("the model failed {failures} times in a row; last: {e}");
+            let outcome = RunOutcome::Failed { code: ErrorCode::ModelFailed, reason };
+            finish(&ctx, &mut writer, &reference, &mut status, outcome, generation).await
+        }
+        Err(e) => Err(e.into()),
+        Ok(stepped) => {
+            Context::reset(&ctx.model_failures, &uid);
+            recorded(&ctx, run, &mut writer, &reference, &uid, &mut status, &history, stepped, model_ms).await
+        }
+    }
+}
+
+/// Record what the engine did: a new or resolved step, or a step still
+/// awaiting approval.
+#[allow(clippy::too_many_arguments)]
+async fn recorded(
+    ctx: &Context,
+    run: &XctRun,
+    writer: &mut StatusWriter,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    uid: &str,
+    status: &mut XctRunStatus,
+    history: &[StepRecord],
+    stepped: Stepped,
+    model_ms: &mut Option<u64>,
+) -> Result<Action, Error> {
     let record_step = |status: &mut XctRunStatus, rec: StepRecord| {
         // The intent of this step may already be the last entry.
         match status.steps.last_mut() {
@@ -156,29 +199,25 @@ async fn reconcile_step(
         }
     };
     match stepped {
-        Err(EngineError::Finished(outcome)) => {
-            finish(&ctx, &mut writer, &reference, &mut status, outcome, generation).await
-        }
-        Err(e) => Err(e.into()),
-        Ok(Stepped::Waiting { ignored }) => {
+        Stepped::Waiting { ignored } => {
             status.phase = RunPhase::AwaitingApproval;
             status.message = status.steps.last().map(|pending| awaiting_message(pending, &ignored));
-            writer.write(&status).await?;
+            writer.write(status).await?;
             Ok(Action::requeue(APPROVAL_POLL))
         }
-        Ok(Stepped::New(rec) | Stepped::Resolved(rec)) => {
+        Stepped::New(rec) | Stepped::Resolved(rec) => {
             if history.last().is_none_or(|l| l.index != rec.index) {
                 *model_ms = Some(rec.timings.model_ms);
             }
             let awaiting = rec.phase == StepPhase::AwaitingApproval;
-            record_step(&mut status, rec);
+            record_step(status, rec);
             if awaiting {
                 status.phase = RunPhase::AwaitingApproval;
                 status.message = status.steps.last().map(|p| awaiting_message(p, &[]));
-                record(&ctx, run, &mut writer, &reference, &uid, &mut status).await?;
+                record(ctx, run, writer, reference, uid, status).await?;
                 return Ok(Action::requeue(APPROVAL_POLL));
             }
-            record(&ctx, run, &mut writer, &reference, &uid, &mut status).await
+            record(ctx, run, writer, reference, uid, status).await
         }
     }
 }

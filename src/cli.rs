@@ -297,13 +297,21 @@ async fn controller(
         *d = Some(decider.clone());
     }
     let mut ctx = crate::operator::Context::with_metrics(client.clone(), config, decider, metrics);
+    let mut election = None;
     if let Some(lease) = lease {
         let leadership = Arc::new(crate::operator::leader::Leadership::default());
-        tokio::spawn(crate::operator::leader::run(client, lease, leadership.clone()));
-        ctx = ctx.with_leadership(leadership);
+        let task = tokio::spawn(crate::operator::leader::run(client.clone(), lease.clone(), leadership.clone()));
+        ctx = ctx.with_leadership(leadership.clone());
+        election = Some((task, lease, leadership));
     }
     let ctx = Arc::new(ctx);
+    // Returns on SIGTERM or SIGINT once the steps in flight have finished
+    // (an interrupted one is recoverable anyway: its intent is recorded).
     crate::operator::run(ctx, namespace, readiness).await;
+    if let Some((task, lease, leadership)) = election {
+        task.abort();
+        crate::operator::leader::release(client, &lease, &leadership).await;
+    }
     ExitCode::SUCCESS
 }
 

@@ -3,6 +3,11 @@
 //! the resourceVersion it was read at, so two replicas can never both win
 //! the same term. Expiry is judged by when this replica last saw the Lease
 //! change (as client-go does), not by comparing clocks across machines.
+//!
+//! The holder renews every third of the lease; a standby looks every
+//! [`STANDBY_POLL`], and a replica that shuts down releases the Lease
+//! ([`release`]), so a rollout hands over in about that time instead of a
+//! whole lease duration.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -47,16 +52,46 @@ fn now_micro() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// How often a replica that does not hold the Lease looks at it.
+pub const STANDBY_POLL: Duration = Duration::from_millis(500);
+
 /// Run the election loop forever, updating `leadership`.
 pub async fn run(client: kube::Client, cfg: LeaseConfig, leadership: std::sync::Arc<Leadership>) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let mut observed: Option<(String, Instant)> = None;
-    let tick = cfg.duration / 3;
+    let renew = cfg.duration / 3;
     loop {
         let held = try_acquire_or_renew(&api, &cfg, &mut observed).await;
         // Lead until a little before the lease could be taken by another.
         leadership.set(held.then(|| Instant::now() + cfg.duration.mul_f64(0.8)));
-        tokio::time::sleep(tick).await;
+        tokio::time::sleep(if held { renew } else { STANDBY_POLL.min(renew) }).await;
+    }
+}
+
+/// Stop leading and give the Lease up if this replica holds it: the holder
+/// is cleared (guarded by the resourceVersion read), so a standby takes
+/// over at its next look instead of waiting for the lease to expire.
+/// Returns whether a held Lease was released.
+pub async fn release(client: kube::Client, cfg: &LeaseConfig, leadership: &Leadership) -> bool {
+    leadership.set(None);
+    let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+    let Ok(Some(mut lease)) = api.get_opt(&cfg.name).await else { return false };
+    let mut spec = lease.spec.clone().unwrap_or_default();
+    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+        return false;
+    }
+    spec.holder_identity = None;
+    spec.renew_time = serde_json::from_value(json!(now_micro())).ok();
+    lease.spec = Some(spec);
+    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+        Ok(_) => {
+            tracing::info!(identity = %cfg.identity, "released the leader lease");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not release the leader lease; it expires on its own");
+            false
+        }
     }
 }
 

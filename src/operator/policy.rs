@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use futures::channel::mpsc;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, Store};
@@ -25,6 +26,10 @@ pub struct PolicyCache {
     compiled: Mutex<HashMap<String, (Option<i64>, Loaded)>>,
     /// Runs (uids) each policy has decided for.
     decided: Mutex<HashMap<String, HashSet<String>>>,
+    /// Signals that a policy decided for a new run (its status changes).
+    changed: mpsc::UnboundedSender<()>,
+    /// The other end, taken by the status controller.
+    changes: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
 }
 
 impl PolicyCache {
@@ -35,7 +40,14 @@ impl PolicyCache {
         let stream =
             reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
         tokio::spawn(stream.for_each(|_| async {}));
-        Arc::new(PolicyCache { store, compiled: Mutex::new(HashMap::new()), decided: Mutex::new(HashMap::new()) })
+        let (changed, changes) = mpsc::unbounded();
+        Arc::new(PolicyCache {
+            store,
+            compiled: Mutex::new(HashMap::new()),
+            decided: Mutex::new(HashMap::new()),
+            changed,
+            changes: Mutex::new(Some(changes)),
+        })
     }
 
     /// Whether the policy watch has synced (readiness).
@@ -73,8 +85,12 @@ impl PolicyCache {
 
     fn record(&self, policies: &[String], run_uid: &str) {
         let mut d = self.decided.lock().unwrap_or_else(|e| e.into_inner());
+        let mut new = false;
         for p in policies {
-            d.entry(p.clone()).or_default().insert(run_uid.to_string());
+            new |= d.entry(p.clone()).or_default().insert(run_uid.to_string());
+        }
+        if new {
+            let _ = self.changed.unbounded_send(());
         }
     }
 
@@ -136,16 +152,26 @@ struct StatusCtx {
     leadership: Arc<super::leader::Leadership>,
 }
 
+/// How often a replica that does not lead looks whether it leads now.
+const FOLLOWER_POLL: Duration = Duration::from_secs(3);
+
 /// Keep every XctPolicy's status current: Ready or Invalid (naming the rule
-/// and the CEL error), observedGeneration, runs decided.
+/// and the CEL error), observedGeneration, runs decided. Written when it
+/// changes: a policy's spec changes (the watch), or it decides for a new
+/// run (the cache's signal); not polled.
 pub async fn run_status_controller(
     client: kube::Client,
     cache: Arc<PolicyCache>,
     leadership: Arc<super::leader::Leadership>,
 ) {
     let api: Api<XctPolicy> = Api::all(client.clone());
+    let changes = cache.changes.lock().unwrap_or_else(|e| e.into_inner()).take();
     let ctx = Arc::new(StatusCtx { client, cache, leadership });
-    Controller::new(api, watcher::Config::default())
+    let mut controller = Controller::new(api, watcher::Config::default());
+    if let Some(changes) = changes {
+        controller = controller.reconcile_all_on(changes);
+    }
+    controller
         .shutdown_on_signal()
         .run(reconcile_status, |_, _, _| Action::requeue(Duration::from_secs(10)), ctx)
         .for_each(|_| async {})
@@ -154,7 +180,7 @@ pub async fn run_status_controller(
 
 async fn reconcile_status(policy: Arc<XctPolicy>, ctx: Arc<StatusCtx>) -> Result<Action, kube::Error> {
     if !ctx.leadership.is_leader() {
-        return Ok(Action::requeue(Duration::from_secs(3)));
+        return Ok(Action::requeue(FOLLOWER_POLL));
     }
     let name = policy.name_any();
     let generation = policy.metadata.generation;
@@ -179,5 +205,5 @@ async fn reconcile_status(policy: Arc<XctPolicy>, ctx: Arc<StatusCtx>) -> Result
         let patch = json!({"metadata": {"resourceVersion": rv}, "status": status});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     }
-    Ok(Action::requeue(Duration::from_secs(3)))
+    Ok(Action::await_change())
 }

@@ -151,3 +151,39 @@ fn a_small_context_window_never_stops_a_run_unrecorded() {
         assert!(m.starts_with("BUDGET_EXHAUSTED") || m.starts_with("CONTEXT_EXHAUSTED"), "{m}");
     }
 }
+
+/// At temperature 1.2 (seed 1) the test model's first decision for this
+/// goal rambled in its `goal` string until maxTokens cut it off. The
+/// decision schema now bounds the free texts by maxTokens, so the grammar
+/// closes the decision in time.
+#[test]
+fn a_rambling_goal_is_closed_within_max_tokens() {
+    let model = model_path();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("access.log"), "GET /api/items 200\n").unwrap();
+    let manifest = dir.path().join("ramble.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {name: read-twice}\nspec:\n  goal: Use fs.read on access.log, then use fs.read on access.log again, then say done.\n  tools: [fs.read]\n  limits: {maxSteps: 1}\n  model: {seed: 1, maxTokens: 120, temperature: 1.2}\n",
+    )
+    .unwrap();
+    let history = dir.path().join("history.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_xct"))
+        .args(["local", manifest.to_str().unwrap(), "--workspace", ws.to_str().unwrap(), "--history"])
+        .arg(&history)
+        .args(["--n-ctx", "2048", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    let status: XctRunStatus = serde_yaml::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    let step = &status.steps[0];
+    assert!(!step.model.truncated, "cut off at maxTokens: {}", step.decision);
+    assert!(step.model.completion_tokens < 120);
+    let parsed = parse_decision(&step.decision, false).unwrap();
+    if let xct::protocol::Decision::NextStep(s) = parsed {
+        assert!(s.goal.chars().count() <= xct::engine::context::max_goal_chars(120) as usize, "{}", s.goal);
+    }
+}

@@ -137,10 +137,30 @@ fn cut(text: &str, max: usize) -> String {
     format!("{}... [{} bytes cut]", &text[..at], text.len() - at)
 }
 
+/// Least length of the free texts `goal` and `message`, in characters.
+pub const MIN_FREE_TEXT_CHARS: u32 = 16;
+
+/// Longest `goal`, in characters: a quarter of `maxTokens`. A character is
+/// at most one token of ASCII text, so even a model that rambles in its
+/// goal leaves three quarters of the budget for the tool and arguments,
+/// and the grammar closes the string in time.
+pub fn max_goal_chars(max_tokens: u32) -> u32 {
+    (max_tokens / 4).max(MIN_FREE_TEXT_CHARS)
+}
+
+/// Longest done `message`, in characters: half of `maxTokens` (the done
+/// object has little else).
+pub fn max_message_chars(max_tokens: u32) -> u32 {
+    (max_tokens / 2).max(MIN_FREE_TEXT_CHARS)
+}
+
 /// The JSON Schema of a valid decision for this run: `done`, or a
 /// `next_step` naming one of the run's tools with arguments matching that
-/// tool's schema. Property order is the order the model writes.
+/// tool's schema. Property order is the order the model writes. The free
+/// texts are bounded by the run's `maxTokens` so a decision closes within it.
 pub fn decision_schema(run: &RunConfig) -> Value {
+    let goal_chars = max_goal_chars(run.sampling.max_tokens);
+    let message_chars = max_message_chars(run.sampling.max_tokens);
     let steps: Vec<Value> = run
         .tools
         .iter()
@@ -150,7 +170,7 @@ pub fn decision_schema(run: &RunConfig) -> Value {
                 "properties": {
                     "tool": {"const": tool.name()},
                     "arguments": tool.schema(),
-                    "goal": {"type": "string"},
+                    "goal": {"type": "string", "maxLength": goal_chars},
                 },
                 "required": ["tool", "arguments", "goal"],
                 "additionalProperties": false,
@@ -167,7 +187,7 @@ pub fn decision_schema(run: &RunConfig) -> Value {
             },
             {
                 "type": "object",
-                "properties": {"done": {"const": true}, "message": {"type": "string"}},
+                "properties": {"done": {"const": true}, "message": {"type": "string", "maxLength": message_chars}},
                 "required": ["done", "message"],
                 "additionalProperties": false,
             },

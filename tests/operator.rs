@@ -372,3 +372,56 @@ async fn a_failing_model_ends_the_run_with_a_recorded_outcome() {
     let calls = decider.0.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(calls, xct::operator::MAX_MODEL_FAILURES, "bounded retries, then no more model calls");
 }
+
+/// The CRD installed and this operator disagree so that the server rejects
+/// the run's status even whole: the run says so in a StatusWritable=False
+/// condition and waits for a change, instead of retrying (and calling the
+/// model) forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_the_server_rejects_is_reported_not_retried() {
+    let srv = cluster().await;
+    let admin = srv.client();
+    // A stricter CRD: no step may be recorded.
+    let mut crd = serde_json::to_value(<XctRun as kube::CustomResourceExt>::crd()).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["steps"]["maxItems"] =
+        json!(0);
+    let crds: Api<kube::api::DynamicObject> = Api::all_with(
+        admin.clone(),
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    crds.patch("xctruns.xct.dev", &PatchParams::apply("strict").force(), &Patch::Apply(&crd)).await.unwrap();
+    let read = step("k8s.get", json!({"kind": "Deployment", "name": "web"}));
+    let decider = Arc::new(ScriptedDecider::new(vec![read; 10]));
+    let controller = start_operator(&srv, decider.clone(), Some(NS));
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let run: XctRun = serde_yaml::from_str(&format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: strict}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n")).unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    let mut condition = None;
+    for _ in 0..100 {
+        let s = runs.get("strict").await.unwrap().status.unwrap_or_default();
+        condition = s.conditions.into_iter().find(|c| c.type_ == xct::operator::status::STATUS_WRITABLE);
+        if condition.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let condition = condition.expect("the rejection is reported on the run");
+    assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("False", "StatusRejected"));
+    assert!(condition.message.contains("steps"), "{}", condition.message);
+    // No retry loop: one model call, and nothing more while nothing changes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(decider.requests().len(), 1);
+    // Fixed: the real CRD again, and a change to the run resumes it.
+    install_crds(&admin).await;
+    runs.patch("strict", &PatchParams::default(), &Patch::Merge(json!({"spec": {"limits": {"maxSteps": 3}}})))
+        .await
+        .unwrap();
+    let done = wait_terminal(&runs, "strict", 10).await;
+    controller.abort();
+    let status = done.status.unwrap();
+    assert_eq!(status.steps.len(), 3, "{:?}", status.message);
+    assert!(!status.conditions.iter().any(|c| c.type_ == xct::operator::status::STATUS_WRITABLE));
+}

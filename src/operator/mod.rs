@@ -35,6 +35,10 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("status write conflict: the run changed since it was read")]
     Conflict,
+    /// The API server refuses the run's status even whole (its schema and
+    /// this operator disagree); recorded as a condition, waits for a change.
+    #[error("the API server rejects this run's status: {0}")]
+    StatusRejected(String),
     #[error("model: {0}")]
     Decider(#[from] DeciderError),
     #[error("engine: {0}")]
@@ -65,6 +69,7 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::Conflict => "conflict",
+            Error::StatusRejected(_) => "status_rejected",
             Error::Decider(_) => "decider",
             Error::Engine(_) => "engine",
             Error::InvalidSpec(_) => "invalid_spec",
@@ -219,7 +224,7 @@ pub fn error_policy(run: Arc<DeserializeGuard<XctRun>>, error: &Error, ctx: Arc<
     }
     .unwrap_or_default();
     match error {
-        Error::InvalidSpec(_) => Action::await_change(),
+        Error::InvalidSpec(_) | Error::StatusRejected(_) => Action::await_change(),
         Error::Conflict => Action::requeue(Duration::from_millis(100)),
         _ => Action::requeue(ctx.retry_delay(Context::count(&ctx.failures, &uid))),
     }

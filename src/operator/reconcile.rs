@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::approval;
 use super::policy::{PolicyJudge, labels};
-use super::status::StatusWriter;
+use super::status::{STATUS_WRITABLE, StatusWriter};
 use super::{Context, Error, MAX_MODEL_FAILURES};
 use crate::crd::{RunPhase, XctRun, XctRunStatus, set_condition};
 use crate::engine::record::VerdictOutcome;
@@ -102,6 +102,13 @@ async fn reconcile_step(
     let reference = run.object_ref(&());
     let generation = run.metadata.generation;
     let mut status = status;
+    // The server rejected this generation's status: said on the run; wait
+    // for a change rather than decide (and be rejected) again.
+    let rejected = |c: &crate::crd::Condition| c.type_ == STATUS_WRITABLE && c.status == "False";
+    if status.conditions.iter().any(|c| rejected(c) && c.observed_generation == generation) {
+        return Ok(Action::await_change());
+    }
+    status.conditions.retain(|c| !rejected(c));
     status.observed_generation = generation;
 
     // Validate the spec (what the schema cannot).

@@ -8,13 +8,19 @@
 //! types default (an admin's edit, an older version) makes a `replace` of
 //! that field fail with 422, and every retry would fail the same way. On a
 //! 422 the whole status is replaced instead, guarded by the same
-//! resourceVersion (a stale writer still gets 409), which repairs it.
+//! resourceVersion (a stale writer still gets 409), which repairs it. If
+//! even that is rejected (the CRD installed and this operator disagree),
+//! the run gets a `StatusWritable=False` condition saying why, and waits
+//! for a change instead of retrying (and spending model calls) forever.
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::Error;
-use crate::crd::{XctRun, XctRunStatus};
+use crate::crd::{XctRun, XctRunStatus, set_condition};
+
+/// Condition saying the API server accepts this run's status.
+pub const STATUS_WRITABLE: &str = "StatusWritable";
 
 /// Writes one run's status, tracking its resourceVersion.
 pub struct StatusWriter {
@@ -79,7 +85,23 @@ impl StatusWriter {
         let mut body = self.run.clone();
         body.metadata.resource_version = Some(self.resource_version.clone());
         body.status = Some(status.clone());
-        self.api.replace_status(&self.name, &PostParams::default(), &body).await.map_err(conflict)
+        match self.api.replace_status(&self.name, &PostParams::default(), &body).await {
+            Err(kube::Error::Api(s)) if s.code == 422 => Err(self.rejected(status, s.message).await),
+            other => other.map_err(conflict),
+        }
+    }
+
+    /// Say on the run, in a condition alone, that its status is rejected.
+    async fn rejected(&self, status: &XctRunStatus, why: String) -> Error {
+        let mut conditions = status.conditions.clone();
+        let generation = self.run.metadata.generation;
+        set_condition(&mut conditions, STATUS_WRITABLE, false, "StatusRejected", &why, generation);
+        let patch =
+            json!({"metadata": {"resourceVersion": self.resource_version}, "status": {"conditions": conditions}});
+        if let Err(e) = self.api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            tracing::error!(run = %self.name, error = %e, "cannot even record that the status is rejected");
+        }
+        Error::StatusRejected(why)
     }
 }
 

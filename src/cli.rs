@@ -63,17 +63,27 @@ impl ModelArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Replay recorded histories against policies, offline (for policy PRs).
+    /// Replay recorded histories against policies, offline: a CI gate for
+    /// policy pull requests. Exit 0: no verdict changed and every
+    /// expectation held; 1: a verdict changed, an expectation failed or a
+    /// policy does not compile; 2: unreadable input.
     Test {
         /// Folder of XctPolicy YAML (the proposed policies).
         #[arg(long)]
         policies: PathBuf,
-        /// Folder of the current policies: print only what changes.
+        /// Folder of the current policies to compare with (default: the
+        /// verdicts recorded in the histories).
         #[arg(long)]
         baseline: Option<PathBuf>,
         /// Labels of a namespace, as NAMESPACE:key=value[,key=value]; repeatable.
         #[arg(long = "namespace-labels")]
         namespace_labels: Vec<String>,
+        /// YAML list of pinned verdicts: `- {run: demo/web, step: 5, verdict: Deny}`.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// text, json, junit or github (workflow annotations).
+        #[arg(long, value_enum, default_value = "text")]
+        output: crate::policy::report::Format,
         /// Histories: `kubectl get xctrun -o yaml` or `xct local` output.
         histories: Vec<PathBuf>,
     },
@@ -176,9 +186,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Bench { sections, steps, json, model } => bench(sections, steps, json, model).await,
         Command::History { command: HistoryCommand::Verify { files } } => history_verify(&files),
         Command::History { command: HistoryCommand::Show { run, namespace } } => history_show(&run, &namespace).await,
-        Command::Policy { command: PolicyCommand::Test { policies, baseline, namespace_labels, histories } } => {
-            policy_test(&policies, baseline.as_deref(), &namespace_labels, &histories)
-        }
+        Command::Policy {
+            command: PolicyCommand::Test { policies, baseline, namespace_labels, expect, output, histories },
+        } => policy_test(&policies, baseline.as_deref(), &namespace_labels, expect.as_deref(), output, &histories),
         Command::Controller {
             namespace,
             health_addr,
@@ -315,30 +325,41 @@ async fn controller(
     ExitCode::SUCCESS
 }
 
+/// Exit code of `xct policy test` for input it cannot read.
+const UNREADABLE: u8 = 2;
+
 fn policy_test(
     policies: &std::path::Path,
     baseline: Option<&std::path::Path>,
     ns_labels: &[String],
+    expect: Option<&std::path::Path>,
+    output: crate::policy::report::Format,
     histories: &[PathBuf],
 ) -> ExitCode {
-    use crate::policy::offline;
+    use crate::policy::{offline, report};
+    // A policy that does not compile fails the gate (1); unreadable files are 2.
     let load = |dir: &std::path::Path| {
         offline::load_policies(dir).map_err(|errs| {
             for e in &errs {
                 eprintln!("xct: {e}");
             }
-            ExitCode::from(1)
+            let unreadable = errs.iter().any(|e| matches!(e, offline::OfflineError::Read { .. }));
+            ExitCode::from(if unreadable { UNREADABLE } else { 1 })
         })
+    };
+    let unreadable = |e: &dyn std::fmt::Display| {
+        eprintln!("xct: {e}");
+        ExitCode::from(UNREADABLE)
     };
     let mut labels: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> = Default::default();
     for spec in ns_labels {
         let Some((ns, pairs)) = spec.split_once(':') else {
-            return fail(&format!("--namespace-labels {spec:?}: expected NAMESPACE:key=value[,key=value]"));
+            return unreadable(&format!("--namespace-labels {spec:?}: expected NAMESPACE:key=value[,key=value]"));
         };
         let entry = labels.entry(ns.to_string()).or_default();
         for pair in pairs.split(',').filter(|p| !p.is_empty()) {
             let Some((k, v)) = pair.split_once('=') else {
-                return fail(&format!("--namespace-labels {spec:?}: {pair:?} is not key=value"));
+                return unreadable(&format!("--namespace-labels {spec:?}: {pair:?} is not key=value"));
             };
             entry.insert(k.to_string(), v.to_string());
         }
@@ -349,33 +370,23 @@ fn policy_test(
     };
     let recorded = match offline::load_histories(histories, &labels) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("xct: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return unreadable(&e),
+    };
+    let expectations = match expect.map(report::load_expectations).transpose() {
+        Ok(e) => e.unwrap_or_default(),
+        Err(e) => return unreadable(&e),
     };
     let replayed = offline::replay(&new, &recorded);
-    match baseline {
-        None => {
-            for r in &replayed {
-                println!("{}", r.line());
-            }
-            println!("{} proposal(s) replayed against {} polic(ies)", replayed.len(), new.len());
-        }
-        Some(dir) => {
-            let old = match load(dir) {
-                Ok(p) => p,
-                Err(code) => return code,
-            };
-            let before = offline::replay(&old, &recorded);
-            let changes = offline::changes(&before, &replayed);
-            for c in &changes {
-                println!("{c}");
-            }
-            println!("{} of {} proposal(s) change verdict", changes.len(), replayed.len());
-        }
-    }
-    ExitCode::SUCCESS
+    let before: Vec<Option<offline::Judged>> = match baseline {
+        None => recorded.iter().map(|r| r.recorded.clone()).collect(),
+        Some(dir) => match load(dir) {
+            Ok(old) => offline::replay(&old, &recorded).iter().map(|r| Some(r.judged())).collect(),
+            Err(code) => return code,
+        },
+    };
+    let report = report::Report::new(replayed, before, &expectations);
+    print!("{}", report.render(output));
+    ExitCode::from(report.exit_code())
 }
 
 async fn history_show(run: &str, namespace: &str) -> ExitCode {

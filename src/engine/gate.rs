@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::RunConfig;
-use super::record::{DryRunRecord, Verdict, VerdictOutcome};
+use super::record::{DryRunRecord, PolicyDecision, Verdict, VerdictOutcome};
 use crate::protocol::{ErrorCode, NextStep, Signal};
 use crate::tools::{Target, Tool};
 
@@ -26,6 +26,18 @@ pub struct Proposal<'a> {
     pub tool: &'a dyn Tool,
     pub target: Option<&'a Target>,
     pub mutating: bool,
+}
+
+impl GateVerdict {
+    /// The decision as recorded in the step.
+    pub fn decision(&self) -> PolicyDecision {
+        let (verdict, by) = match self {
+            GateVerdict::Allow { by, .. } => ("Allow", Some(by.clone())),
+            GateVerdict::Deny { by, .. } => ("Deny", by.clone()),
+            GateVerdict::RequireApproval { by, .. } => ("RequireApproval", Some(by.clone())),
+        };
+        PolicyDecision { verdict: verdict.to_string(), decided_by: by }
+    }
 }
 
 /// A host's veto point between the argument checks and the dry run (the
@@ -54,6 +66,8 @@ pub struct Validated {
     pub validation_ms: u64,
     /// What audit-only policies would have decided.
     pub audit: Vec<String>,
+    /// What the judge decided, when it was asked.
+    pub policy: Option<PolicyDecision>,
 }
 
 impl Validated {
@@ -82,11 +96,14 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
         Ok(target) => target,
         Err(e) => return refused(t, mutating, "target", e.to_signal(), None),
     };
+    let mut policy = None;
     let (decided_by, approval, audit) = match judge {
         None => (None, None, vec![]),
         Some(j) => {
             let proposal = Proposal { step, tool: tool.as_ref(), target: target.as_ref(), mutating };
-            match j.judge(&proposal).await {
+            let verdict = j.judge(&proposal).await;
+            policy = Some(verdict.decision());
+            match verdict {
                 GateVerdict::Allow { by, audit, .. } => (Some(by), None, audit),
                 GateVerdict::RequireApproval { by, message, audit } => (Some(by), Some(message), audit),
                 GateVerdict::Deny { by, message, audit } => {
@@ -94,6 +111,7 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
                     let signal = Signal::error_with(ErrorCode::PolicyVeto, message, details);
                     let mut v = refused(t, mutating, by.as_deref().unwrap_or("default-deny"), signal, None);
                     v.audit = audit;
+                    v.policy = policy;
                     return v;
                 }
             }
@@ -114,12 +132,14 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
                 mutating,
                 validation_ms: ms(t),
                 audit,
+                policy,
             }
         }
         Err(e) => {
             let dry = DryRunRecord { ok: false, summary: e.message.clone() };
             let mut v = refused(t, mutating, "dry-run", e.to_signal(), Some(dry));
             v.audit = audit;
+            v.policy = policy;
             v
         }
     }
@@ -164,6 +184,7 @@ fn refused(t: Instant, mutating: bool, by: &str, signal: Signal, dry_run: Option
         mutating,
         validation_ms: ms(t),
         audit: vec![],
+        policy: None,
     }
 }
 

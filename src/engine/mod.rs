@@ -133,6 +133,15 @@ pub fn steps_taken(history: &[StepRecord]) -> u32 {
     history.last().map_or(0, |s| s.index)
 }
 
+/// Mutating steps that executed (allowed and completed): `run.mutations`
+/// for policies, live and in the offline replay alike.
+pub fn executed_mutations(history: &[StepRecord]) -> u32 {
+    history
+        .iter()
+        .filter(|s| s.mutating && s.verdict.outcome == VerdictOutcome::Allowed && s.phase == StepPhase::Completed)
+        .count() as u32
+}
+
 /// Error signals at the end of the history.
 pub fn consecutive_errors(history: &[StepRecord]) -> u32 {
     history.iter().rev().take_while(|s| s.signal.as_ref().is_some_and(Signal::is_error)).count() as u32
@@ -455,6 +464,7 @@ async fn resume(
         validated.verdict.decided_by.as_deref(),
     );
     rec.audit = validated.audit;
+    rec.policy = validated.policy;
     rec.dry_run = validated.dry_run;
     rec.timings.validation_ms += validated.validation_ms;
     execute(run, &step, &mut rec, true, journal).await?;
@@ -476,6 +486,9 @@ fn apply_refusal(rec: &mut StepRecord, validated: Validated, signal: Signal) {
         rec.dry_run = validated.dry_run;
     }
     rec.audit = validated.audit;
+    if validated.policy.is_some() {
+        rec.policy = validated.policy;
+    }
     complete(rec, signal, 0);
 }
 
@@ -495,6 +508,7 @@ pub fn record_unexecuted(index: u32, decided: &Decided, validated: Option<Valida
             rec.tool = Some(step.tool.clone());
             rec.proposal_digest = Some(step.digest());
             if let Some(v) = v {
+                rec.policy = v.policy;
                 rec.audit = v.audit;
                 rec.verdict = v.verdict;
                 rec.dry_run = v.dry_run;
@@ -514,6 +528,7 @@ pub fn record_intent(index: u32, decided: &Decided, step: &NextStep, validated: 
     rec.tool = Some(step.tool.clone());
     rec.proposal_digest = Some(step.digest());
     rec.audit = validated.audit;
+    rec.policy = validated.policy;
     rec.phase = if validated.verdict.outcome == VerdictOutcome::AwaitingApproval {
         StepPhase::AwaitingApproval
     } else {
@@ -558,6 +573,7 @@ fn base_record(index: u32, decided: &Decided) -> StepRecord {
         proposal_digest: None,
         judged_for: None,
         verdict: Verdict::new(VerdictOutcome::Invalid, String::new(), None),
+        policy: None,
         dry_run: None,
         signal: None,
         audit: vec![],

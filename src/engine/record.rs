@@ -76,6 +76,17 @@ pub struct DryRunRecord {
     pub summary: String,
 }
 
+/// The policies' decision on a proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyDecision {
+    /// Allow, Deny or RequireApproval.
+    pub verdict: String,
+    /// The rule that decided (`policy/rule`), or none for the default deny.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+}
+
 /// Who a pending proposal was judged for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -145,6 +156,10 @@ pub struct StepRecord {
     pub judged_for: Option<JudgedFor>,
     /// The system's verdict and why.
     pub verdict: Verdict,
+    /// What the policies decided, when they judged the proposal (the
+    /// baseline `xct policy test` compares a policy change against).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyDecision>,
     /// The tool's validation / dry-run outcome, when it got that far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<DryRunRecord>,

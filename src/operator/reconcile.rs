@@ -22,7 +22,6 @@ use super::policy::{PolicyJudge, labels};
 use super::status::{STATUS_WRITABLE, StatusWriter};
 use super::{Context, Error, MAX_MODEL_FAILURES};
 use crate::crd::{RunPhase, XctRun, XctRunStatus, set_condition};
-use crate::engine::record::VerdictOutcome;
 use crate::engine::record::{StepPhase, StepRecord};
 use crate::engine::{Approval, Boundary, Engine, EngineError, Journal, JournalError, RunOutcome, Stepped, steps_taken};
 use crate::k8s::service_account_user;
@@ -282,11 +281,7 @@ async fn run_info(ctx: &Context, run: &XctRun, status: &XctRunStatus) -> RunInfo
         }),
         spec: serde_json::to_value(&run.spec).unwrap_or_default(),
         step: steps_taken(&status.steps) + 1,
-        mutations: status
-            .steps
-            .iter()
-            .filter(|s| s.mutating && s.verdict.outcome == VerdictOutcome::Allowed && s.phase == StepPhase::Completed)
-            .count() as u32,
+        mutations: crate::engine::executed_mutations(&status.steps),
         errors: status.error_count,
     }
 }

@@ -57,6 +57,11 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict spelled as [`Verdict::as_str`] does.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Verdict::Allow, Verdict::Deny, Verdict::RequireApproval].into_iter().find(|v| v.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Allow => "Allow",

@@ -11,6 +11,7 @@
 pub mod compile;
 pub mod judge;
 pub mod offline;
+pub mod report;
 
 pub use compile::{CompileError, CompiledPolicy, InvalidPolicy, Loaded, compile, load};
 pub use judge::{Judgement, PolicyInput, RunInfo, Verdict, judge};

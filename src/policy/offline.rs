@@ -104,6 +104,16 @@ pub struct Recorded {
     pub run: String,
     pub step: u32,
     pub input: PolicyInput,
+    /// What the policies decided when it was recorded (none for steps that
+    /// were refused before the policies, or recorded without policies).
+    pub recorded: Option<Judged>,
+}
+
+/// A verdict and the rule that decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub verdict: Verdict,
+    pub decided_by: Option<String>,
 }
 
 /// Proposals from history files: `kubectl get xctrun -o yaml` output (one
@@ -129,15 +139,23 @@ pub fn load_histories(
                 let namespace = meta["namespace"].as_str().unwrap_or("default").to_string();
                 let labels: BTreeMap<String, String> =
                     serde_json::from_value(meta["labels"].clone()).unwrap_or_default();
-                out.extend(replayable(&status.steps).map(|(step, s)| {
-                    Recorded {
+                let archived_errors: u32 = status.archive.iter().map(|a| a.errors).sum();
+                for (position, step, s) in replayable(&status.steps) {
+                    // What the run looked like when this step was judged:
+                    // the steps before it in this file (an archived history
+                    // starts after index 1), as the live gate counts them.
+                    let before = &status.steps[..position];
+                    out.push(Recorded {
                         run: format!("{namespace}/{name}"),
                         step: step.index,
+                        recorded: step.policy.as_ref().and_then(|p| {
+                            Some(Judged { verdict: Verdict::parse(&p.verdict)?, decided_by: p.decided_by.clone() })
+                        }),
                         input: PolicyInput {
-                            tool: s.tool.clone(),
-                            arguments: Value::Object(s.arguments.clone()),
-                            goal: s.goal.clone(),
                             proposal_target: normalized_target(&s.tool, &s.arguments, &namespace),
+                            tool: s.tool,
+                            arguments: Value::Object(s.arguments),
+                            goal: s.goal,
                             run: RunInfo {
                                 name: name.clone(),
                                 namespace: namespace.clone(),
@@ -146,16 +164,14 @@ pub fn load_histories(
                                 metadata: meta.clone(),
                                 spec: run["spec"].clone(),
                                 step: step.index,
-                                mutations: executed_mutations(&status.steps[..(step.index as usize).saturating_sub(1)]),
-                                errors: status.steps[..(step.index as usize).saturating_sub(1)]
-                                    .iter()
-                                    .filter(|s| s.error_code().is_some())
-                                    .count() as u32,
+                                mutations: crate::engine::executed_mutations(before),
+                                errors: archived_errors
+                                    + before.iter().filter(|s| s.error_code().is_some()).count() as u32,
                             },
                             target: Value::Null,
                         },
-                    }
-                }));
+                    });
+                }
             }
         }
     }
@@ -174,15 +190,12 @@ fn normalized_target(tool: &str, args: &serde_json::Map<String, Value>, namespac
     target.ok().flatten().map_or(Value::Null, |t| serde_json::to_value(t).unwrap_or(Value::Null))
 }
 
-fn replayable(steps: &[StepRecord]) -> impl Iterator<Item = (&StepRecord, crate::protocol::NextStep)> {
-    steps.iter().filter_map(|s| match parse_decision(&s.decision, false) {
-        Ok(Decision::NextStep(step)) => Some((s, step)),
+/// The proposals of a history, with their position in it.
+fn replayable(steps: &[StepRecord]) -> impl Iterator<Item = (usize, &StepRecord, crate::protocol::NextStep)> {
+    steps.iter().enumerate().filter_map(|(i, s)| match parse_decision(&s.decision, false) {
+        Ok(Decision::NextStep(step)) => Some((i, s, step)),
         _ => None,
     })
-}
-
-fn executed_mutations(steps: &[StepRecord]) -> u32 {
-    steps.iter().filter(|s| s.mutating && s.signal.as_ref().is_some_and(|sig| !sig.is_error())).count() as u32
 }
 
 /// One replayed verdict.
@@ -216,6 +229,13 @@ impl Replayed {
     }
 }
 
+impl Replayed {
+    /// This verdict and its rule.
+    pub fn judged(&self) -> Judged {
+        Judged { verdict: self.verdict, decided_by: self.decided_by.clone() }
+    }
+}
+
 /// Judge every recorded proposal.
 pub fn replay(policies: &[Loaded], recorded: &[Recorded]) -> Vec<Replayed> {
     recorded
@@ -231,28 +251,6 @@ pub fn replay(policies: &[Loaded], recorded: &[Recorded]) -> Vec<Replayed> {
                 message: j.message,
                 audit: j.audit,
             }
-        })
-        .collect()
-}
-
-/// What changed between the baseline and the new policies.
-pub fn changes(baseline: &[Replayed], new: &[Replayed]) -> Vec<String> {
-    baseline
-        .iter()
-        .zip(new)
-        .filter(|(b, n)| b.verdict != n.verdict)
-        .map(|(b, n)| {
-            let what = match n.verdict {
-                Verdict::Allow => "newly allowed",
-                Verdict::Deny => "newly denied",
-                Verdict::RequireApproval => "newly needing approval",
-            };
-            format!(
-                "{what}: {} (was {} by {})",
-                n.line(),
-                b.verdict.as_str(),
-                b.decided_by.as_deref().unwrap_or("default-deny")
-            )
         })
         .collect()
 }

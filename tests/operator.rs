@@ -15,6 +15,14 @@ use xct::engine::record::VerdictOutcome;
 use xct::model::ScriptedDecider;
 use xct::operator::{Context, health::Readiness};
 
+/// The run's kstatus conditions and Succeeded, in that order.
+fn kstatus(s: &xct::crd::XctRunStatus) -> Vec<(&'static str, &str)> {
+    ["Ready", "Reconciling", "Stalled", "Succeeded"]
+        .into_iter()
+        .map(|t| (t, s.conditions.iter().find(|c| c.type_ == t).map_or("missing", |c| c.status.as_str())))
+        .collect()
+}
+
 fn step(tool: &str, args: serde_json::Value) -> String {
     json!({"next_step": {"tool": tool, "arguments": args, "goal": "test"}}).to_string()
 }
@@ -124,6 +132,22 @@ async fn scripted_run_exercises_every_path() {
     );
     assert!(status.conditions.iter().any(|c| c.type_ == "Completed" && c.status == "True" && c.reason == "Succeeded"));
     assert_eq!(status.observed_generation, Some(1));
+    // kstatus: what Flux, `kubectl wait` and cli-utils read.
+    assert_eq!(
+        kstatus(&status),
+        [("Ready", "True"), ("Reconciling", "False"), ("Stalled", "False"), ("Succeeded", "True")]
+    );
+    // A finished run still follows its spec's generation (a Flux wait would hang otherwise).
+    runs.patch("scale-web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}}))).await.unwrap();
+    let mut followed = false;
+    for _ in 0..100 {
+        if runs.get("scale-web").await.unwrap().status.is_some_and(|s| s.observed_generation == Some(2)) {
+            followed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(followed, "observedGeneration of a finished run follows its spec");
 
     // The effect happened, once.
     let deploys: Api<Deployment> = Api::namespaced(admin.clone(), NS);
@@ -178,6 +202,10 @@ async fn scripted_run_exercises_every_path() {
         {
             assert_eq!(b_ready, "True");
             assert_eq!(x_ready, "False");
+            let stalled = |s: &xct::crd::XctPolicyStatus| {
+                s.conditions.iter().find(|c| c.type_ == "Stalled").map(|c| c.status.clone())
+            };
+            assert_eq!((stalled(&b).as_deref(), stalled(&x).as_deref()), (Some("False"), Some("True")));
             assert!(x_msg.contains("rule typo at 1:"), "{x_msg}");
             assert_eq!(x.runs_decided, 0);
             assert_eq!(b.observed_generation, Some(1));
@@ -369,6 +397,10 @@ async fn a_failing_model_ends_the_run_with_a_recorded_outcome() {
     assert_eq!(status.phase, RunPhase::Failed);
     assert!(status.message.as_deref().unwrap().starts_with("MODEL_FAILED"), "{:?}", status.message);
     assert!(status.conditions.iter().any(|c| c.type_ == "Completed" && c.reason == "Failed"));
+    assert_eq!(
+        kstatus(&status),
+        [("Ready", "False"), ("Reconciling", "False"), ("Stalled", "True"), ("Succeeded", "False")]
+    );
     let calls = decider.0.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(calls, xct::operator::MAX_MODEL_FAILURES, "bounded retries, then no more model calls");
 }

@@ -126,8 +126,11 @@ pub struct XctPolicyStatus {
     /// The generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready (compiled) or Invalid (naming the rule and the CEL error).
+    /// Ready (compiled), Stalled and Invalid (it does not compile: naming
+    /// the rule and the CEL error; it vetoes every run it selects), and
+    /// Reconciling (always False): the kstatus conditions.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// How many distinct runs this policy has decided for.
     #[serde(default)]

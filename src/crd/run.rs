@@ -173,7 +173,20 @@ pub fn set_condition(
     message: &str,
     generation: Option<i64>,
 ) {
-    let status = if status { "True" } else { "False" }.to_string();
+    let status = if status { "True" } else { "False" };
+    set_condition_status(conditions, type_, status, reason, message, generation);
+}
+
+/// [`set_condition`] with the status spelled out: True, False or Unknown.
+pub fn set_condition_status(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    let status = status.to_string();
     let now = crate::engine::now_rfc3339();
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
@@ -224,8 +237,11 @@ pub struct XctRunStatus {
     /// The spec generation this status reflects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Valid (the spec is usable) and Completed (the run has ended).
+    /// Valid (the spec is usable), Completed (the run has ended), and the
+    /// kstatus conditions Ready, Reconciling and Stalled, plus Succeeded
+    /// (Unknown until the run ends).
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Why the run is in this phase (the done message, or the failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,8 +294,35 @@ impl XctRunStatus {
         self.archive.last().map_or("", |a| a.last_digest.as_str())
     }
 
-    /// Recompute the summary fields from `steps`.
+    /// The kstatus conditions (what Flux health checks, `kubectl wait` and
+    /// cli-utils read) and `Succeeded`, derived from the phase and the
+    /// `Valid` condition: `Reconciling` while the run works toward its goal
+    /// (running or awaiting approval), `Stalled` when it failed or its spec
+    /// is invalid, `Ready` once it succeeded; `Succeeded` is Unknown until
+    /// the run ends, then True or False
+    /// (`kubectl wait --for=condition=Succeeded`).
+    fn refresh_kstatus(&mut self) {
+        let generation = self.observed_generation;
+        let message = self.message.clone().unwrap_or_default();
+        let invalid = self.conditions.iter().any(|c| c.type_ == "Valid" && c.status == "False");
+        let (ready, reconciling, stalled, succeeded, reason) = match self.phase {
+            _ if invalid => ("False", "False", "True", "Unknown", "InvalidSpec"),
+            RunPhase::Pending | RunPhase::Running => ("False", "True", "False", "Unknown", "Running"),
+            RunPhase::AwaitingApproval => ("False", "True", "False", "Unknown", "AwaitingApproval"),
+            RunPhase::Suspended => ("False", "False", "False", "Unknown", "Suspended"),
+            RunPhase::Succeeded => ("True", "False", "False", "True", "Succeeded"),
+            RunPhase::Failed => ("False", "False", "True", "False", "Failed"),
+        };
+        for (type_, status) in
+            [("Ready", ready), ("Reconciling", reconciling), ("Stalled", stalled), ("Succeeded", succeeded)]
+        {
+            set_condition_status(&mut self.conditions, type_, status, reason, &message, generation);
+        }
+    }
+
+    /// Recompute the summary fields from `steps`, and the kstatus conditions.
     pub fn refresh_summary(&mut self) {
+        self.refresh_kstatus();
         let start = self.chain_start().to_string();
         crate::engine::record::seal(&mut self.steps, &start);
         self.step_count = crate::engine::steps_taken(&self.steps).max(self.archive.last().map_or(0, |a| a.last));

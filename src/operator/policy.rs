@@ -187,16 +187,22 @@ async fn reconcile_status(policy: Arc<XctPolicy>, ctx: Arc<StatusCtx>) -> Result
     let mut status = policy.status.clone().unwrap_or_default();
     let before = serde_json::to_value(&status).unwrap_or_default();
     match load(&name, generation, &policy.spec) {
+        // kstatus: Ready when compiled; Stalled (it vetoes every run it
+        // selects until fixed) when it does not compile; never Reconciling.
         Loaded::Ready(p) => {
             let msg = format!("{} rule(s) compiled", p.rules.len());
             set_condition(&mut status.conditions, "Ready", true, "Compiled", &msg, generation);
+            set_condition(&mut status.conditions, "Stalled", false, "Compiled", "", generation);
             status.conditions.retain(|c| c.type_ != "Invalid");
         }
         Loaded::Invalid(p) => {
-            set_condition(&mut status.conditions, "Ready", false, "Invalid", &p.error.to_string(), generation);
-            set_condition(&mut status.conditions, "Invalid", true, "CompileError", &p.error.to_string(), generation);
+            let error = p.error.to_string();
+            set_condition(&mut status.conditions, "Ready", false, "Invalid", &error, generation);
+            set_condition(&mut status.conditions, "Stalled", true, "CompileError", &error, generation);
+            set_condition(&mut status.conditions, "Invalid", true, "CompileError", &error, generation);
         }
     }
+    set_condition(&mut status.conditions, "Reconciling", false, "Compiled", "", generation);
     status.observed_generation = generation;
     status.runs_decided = ctx.cache.runs_decided(&name);
     if serde_json::to_value(&status).unwrap_or_default() != before {

@@ -83,7 +83,11 @@ async fn reconcile_step(
         }
     };
     let status = run.status.clone().unwrap_or_default();
-    if status.phase.is_terminal() {
+    let generation = run.metadata.generation;
+    // A finished run has nothing to do unless its spec changed: then only
+    // its observedGeneration follows (kstatus readers wait on it).
+    let terminal = status.phase.is_terminal();
+    if terminal && status.observed_generation == generation {
         return Ok(Action::await_change());
     }
     // Every replica watches; only the leader decides and executes.
@@ -99,8 +103,13 @@ async fn reconcile_step(
     let api: Api<XctRun> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut writer = StatusWriter::new(api, run).with_metrics(ctx.metrics.clone());
     let reference = run.object_ref(&());
-    let generation = run.metadata.generation;
     let mut status = status;
+    if terminal {
+        status.observed_generation = generation;
+        status.refresh_summary();
+        writer.write(&status).await?;
+        return Ok(Action::await_change());
+    }
     // The server rejected this generation's status: said on the run; wait
     // for a change rather than decide (and be rejected) again.
     let rejected = |c: &crate::crd::Condition| c.type_ == STATUS_WRITABLE && c.status == "False";
@@ -122,16 +131,20 @@ async fn reconcile_step(
         let message = problems.join("; ");
         set_condition(&mut status.conditions, "Valid", false, "InvalidSpec", &message, generation);
         status.message = Some(message.clone());
+        status.refresh_summary();
         writer.write(&status).await?;
         ctx.events.publish(&reference, true, "InvalidSpec", message.clone()).await;
         return Err(Error::InvalidSpec(message));
     }
     set_condition(&mut status.conditions, "Valid", true, "SpecAccepted", "", generation);
     if run.spec.suspend {
-        if status.phase != RunPhase::Suspended {
-            status.phase = RunPhase::Suspended;
-            status.message = Some("suspended by spec.suspend".into());
-            writer.write(&status).await?;
+        let newly = status.phase != RunPhase::Suspended;
+        status.phase = RunPhase::Suspended;
+        status.message = Some("suspended by spec.suspend".into());
+        status.refresh_summary();
+        // Also when already suspended: observedGeneration follows the spec.
+        writer.write(&status).await?;
+        if newly {
             ctx.events.publish(&reference, false, "Suspended", "the run is suspended".into()).await;
         }
         return Ok(Action::await_change());
@@ -208,6 +221,7 @@ async fn recorded(
         Stepped::Waiting { ignored } => {
             status.phase = RunPhase::AwaitingApproval;
             status.message = status.steps.last().map(|pending| awaiting_message(pending, &ignored));
+            status.refresh_summary();
             writer.write(status).await?;
             Ok(Action::requeue(APPROVAL_POLL))
         }

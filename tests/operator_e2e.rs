@@ -108,6 +108,15 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
             parse_decision(&s.decision, false).expect("grammar-constrained output parses");
         }
     }
+    // kstatus: `kubectl wait` reads the Succeeded condition of the finished run.
+    let outcome = if status.phase == xct::crd::RunPhase::Succeeded { "True" } else { "False" };
+    let o = kubectl(
+        &admin_kc,
+        &["wait", "-n", "demo", "xctrun/scale-web", &format!("--for=condition=Succeeded={outcome}"), "--timeout=20s"],
+        None,
+    )
+    .await;
+    assert!(o.ok, "kubectl wait --for=condition=Succeeded={outcome}: {}{}", o.stdout, o.stderr);
     // The table view and describe work on the run.
     let o = kubectl(&admin_kc, &["get", "xr", "-n", "demo"], None).await;
     assert!(o.ok && o.stdout.contains("scale-web") && o.stdout.contains("PHASE"), "{}", o.stdout);

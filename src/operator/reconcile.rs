@@ -170,12 +170,11 @@ async fn reconcile_step(
     };
     let history = status.steps.clone();
     let engine = Engine::new(ctx.decider.as_ref());
-    let mut journal = RunJournal { ctx: &ctx, run, writer: &mut writer, status: &mut status, uid: &uid };
+    let mut journal =
+        RunJournal { ctx: &ctx, run, writer: &mut writer, status: &mut status, uid: &uid, reference: &reference };
     let stepped = engine.step(&cfg, &history, started_at, Some(&judge), &mut journal).await;
     match stepped {
-        Err(EngineError::Finished(outcome)) => {
-            finish(&ctx, &mut writer, &reference, &mut status, outcome, generation).await
-        }
+        Err(EngineError::Finished(outcome)) => journal.finish(outcome, generation).await,
         // A model failure is retried with backoff (error_policy), a bounded
         // number of times, then recorded as the run's outcome.
         Err(EngineError::Decider(e)) if e.counts_against_the_run() => {
@@ -186,58 +185,12 @@ async fn reconcile_step(
             Context::reset(&ctx.model_failures, &uid);
             let reason = format!("the model failed {failures} times in a row; last: {e}");
             let outcome = RunOutcome::Failed { code: ErrorCode::ModelFailed, reason };
-            finish(&ctx, &mut writer, &reference, &mut status, outcome, generation).await
+            journal.finish(outcome, generation).await
         }
         Err(e) => Err(e.into()),
         Ok(stepped) => {
             Context::reset(&ctx.model_failures, &uid);
-            recorded(&ctx, run, &mut writer, &reference, &uid, &mut status, &history, stepped, model_ms).await
-        }
-    }
-}
-
-/// Record what the engine did: a new or resolved step, or a step still
-/// awaiting approval.
-#[allow(clippy::too_many_arguments)]
-async fn recorded(
-    ctx: &Context,
-    run: &XctRun,
-    writer: &mut StatusWriter,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    uid: &str,
-    status: &mut XctRunStatus,
-    history: &[StepRecord],
-    stepped: Stepped,
-    model_ms: &mut Option<u64>,
-) -> Result<Action, Error> {
-    let record_step = |status: &mut XctRunStatus, rec: StepRecord| {
-        // The intent of this step may already be the last entry.
-        match status.steps.last_mut() {
-            Some(last) if last.index == rec.index => *last = rec,
-            _ => status.steps.push(rec),
-        }
-    };
-    match stepped {
-        Stepped::Waiting { ignored } => {
-            status.phase = RunPhase::AwaitingApproval;
-            status.message = status.steps.last().map(|pending| awaiting_message(pending, &ignored));
-            status.refresh_summary();
-            writer.write(status).await?;
-            Ok(Action::requeue(APPROVAL_POLL))
-        }
-        Stepped::New(rec) | Stepped::Resolved(rec) => {
-            if history.last().is_none_or(|l| l.index != rec.index) {
-                *model_ms = Some(rec.timings.model_ms);
-            }
-            let awaiting = rec.phase == StepPhase::AwaitingApproval;
-            record_step(status, rec);
-            if awaiting {
-                status.phase = RunPhase::AwaitingApproval;
-                status.message = status.steps.last().map(|p| awaiting_message(p, &[]));
-                record(ctx, run, writer, reference, uid, status).await?;
-                return Ok(Action::requeue(APPROVAL_POLL));
-            }
-            record(ctx, run, writer, reference, uid, status).await
+            journal.recorded(&history, stepped, model_ms).await
         }
     }
 }
@@ -250,6 +203,85 @@ struct RunJournal<'a> {
     writer: &'a mut StatusWriter,
     status: &'a mut XctRunStatus,
     uid: &'a str,
+    /// The run, for its Events.
+    reference: &'a k8s_openapi::api::core::v1::ObjectReference,
+}
+
+impl RunJournal<'_> {
+    /// Record what the engine did: a new or resolved step, or a step still
+    /// awaiting approval.
+    async fn recorded(
+        &mut self,
+        history: &[StepRecord],
+        stepped: Stepped,
+        model_ms: &mut Option<u64>,
+    ) -> Result<Action, Error> {
+        match stepped {
+            Stepped::Waiting { ignored } => {
+                self.status.phase = RunPhase::AwaitingApproval;
+                self.status.message = self.status.steps.last().map(|pending| awaiting_message(pending, &ignored));
+                self.status.refresh_summary();
+                self.writer.write(self.status).await?;
+                Ok(Action::requeue(APPROVAL_POLL))
+            }
+            Stepped::New(rec) | Stepped::Resolved(rec) => {
+                if history.last().is_none_or(|l| l.index != rec.index) {
+                    *model_ms = Some(rec.timings.model_ms);
+                }
+                let awaiting = rec.phase == StepPhase::AwaitingApproval;
+                // The intent of this step may already be the last entry.
+                match self.status.steps.last_mut() {
+                    Some(last) if last.index == rec.index => *last = rec,
+                    _ => self.status.steps.push(rec),
+                }
+                if awaiting {
+                    self.status.phase = RunPhase::AwaitingApproval;
+                    self.status.message = self.status.steps.last().map(|p| awaiting_message(p, &[]));
+                    self.record().await?;
+                    return Ok(Action::requeue(APPROVAL_POLL));
+                }
+                self.record().await
+            }
+        }
+    }
+
+    /// Write the status with the new step, publish its event, come back soon.
+    async fn record(&mut self) -> Result<Action, Error> {
+        let (ctx, status) = (self.ctx, &mut *self.status);
+        status.refresh_summary();
+        self.writer.write(status).await?;
+        super::fault::point("after-result");
+        ctx.remember(self.uid, status);
+        ctx.phase(self.uid, status.phase);
+        if let Some(step) = status.steps.last() {
+            ctx.metrics.step(step);
+            ctx.events.step(self.reference, step).await;
+        }
+        // Keep the status bounded: the result is recorded first, so archiving
+        // can fail or be interrupted without losing anything.
+        if super::archive::maybe_archive(&ctx.client, self.run, status).await? {
+            status.refresh_summary();
+            self.writer.write(status).await?;
+            ctx.remember(self.uid, status);
+        }
+        Ok(Action::requeue(NEXT_STEP))
+    }
+
+    /// The run is over: record why.
+    async fn finish(&mut self, outcome: RunOutcome, generation: Option<i64>) -> Result<Action, Error> {
+        let (phase, reason, message, warning) = match outcome {
+            RunOutcome::Succeeded { message } => (RunPhase::Succeeded, "Succeeded", message, false),
+            RunOutcome::Failed { code, reason } => (RunPhase::Failed, "Failed", format!("{code}: {reason}"), true),
+        };
+        self.status.phase = phase;
+        self.status.message = Some(message.clone());
+        set_condition(&mut self.status.conditions, "Completed", true, reason, &message, generation);
+        self.status.refresh_summary();
+        self.writer.write(self.status).await?;
+        self.ctx.phase(self.uid, self.status.phase);
+        self.ctx.events.publish(self.reference, warning, &format!("Run{reason}"), message).await;
+        Ok(Action::await_change())
+    }
 }
 
 #[async_trait::async_trait]
@@ -315,57 +347,4 @@ fn awaiting_message(step: &StepRecord, ignored: &[String]) -> String {
         m.push_str(&format!("; ignored: {}", ignored.join("; ")));
     }
     m
-}
-
-/// Write the status with the new step, publish its event, come back soon.
-async fn record(
-    ctx: &Context,
-    run: &XctRun,
-    writer: &mut StatusWriter,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    uid: &str,
-    status: &mut XctRunStatus,
-) -> Result<Action, Error> {
-    status.refresh_summary();
-    writer.write(status).await?;
-    super::fault::point("after-result");
-    ctx.remember(uid, status);
-    ctx.phase(uid, status.phase);
-    if let Some(step) = status.steps.last() {
-        ctx.metrics.step(step);
-        ctx.events.step(reference, step).await;
-    }
-    // Keep the status bounded: the result is recorded first, so archiving
-    // can fail or be interrupted without losing anything.
-    if super::archive::maybe_archive(&ctx.client, run, status).await? {
-        status.refresh_summary();
-        writer.write(status).await?;
-        ctx.remember(uid, status);
-    }
-    Ok(Action::requeue(NEXT_STEP))
-}
-
-/// The run is over: record why.
-async fn finish(
-    ctx: &Context,
-    writer: &mut StatusWriter,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    status: &mut XctRunStatus,
-    outcome: RunOutcome,
-    generation: Option<i64>,
-) -> Result<Action, Error> {
-    let (phase, reason, message, warning) = match outcome {
-        RunOutcome::Succeeded { message } => (RunPhase::Succeeded, "Succeeded", message, false),
-        RunOutcome::Failed { code, reason } => (RunPhase::Failed, "Failed", format!("{code}: {reason}"), true),
-    };
-    status.phase = phase;
-    status.message = Some(message.clone());
-    set_condition(&mut status.conditions, "Completed", true, reason, &message, generation);
-    status.refresh_summary();
-    writer.write(status).await?;
-    if let Some(uid) = reference.uid.as_deref() {
-        ctx.phase(uid, status.phase);
-    }
-    ctx.events.publish(reference, warning, &format!("Run{reason}"), message).await;
-    Ok(Action::await_change())
 }

@@ -36,8 +36,11 @@ fn replica(kc: &std::path::Path, decisions: &std::path::Path, name: &str) -> Chi
     replica_with(kc, decisions, name, Some(3))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_leader_process_hands_over_without_duplicates() {
+/// A cluster with the "default" namespace (the Lease's), and a folder with
+/// a kubeconfig per replica (a.kubeconfig, b.kubeconfig) and the script
+/// both replay from its start (decisions.yaml): a slow series of scales,
+/// then done.
+async fn two_replicas() -> (xct_testapi::TestApiServer, kube::Client, tempfile::TempDir) {
     let srv = cluster().await;
     let admin = srv.client();
     let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
@@ -45,17 +48,48 @@ async fn killing_the_leader_process_hands_over_without_duplicates() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let kc_a = dir.path().join("a.kubeconfig");
-    let kc_b = dir.path().join("b.kubeconfig");
-    srv.write_kubeconfig(&kc_a, Some("replica-a")).unwrap();
-    srv.write_kubeconfig(&kc_b, Some("replica-b")).unwrap();
-    // Each process replays the same script from its start: a slow series of scales, then done.
+    srv.write_kubeconfig(&dir.path().join("a.kubeconfig"), Some("replica-a")).unwrap();
+    srv.write_kubeconfig(&dir.path().join("b.kubeconfig"), Some("replica-b")).unwrap();
     let mut outputs: Vec<String> = (0..40)
         .map(|i| json!({"next_step": {"tool": "k8s.scale", "arguments": {"kind": "Deployment", "name": "web", "replicas": 1 + i % 4}, "goal": "g"}}).to_string())
         .collect();
     outputs.push(r#"{"done":true,"message":"ok"}"#.into());
-    let decisions = dir.path().join("decisions.yaml");
-    std::fs::write(&decisions, serde_yaml::to_string(&outputs).unwrap()).unwrap();
+    std::fs::write(dir.path().join("decisions.yaml"), serde_yaml::to_string(&outputs).unwrap()).unwrap();
+    (srv, admin, dir)
+}
+
+/// Wait (up to 15 s) for run `name` to finish.
+async fn wait_for_end(runs: &Api<XctRun>, name: &str) -> Option<xct::crd::XctRunStatus> {
+    for _ in 0..300 {
+        let r = runs.get(name).await.unwrap();
+        if r.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
+            return r.status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// No mutation executed twice: what reached the API is what the history
+/// records as executed, plus at most the steps whose outcome is unknown.
+/// Returns (persisted, unknown).
+fn each_mutation_once(srv: &xct_testapi::TestApiServer, status: &xct::crd::XctRunStatus) -> (usize, usize) {
+    let persisted = srv.requests().iter().filter(|r| r.subresource == "scale" && r.is_persisted_mutation()).count();
+    let executed =
+        status.steps.iter().filter(|s| s.mutating && s.signal.as_ref().is_some_and(|g| !g.is_error())).count();
+    let unknown = status.steps.iter().filter(|s| s.error_code() == Some(ErrorCode::OutcomeUnknown)).count();
+    assert!(
+        persisted >= executed && persisted <= executed + unknown,
+        "{persisted} persisted, {executed} executed, {unknown} unknown"
+    );
+    (persisted, unknown)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_process_hands_over_without_duplicates() {
+    let (srv, admin, dir) = two_replicas().await;
+    let (kc_a, kc_b, decisions) =
+        (dir.path().join("a.kubeconfig"), dir.path().join("b.kubeconfig"), dir.path().join("decisions.yaml"));
 
     let mut a = replica(&kc_a, &decisions, "replica-a");
     wait_for_lease_holder(&admin, "replica-a").await;
@@ -66,15 +100,7 @@ async fn killing_the_leader_process_hands_over_without_duplicates() {
     a.kill().unwrap(); // SIGKILL
     a.wait().unwrap();
     let killed_at = srv.requests().len() as u64;
-    let mut status = None;
-    for _ in 0..300 {
-        let r = runs.get("handover").await.unwrap();
-        if r.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
-            status = r.status;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = wait_for_end(&runs, "handover").await;
     let _ = b.kill();
     let _ = b.wait();
     let status = status.expect("the surviving replica finished the run");
@@ -93,14 +119,7 @@ async fn killing_the_leader_process_hands_over_without_duplicates() {
             && (r.impersonated || r.subresource == "status")),
         "the follower stayed passive while the leader lived"
     );
-    let persisted = log.iter().filter(|r| r.subresource == "scale" && r.is_persisted_mutation()).count();
-    let executed =
-        status.steps.iter().filter(|s| s.mutating && s.signal.as_ref().is_some_and(|g| !g.is_error())).count();
-    let unknown = status.steps.iter().filter(|s| s.error_code() == Some(ErrorCode::OutcomeUnknown)).count();
-    assert!(
-        persisted >= executed && persisted <= executed + unknown,
-        "{persisted} persisted, {executed} executed, {unknown} unknown"
-    );
+    let (persisted, unknown) = each_mutation_once(&srv, &status);
     println!("{} steps, {persisted} mutations, {unknown} unknown after the kill", status.steps.len());
 }
 
@@ -109,22 +128,9 @@ async fn killing_the_leader_process_hands_over_without_duplicates() {
 /// holds the Lease within 2 s, and the run goes on without a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_the_lease_and_a_standby_takes_over_at_once() {
-    let srv = cluster().await;
-    let admin = srv.client();
-    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (kc_a, kc_b) = (dir.path().join("a.kubeconfig"), dir.path().join("b.kubeconfig"));
-    srv.write_kubeconfig(&kc_a, Some("replica-a")).unwrap();
-    srv.write_kubeconfig(&kc_b, Some("replica-b")).unwrap();
-    let mut outputs: Vec<String> = (0..40)
-        .map(|i| json!({"next_step": {"tool": "k8s.scale", "arguments": {"kind": "Deployment", "name": "web", "replicas": 1 + i % 4}, "goal": "g"}}).to_string())
-        .collect();
-    outputs.push(r#"{"done":true,"message":"ok"}"#.into());
-    let decisions = dir.path().join("decisions.yaml");
-    std::fs::write(&decisions, serde_yaml::to_string(&outputs).unwrap()).unwrap();
+    let (srv, admin, dir) = two_replicas().await;
+    let (kc_a, kc_b, decisions) =
+        (dir.path().join("a.kubeconfig"), dir.path().join("b.kubeconfig"), dir.path().join("decisions.yaml"));
     let mut a = replica_with(&kc_a, &decisions, "replica-a", None);
     wait_for_lease_holder(&admin, "replica-a").await;
     let mut b = replica_with(&kc_b, &decisions, "replica-b", None);
@@ -151,23 +157,11 @@ async fn sigterm_releases_the_lease_and_a_standby_takes_over_at_once() {
     println!("handover after SIGTERM: {} ms", handed_over.as_millis());
     assert!(exit.success(), "the leader shut down cleanly: {exit:?}");
     assert!(handed_over < Duration::from_secs(2), "handover took {handed_over:?} (the lease is 15 s)");
-    let mut status = None;
-    for _ in 0..300 {
-        let r = runs.get("rollout").await.unwrap();
-        if r.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
-            status = r.status;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = wait_for_end(&runs, "rollout").await;
     let _ = b.kill();
     let _ = b.wait();
     let status = status.expect("the new leader finished the run");
     verify_chain(&status.steps, "", 1).expect("no step lost, repeated or edited");
-    let persisted = srv.requests().iter().filter(|r| r.subresource == "scale" && r.is_persisted_mutation()).count();
-    let executed =
-        status.steps.iter().filter(|s| s.mutating && s.signal.as_ref().is_some_and(|g| !g.is_error())).count();
-    let unknown = status.steps.iter().filter(|s| s.error_code() == Some(ErrorCode::OutcomeUnknown)).count();
-    assert!(persisted >= executed && persisted <= executed + unknown, "{persisted} persisted, {executed} executed");
+    let (_, unknown) = each_mutation_once(&srv, &status);
     assert_eq!(unknown, 0, "a graceful shutdown finishes its step: nothing is left unknown");
 }

@@ -107,23 +107,18 @@ fn a_bad_manifest_is_refused_with_the_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected apiVersion xct.dev/v1alpha1"));
 }
 
-/// The context scenario: a 2048-token window and a goal that reads a 6 KB
-/// file over and over. The prompt outgrows the window within a few steps;
-/// older steps are compacted and results cut so every step still gets a
-/// decision, and the run ends with a recorded outcome (exit 0 or 1). It used
-/// to stop at step 8 with "prompt does not fit" and exit 2.
-#[test]
-fn a_small_context_window_never_stops_a_run_unrecorded() {
-    let model = model_path();
+/// `xct local` with a 2048-token context window on a run that reads
+/// `access.log` (holding `log`) twice, with `limits_and_model` (spec YAML
+/// lines): its exit code and recorded history.
+fn in_a_2048_token_window(log: &str, limits_and_model: &str) -> (Option<i32>, XctRunStatus) {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
     std::fs::create_dir_all(&ws).unwrap();
-    let line = "2026-11-27T10:00:00Z web-0 GET /api/items 200 12ms user=alice\n";
-    std::fs::write(ws.join("access.log"), line.repeat(6 * 1024 / line.len())).unwrap();
+    std::fs::write(ws.join("access.log"), log).unwrap();
     let manifest = dir.path().join("read-twice.yaml");
     std::fs::write(
         &manifest,
-        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {name: read-twice}\nspec:\n  goal: Use fs.read on access.log, then use fs.read on access.log again, then say done.\n  tools: [fs.read]\n  limits: {maxSteps: 5, maxConsecutiveErrors: 5}\n  model: {maxTokens: 120}\n",
+        format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: read-twice}}\nspec:\n  goal: Use fs.read on access.log, then use fs.read on access.log again, then say done.\n  tools: [fs.read]\n  {limits_and_model}\n"),
     )
     .unwrap();
     let history = dir.path().join("history.yaml");
@@ -131,14 +126,27 @@ fn a_small_context_window_never_stops_a_run_unrecorded() {
         .args(["local", manifest.to_str().unwrap(), "--workspace", ws.to_str().unwrap(), "--history"])
         .arg(&history)
         .args(["--n-ctx", "2048", "--model"])
-        .arg(&model)
+        .arg(model_path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let code = out.status.code();
+    println!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let status = serde_yaml::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    (out.status.code(), status)
+}
+
+/// The context scenario: a 2048-token window and a goal that reads a 6 KB
+/// file over and over. The prompt outgrows the window within a few steps;
+/// older steps are compacted and results cut so every step still gets a
+/// decision, and the run ends with a recorded outcome (exit 0 or 1). It used
+/// to stop at step 8 with "prompt does not fit" and exit 2.
+#[test]
+fn a_small_context_window_never_stops_a_run_unrecorded() {
+    let line = "2026-11-27T10:00:00Z web-0 GET /api/items 200 12ms user=alice\n";
+    let (code, status) = in_a_2048_token_window(
+        &line.repeat(6 * 1024 / line.len()),
+        "limits: {maxSteps: 5, maxConsecutiveErrors: 5}\n  model: {maxTokens: 120}",
+    );
     assert!(code == Some(0) || code == Some(1), "a recorded outcome, not a failure to run: {code:?}");
-    let status: XctRunStatus = serde_yaml::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
     assert!(status.phase.is_terminal(), "{:?}", status.phase);
     // Two whole results of the 6 KB file (~1400 tokens each) cannot share a
     // 2048-token window: a third successful step needed the compaction.
@@ -158,27 +166,10 @@ fn a_small_context_window_never_stops_a_run_unrecorded() {
 /// closes the decision in time.
 #[test]
 fn a_rambling_goal_is_closed_within_max_tokens() {
-    let model = model_path();
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    std::fs::write(ws.join("access.log"), "GET /api/items 200\n").unwrap();
-    let manifest = dir.path().join("ramble.yaml");
-    std::fs::write(
-        &manifest,
-        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {name: read-twice}\nspec:\n  goal: Use fs.read on access.log, then use fs.read on access.log again, then say done.\n  tools: [fs.read]\n  limits: {maxSteps: 1}\n  model: {seed: 1, maxTokens: 120, temperature: 1.2}\n",
-    )
-    .unwrap();
-    let history = dir.path().join("history.yaml");
-    let out = Command::new(env!("CARGO_BIN_EXE_xct"))
-        .args(["local", manifest.to_str().unwrap(), "--workspace", ws.to_str().unwrap(), "--history"])
-        .arg(&history)
-        .args(["--n-ctx", "2048", "--model"])
-        .arg(&model)
-        .output()
-        .unwrap();
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    let status: XctRunStatus = serde_yaml::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    let (_, status) = in_a_2048_token_window(
+        "GET /api/items 200\n",
+        "limits: {maxSteps: 1}\n  model: {seed: 1, maxTokens: 120, temperature: 1.2}",
+    );
     let step = &status.steps[0];
     assert!(!step.model.truncated, "cut off at maxTokens: {}", step.decision);
     assert!(step.model.completion_tokens < 120);

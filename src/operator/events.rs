@@ -49,9 +49,20 @@ impl Events {
 pub const MAX_NOTE_BYTES: usize = 1000;
 
 /// A step's note: the digest first (it anchors the hash chain outside the
-/// run, so no cut may lose it), then the step's line.
+/// run, so no cut may lose it); for a step awaiting approval, what an
+/// XctApproval must name (run UID, step, proposal digest); then the step's
+/// line.
 pub fn step_note(step: &StepRecord) -> String {
-    bounded(format!("digest {} {}", step.digest.as_deref().unwrap_or("-"), crate::local::step_line(step)))
+    let approval = match (&step.judged_for, &step.proposal_digest) {
+        (Some(judged), Some(proposal)) if step.phase == crate::engine::record::StepPhase::AwaitingApproval => {
+            format!(
+                "awaits an XctApproval with runUid {} step {} proposalDigest {proposal}; ",
+                judged.run_uid, step.index
+            )
+        }
+        _ => String::new(),
+    };
+    bounded(format!("digest {} {approval}{}", step.digest.as_deref().unwrap_or("-"), crate::local::step_line(step)))
 }
 
 /// Cut a note to [`MAX_NOTE_BYTES`] on a character boundary.
@@ -83,5 +94,16 @@ mod tests {
         let note = step_note(&step);
         assert!(note.len() <= MAX_NOTE_BYTES, "{}", note.len());
         assert!(note.starts_with(&format!("digest {}", "ab".repeat(32))), "{note}");
+        // Awaiting approval: the note names what an approval must carry.
+        step.phase = crate::engine::record::StepPhase::AwaitingApproval;
+        step.proposal_digest = Some("cd".repeat(32));
+        step.judged_for = Some(crate::engine::record::JudgedFor { run_uid: "u-1".into(), acting_as: "sa".into() });
+        let note = step_note(&step);
+        let want = format!(
+            "digest {} awaits an XctApproval with runUid u-1 step 7 proposalDigest {}; ",
+            "ab".repeat(32),
+            "cd".repeat(32)
+        );
+        assert!(note.starts_with(&want), "{note}");
     }
 }

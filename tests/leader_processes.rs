@@ -139,8 +139,9 @@ async fn sigterm_releases_the_lease_and_a_standby_takes_over_at_once() {
     wait_for_steps(&runs, "rollout", 5).await;
     // Let the standby start polling before the leader goes.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sent = Command::new("kill").args(["-TERM", &a.id().to_string()]).status().unwrap();
-    assert!(sent.success());
+    // SAFETY: a plain kill(2) of our own child process.
+    let sent = unsafe { libc::kill(a.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0, "SIGTERM sent");
     let t = std::time::Instant::now();
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(admin.clone(), "default");
     let mut handed_over = None;

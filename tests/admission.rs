@@ -8,8 +8,12 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+/// One Helm at a time in this process: the first call may install it.
+static HELM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The rendered chart's ValidatingAdmissionPolicy, with `--set` overrides.
 fn rendered_vap(overrides: &[&str]) -> Value {
+    let _one = HELM.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new(root.join("scripts/helm.sh"));
     cmd.current_dir(root).args(["template", "xct-operator", "charts/xct-operator", "-n", "xct-system"]);

@@ -120,6 +120,14 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
     // The table view and describe work on the run.
     let o = kubectl(&admin_kc, &["get", "xr", "-n", "demo"], None).await;
     assert!(o.ok && o.stdout.contains("scale-web") && o.stdout.contains("PHASE"), "{}", o.stdout);
+    // The xct category: one `kubectl get` for runs, policies and approvals.
+    let o = kubectl(&admin_kc, &["get", "xct", "-A"], None).await;
+    assert!(o.ok, "kubectl get xct -A: {}", o.stderr);
+    assert!(
+        o.stdout.contains("xctrun.xct.dev/scale-web") && o.stdout.contains("xctpolicy.xct.dev/baseline"),
+        "{}",
+        o.stdout
+    );
 
     let log = srv.requests();
     let sa = xct::k8s::service_account_user("demo", "xct-runner");

@@ -29,6 +29,7 @@ pub const MAX_GOAL_BYTES: usize = 8 * 1024;
     kind = "XctRun",
     namespaced,
     shortname = "xr",
+    category = "xct",
     status = "XctRunStatus",
     doc = "An XCT run: a goal pursued by a model one validated step at a time, with the full step history in its status.",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,

@@ -24,6 +24,8 @@ pub struct Kind {
     pub plural: String,
     pub singular: String,
     pub short_names: Vec<String>,
+    /// `kubectl get CATEGORY` groups (a CRD's `spec.names.categories`).
+    pub categories: Vec<String>,
     pub namespaced: bool,
     /// Has a `/status` subresource.
     pub status: bool,
@@ -47,6 +49,7 @@ impl Kind {
             plural: plural.into(),
             singular: kind.to_lowercase(),
             short_names: vec![],
+            categories: vec![],
             namespaced,
             status: false,
             scale: false,
@@ -89,7 +92,7 @@ impl Kind {
             "kind": self.kind,
             "verbs": self.verbs(),
             "shortNames": self.short_names,
-            "categories": if self.crd.is_some() { json!(["all"]) } else { json!([]) },
+            "categories": self.categories,
         })];
         if self.status {
             out.push(json!({"name": format!("{}/status", self.plural), "singularName": "", "namespaced": self.namespaced, "kind": self.kind, "verbs": ["get", "patch", "update"]}));
@@ -246,10 +249,11 @@ pub fn kinds_of_crd(crd: &Value) -> Result<Vec<Kind>, Vec<String>> {
         return Err(errs);
     }
     let singular = spec["names"]["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
-    let short_names: Vec<String> = spec["names"]["shortNames"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    let short_names = strings(&spec["names"]["shortNames"]);
+    let categories = strings(&spec["names"]["categories"]);
     Ok(versions
         .iter()
         .filter(|v| v["served"] != false)
@@ -260,6 +264,7 @@ pub fn kinds_of_crd(crd: &Value) -> Result<Vec<Kind>, Vec<String>> {
             plural: plural.clone(),
             singular: singular.clone(),
             short_names: short_names.clone(),
+            categories: categories.clone(),
             namespaced: scope == "Namespaced",
             status: v["subresources"].get("status").is_some(),
             scale: v["subresources"].get("scale").is_some(),

@@ -356,6 +356,14 @@ async fn execute(
     if record.mutating {
         journal.intent(record, replaces_last).await.map_err(EngineError::Journal)?;
     }
+    let (signal, took) = run_tool(run, step).await;
+    journal.reached(Boundary::Executed);
+    complete(record, signal, took);
+    Ok(())
+}
+
+/// Run the step's tool: its signal (results bounded) and milliseconds.
+async fn run_tool(run: &RunConfig, step: &NextStep) -> (Signal, u64) {
     let t = Instant::now();
     let signal = match run.tools.get(&step.tool) {
         None => Signal::error(ErrorCode::ToolNotAllowed, format!("tool {:?} is not allowed", step.tool)),
@@ -364,9 +372,7 @@ async fn execute(
             Err(e) => e.to_signal(),
         },
     };
-    journal.reached(Boundary::Executed);
-    complete(record, signal, ms(t));
-    Ok(())
+    (signal, ms(t))
 }
 
 /// The proposal a recorded step holds.
@@ -392,10 +398,9 @@ async fn recover(run: &RunConfig, last: &StepRecord, judge: Option<&dyn Judge>) 
             apply_refusal(&mut rec, validated, signal);
             return rec;
         }
-        let mut journal = NoJournal;
-        if execute(run, &step, &mut rec, true, &mut journal).await.is_err() {
-            complete(&mut rec, Signal::error(ErrorCode::OutcomeUnknown, "the interrupted read could not run"), 0);
-        }
+        // A read records no intent: it just runs.
+        let (signal, took) = run_tool(run, &step).await;
+        complete(&mut rec, signal, took);
         return rec;
     }
     let observed = gate::observe(run, &step, judge).await;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # How many decisions are cut off at maxTokens, with the test model: the two
 # local examples at temperature 0, then the context scenario (a 6 KB log
-# read again and again with --n-ctx 2048, maxTokens 120) at temperature 1.2
-# for seeds 1..3. Prints one line per run and the total share.
+# read again and again with --n-ctx 2048, maxTokens 120) and the story
+# scenario (fs.write of a long story, maxTokens 120) at temperature 1.2 for
+# seeds 1..3. Prints one line per run and the total share.
 # Usage: scripts/measure-cutoffs.sh   (after cargo build and scripts/fetch-model.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,12 +26,22 @@ spec:
   limits: {maxSteps: 8, maxConsecutiveErrors: 8}
   model: {seed: $seed, maxTokens: 120, temperature: 1.2}
 Y
-  runs+=("$work/context-$seed.yaml")
+  cat > "$work/story-$seed.yaml" <<Y
+apiVersion: xct.dev/v1alpha1
+kind: XctRun
+metadata: {name: story-$seed}
+spec:
+  goal: Use fs.write to write a long story about a dragon into story.txt, then say done.
+  tools: [fs.write]
+  limits: {maxSteps: 3, maxConsecutiveErrors: 3}
+  model: {seed: $seed, maxTokens: 120, temperature: 1.2}
+Y
+  runs+=("$work/context-$seed.yaml" "$work/story-$seed.yaml")
 done
 for m in "${runs[@]}"; do
   name=$(basename "$m" .yaml)
   extra=()
-  case "$name" in context-*) extra=(--n-ctx 2048) ;; esac
+  case "$name" in context-* | story-*) extra=(--n-ctx 2048) ;; esac
   "$xct" local "$m" --workspace "$work/ws" --history "$work/$name.history.yaml" --model "$model" "${extra[@]}" >/dev/null 2>&1 || true
 done
 python3 - "$work" <<'P'

@@ -1,6 +1,8 @@
 //! The fs tools: every escape attempt is refused and nothing outside the
 //! workspace is read or written.
 
+mod support;
+
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -198,4 +200,41 @@ async fn a_huge_file_is_read_in_bounded_memory() {
     // sha256 of 512 MiB of zeros, computed while streaming.
     assert_eq!(r["sha256"], "9acca8e8c22201155389f65abbf6bc9723edc7384ead80503839f49dcc56d767");
     assert!(grew < 32 * 1024 * 1024, "peak memory grew by {grew} bytes");
+}
+
+/// A free string argument is bounded by the run's maxTokens; the grammar
+/// allows one character more, so a content the grammar had to close (the
+/// model meant more) is refused at the gate and never written, while the
+/// longest allowed one is written whole.
+#[tokio::test]
+async fn content_at_the_grammar_ceiling_is_refused_not_written_cut() {
+    use xct::engine::{Engine, Limits, RunConfig, bounds, record::VerdictOutcome};
+    let f = fixture();
+    let max_tokens = 120;
+    let chars = bounds::max_argument_chars(max_tokens, 2) as usize;
+    assert_eq!(chars, 30, "path and content share 60 characters");
+    let write = |path: &str, len: usize| {
+        json!({"next_step": {"tool": "fs.write", "arguments": {"path": path, "content": "x".repeat(len)}, "goal": "g"}})
+            .to_string()
+    };
+    let decider = xct::model::ScriptedDecider::new([write("cut.txt", chars + 1), write("whole.txt", chars)]);
+    let cfg = RunConfig {
+        id: "bounds".into(),
+        acting_as: "tester".into(),
+        goal: "write".into(),
+        tools: f.tools.clone(),
+        limits: Limits::default(),
+        sampling: xct::model::Sampling { max_tokens, ..Default::default() },
+    };
+    let engine = Engine::new(&decider);
+    let started = chrono::Utc::now();
+    let cut = support::next(&engine, &cfg, &[], started).await.unwrap();
+    assert_eq!(cut.verdict.outcome, VerdictOutcome::Vetoed);
+    assert_eq!(cut.outcome_label(), "INVALID_ARGUMENTS");
+    let told = cut.signal.as_ref().unwrap().to_json_string();
+    assert!(told.contains("maxTokens (120)") && told.contains("longer than 30 characters"), "{told}");
+    assert!(!f.ws.join("cut.txt").exists(), "a cut content is never written");
+    let whole = support::next(&engine, &cfg, std::slice::from_ref(&cut), started).await.unwrap();
+    assert_eq!(whole.outcome_label(), "Success");
+    assert_eq!(std::fs::read_to_string(f.ws.join("whole.txt")).unwrap(), "x".repeat(chars));
 }

@@ -111,10 +111,13 @@ async fn run_to_end(
 ) -> Vec<StepRecord> {
     let admin = srv.client();
     let max = outputs.len() + 1;
+    // maxTokens at its largest: the 300-character names then fit the
+    // argument bounds it derives (engine/bounds.rs) and reach the target
+    // check this file is about (a smaller budget refuses them at the schema).
     let controller = start_operator(srv, Arc::new(ScriptedDecider::new(outputs)), None);
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     let run: XctRun = serde_yaml::from_str(&format!(
-        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: {name}}}\nspec:\n  goal: g\n  tools: {tools}\n  serviceAccountName: {SA}\n  limits: {{maxSteps: {max}, maxConsecutiveErrors: 1000}}\n"
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: {name}}}\nspec:\n  goal: g\n  tools: {tools}\n  serviceAccountName: {SA}\n  limits: {{maxSteps: {max}, maxConsecutiveErrors: 1000}}\n  model: {{maxTokens: 4096}}\n"
     ))
     .unwrap();
     runs.create(&PostParams::default(), &run).await.unwrap();

@@ -44,3 +44,35 @@ async fn every_tool_schema_becomes_a_grammar() {
     };
     schema_to_gbnf(&context::decision_schema(&run)).unwrap();
 }
+
+/// Every free string of a decision is bounded in the grammar (`char{0,n}`,
+/// never `char*`) except inside the free objects of k8s.patch and k8s.apply,
+/// whose size llama.cpp's converter cannot bound. The grammar allows one
+/// character more than the schema the gate checks (engine/bounds.rs).
+#[tokio::test]
+async fn the_grammar_bounds_every_free_string_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+    let k8s = xct::k8s::tools::tools(Arc::new(K8sContext { client, namespace: "demo".into() }));
+    let fs = Workspace::open(dir.path()).unwrap().tools();
+    let mut checked = 0;
+    for tool in k8s.into_iter().chain(fs) {
+        let run = RunConfig {
+            id: "b".into(),
+            acting_as: "tester".into(),
+            goal: "g".into(),
+            tools: ToolSet::new().with(tool.clone()),
+            limits: Limits::default(),
+            sampling: Sampling { max_tokens: 256, ..Sampling::default() },
+        };
+        let gbnf = schema_to_gbnf(&context::decision_schema(&run)).unwrap();
+        let free_object = matches!(tool.name(), "k8s.patch" | "k8s.apply");
+        assert_eq!(gbnf.contains("char*"), free_object, "{}:\n{gbnf}", tool.name());
+        if tool.name() == "fs.write" {
+            // path and content share 128 characters; the grammar allows 65.
+            assert_eq!(gbnf.matches("char{0,65}").count(), 2, "{gbnf}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 12);
+}

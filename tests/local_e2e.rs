@@ -111,14 +111,29 @@ fn a_bad_manifest_is_refused_with_the_reason() {
 /// `access.log` (holding `log`) twice, with `limits_and_model` (spec YAML
 /// lines): its exit code and recorded history.
 fn in_a_2048_token_window(log: &str, limits_and_model: &str) -> (Option<i32>, XctRunStatus) {
+    let goal = "Use fs.read on access.log, then use fs.read on access.log again, then say done.";
+    let (code, status, _) = run_local(goal, "[fs.read]", &[("access.log", log)], limits_and_model);
+    (code, status)
+}
+
+/// `xct local` on a one-off run with a 2048-token window: its exit code,
+/// recorded status and workspace.
+fn run_local(
+    goal: &str,
+    tools: &str,
+    files: &[(&str, &str)],
+    limits_and_model: &str,
+) -> (Option<i32>, XctRunStatus, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
     std::fs::create_dir_all(&ws).unwrap();
-    std::fs::write(ws.join("access.log"), log).unwrap();
-    let manifest = dir.path().join("read-twice.yaml");
+    for (name, content) in files {
+        std::fs::write(ws.join(name), content).unwrap();
+    }
+    let manifest = dir.path().join("run.yaml");
     std::fs::write(
         &manifest,
-        format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: read-twice}}\nspec:\n  goal: Use fs.read on access.log, then use fs.read on access.log again, then say done.\n  tools: [fs.read]\n  {limits_and_model}\n"),
+        format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: one-off}}\nspec:\n  goal: {goal}\n  tools: {tools}\n  {limits_and_model}\n"),
     )
     .unwrap();
     let history = dir.path().join("history.yaml");
@@ -131,7 +146,7 @@ fn in_a_2048_token_window(log: &str, limits_and_model: &str) -> (Option<i32>, Xc
         .unwrap();
     println!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let status = serde_yaml::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
-    (out.status.code(), status)
+    (out.status.code(), status, dir)
 }
 
 /// The context scenario: a 2048-token window and a goal that reads a 6 KB
@@ -175,6 +190,33 @@ fn a_rambling_goal_is_closed_within_max_tokens() {
     assert!(step.model.completion_tokens < 120);
     let parsed = parse_decision(&step.decision, false).unwrap();
     if let xct::protocol::Decision::NextStep(s) = parsed {
-        assert!(s.goal.chars().count() <= xct::engine::context::max_goal_chars(120) as usize, "{}", s.goal);
+        assert!(s.goal.chars().count() <= xct::engine::bounds::max_goal_chars(120) as usize, "{}", s.goal);
+    }
+}
+
+/// At temperature 1.2 (seed 2) the test model's first fs.write rambled in
+/// its `content` until maxTokens cut the decision off. Free string
+/// arguments are now bounded by maxTokens too: the decision closes, and a
+/// content the grammar had to close is refused, never written cut.
+#[test]
+fn a_rambling_file_content_is_closed_and_never_written_cut() {
+    let (_, status, dir) = run_local(
+        "Use fs.write to write a long story about a dragon into story.txt, then say done.",
+        "[fs.write]",
+        &[],
+        "limits: {maxSteps: 1}\n  model: {seed: 2, maxTokens: 120, temperature: 1.2}",
+    );
+    let step = &status.steps[0];
+    assert!(!step.model.truncated, "cut off at maxTokens: {}", step.decision);
+    let parsed = parse_decision(&step.decision, false).unwrap();
+    let xct::protocol::Decision::NextStep(s) = parsed else { panic!("{}", step.decision) };
+    let content = s.arguments["content"].as_str().unwrap();
+    let allowed = xct::engine::bounds::max_argument_chars(120, 2) as usize;
+    let written = dir.path().join("ws").join(s.arguments["path"].as_str().unwrap());
+    if content.chars().count() > allowed {
+        assert_eq!(step.outcome_label(), "INVALID_ARGUMENTS", "{}", step.decision);
+        assert!(!written.exists());
+    } else {
+        assert_eq!(std::fs::read_to_string(written).unwrap(), content);
     }
 }

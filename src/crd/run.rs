@@ -125,7 +125,11 @@ pub struct ModelParams {
     /// Random seed for sampling.
     #[serde(default = "default_seed")]
     pub seed: u32,
-    /// Most tokens per decision; a longer one is cut off and refused.
+    /// Most tokens per decision; a longer one is cut off and refused. It
+    /// also bounds the free texts so a decision closes in time: the step's
+    /// goal to maxTokens/4 characters, the free string arguments of a tool
+    /// (a file's content, a label selector) to a share of maxTokens/2, the
+    /// done message to maxTokens/2. Raise it for longer file contents.
     #[serde(default = "default_max_tokens")]
     #[schemars(range(min = 1, max = 4096))]
     pub max_tokens: u32,

@@ -14,8 +14,8 @@
 
 use serde_json::{Value, json};
 
-use super::RunConfig;
 use super::record::StepRecord;
+use super::{RunConfig, bounds};
 use crate::model::{ChatMessage, Role};
 
 /// How much of a past decision is shown again (a 64 KiB invalid output is
@@ -41,7 +41,7 @@ An error means nothing happened: read it and adjust your next proposal.\n\nTools
             "- {} ({mutates}): {} Arguments schema: {}\n",
             tool.name(),
             tool.description(),
-            tool.schema()
+            bounds::argument_schema(tool.as_ref(), run.sampling.max_tokens)
         ));
     }
     s
@@ -137,30 +137,15 @@ fn cut(text: &str, max: usize) -> String {
     format!("{}... [{} bytes cut]", &text[..at], text.len() - at)
 }
 
-/// Least length of the free texts `goal` and `message`, in characters.
-pub const MIN_FREE_TEXT_CHARS: u32 = 16;
-
-/// Longest `goal`, in characters: a quarter of `maxTokens`. A character is
-/// at most one token of ASCII text, so even a model that rambles in its
-/// goal leaves three quarters of the budget for the tool and arguments,
-/// and the grammar closes the string in time.
-pub fn max_goal_chars(max_tokens: u32) -> u32 {
-    (max_tokens / 4).max(MIN_FREE_TEXT_CHARS)
-}
-
-/// Longest done `message`, in characters: half of `maxTokens` (the done
-/// object has little else).
-pub fn max_message_chars(max_tokens: u32) -> u32 {
-    (max_tokens / 2).max(MIN_FREE_TEXT_CHARS)
-}
-
 /// The JSON Schema of a valid decision for this run: `done`, or a
 /// `next_step` naming one of the run's tools with arguments matching that
 /// tool's schema. Property order is the order the model writes. The free
-/// texts are bounded by the run's `maxTokens` so a decision closes within it.
+/// texts are bounded by the run's `maxTokens` ([`bounds`]) so a decision
+/// closes within it.
 pub fn decision_schema(run: &RunConfig) -> Value {
-    let goal_chars = max_goal_chars(run.sampling.max_tokens);
-    let message_chars = max_message_chars(run.sampling.max_tokens);
+    let max_tokens = run.sampling.max_tokens;
+    let goal_chars = bounds::max_goal_chars(max_tokens);
+    let message_chars = bounds::max_message_chars(max_tokens);
     let steps: Vec<Value> = run
         .tools
         .iter()
@@ -169,7 +154,7 @@ pub fn decision_schema(run: &RunConfig) -> Value {
                 "type": "object",
                 "properties": {
                     "tool": {"const": tool.name()},
-                    "arguments": tool.schema(),
+                    "arguments": bounds::argument_grammar(tool.as_ref(), max_tokens),
                     "goal": {"type": "string", "maxLength": goal_chars},
                 },
                 "required": ["tool", "arguments", "goal"],

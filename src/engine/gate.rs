@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::RunConfig;
 use super::record::{DryRunRecord, PolicyDecision, Verdict, VerdictOutcome};
+use super::{RunConfig, bounds};
 use crate::protocol::{ErrorCode, NextStep, Signal};
 use crate::tools::{Target, Tool};
 
@@ -87,9 +87,17 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
     };
     let mutating = tool.mutates();
     let args = Value::Object(step.arguments.clone());
-    if let Err(errors) = check_schema(&tool.schema(), &args) {
-        let msg = format!("arguments do not match the schema of {}: {}", step.tool, errors.join("; "));
-        let details = json!({"errors": errors, "schema": tool.schema()});
+    let schema = bounds::argument_schema(tool.as_ref(), run.sampling.max_tokens);
+    if let Err(errors) = check_schema(&schema, &args) {
+        let mut msg = format!("arguments do not match the schema of {}: {}", step.tool, errors.join("; "));
+        if check_schema(&tool.schema(), &args).is_ok() {
+            msg.push_str(&format!(
+                "; free strings are bounded by this run's maxTokens ({}): shorten the argument, split the work \
+                 into several steps, or ask for a larger spec.model.maxTokens",
+                run.sampling.max_tokens
+            ));
+        }
+        let details = json!({"errors": errors, "schema": schema});
         return refused(t, mutating, "schema", Signal::error_with(ErrorCode::InvalidArguments, msg, details), None);
     }
     let target = match tool.target(&args) {

@@ -7,6 +7,7 @@
 //! records the intent before executing a mutation) can call them one by one;
 //! [`Engine::step`] chains them for hosts that need not (the local runner).
 
+pub mod bounds;
 pub mod context;
 pub mod gate;
 pub mod record;

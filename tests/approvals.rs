@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::*;
-use xct::crd::{RunPhase, XctApproval, XctRun};
+use xct::crd::{ApprovalState, RunPhase, XctApproval, XctRun};
 use xct::engine::record::StepPhase;
 use xct::model::ScriptedDecider;
 
@@ -140,6 +140,26 @@ async fn approvals_bind_to_the_digest_and_reject_or_execute() {
     assert_eq!(deletes.len(), 1, "executed exactly once");
     let approval = log.iter().find(|r| r.resource == "xctapprovals" && r.verb == "create").unwrap();
     assert!(deletes[0].seq > approval.seq, "only after the approval");
+    // Each approval says what became of it, for the run instance it was
+    // considered for: kubectl get xa shows it, kstatus reads it.
+    let uid = r.metadata.uid.unwrap();
+    let approvals: Api<XctApproval> = Api::namespaced(admin.clone(), NS);
+    let expected = [
+        ("wrong-digest", ApprovalState::Ignored, "digest does not match"),
+        ("self", ApprovalState::Ignored, "cannot approve"),
+        ("reject-1", ApprovalState::Accepted, "rejected step 1"),
+        ("approve-2", ApprovalState::Accepted, "approved step 2"),
+    ];
+    for (name, state, said) in expected {
+        let status = approvals.get(name).await.unwrap().status.unwrap_or_else(|| panic!("{name} has no status"));
+        assert_eq!(status.state, state, "{name}");
+        assert!(status.message.contains(said), "{name}: {}", status.message);
+        assert_eq!(status.applied_to_run_uid, uid, "{name}");
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.status == "True", state == ApprovalState::Accepted, "{name}");
+        let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+        assert_eq!(stalled.status == "True", state == ApprovalState::Ignored, "{name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,6 +120,11 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
     // The table view and describe work on the run.
     let o = kubectl(&admin_kc, &["get", "xr", "-n", "demo"], None).await;
     assert!(o.ok && o.stdout.contains("scale-web") && o.stdout.contains("PHASE"), "{}", o.stdout);
+    assert!(!o.stdout.contains("MESSAGE"), "the message column is for -o wide only: {}", o.stdout);
+    let o = kubectl(&admin_kc, &["get", "xr", "-n", "demo", "-o", "wide"], None).await;
+    let message = status.message.clone().unwrap_or_default();
+    let shown = message.chars().take(20).collect::<String>();
+    assert!(o.ok && o.stdout.contains("MESSAGE") && o.stdout.contains(&shown), "{message}\n{}", o.stdout);
     // The xct category: one `kubectl get` for runs, policies and approvals.
     let o = kubectl(&admin_kc, &["get", "xct", "-A"], None).await;
     assert!(o.ok, "kubectl get xct -A: {}", o.stderr);

@@ -1,12 +1,12 @@
 //! Kubernetes resource types (group `xct.dev`, version `v1alpha1`). The
 //! Rust types are the source of truth for `crds/*.yaml`.
 
+pub mod approval;
 pub mod policy;
 pub mod run;
 
-pub use policy::{
-    ApprovalDecision, Effect, Enforcement, XctApproval, XctApprovalSpec, XctPolicy, XctPolicySpec, XctPolicyStatus,
-};
+pub use approval::{ApprovalDecision, ApprovalState, XctApproval, XctApprovalSpec, XctApprovalStatus};
+pub use policy::{Effect, Enforcement, XctPolicy, XctPolicySpec, XctPolicyStatus};
 pub use run::{Condition, ModelParams, RunLimits, RunPhase, XctRun, XctRunSpec, XctRunStatus, set_condition};
 
 use kube::CustomResourceExt;

@@ -1,5 +1,4 @@
-//! `XctPolicy` (the veto layer) and `XctApproval` (a human decision bound
-//! to one exact proposal).
+//! `XctPolicy`: the veto layer.
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -21,7 +20,8 @@ use super::run::Condition;
     printcolumn = r#"{"name":"Enforcement","type":"string","jsonPath":".spec.enforcement"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Runs","type":"integer","jsonPath":".status.runsDecided"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct XctPolicySpec {
@@ -136,54 +136,4 @@ pub struct XctPolicyStatus {
     /// How many distinct runs this policy has decided for.
     #[serde(default)]
     pub runs_decided: u64,
-}
-
-/// A human decision on one proposal, bound to its digest.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(
-    group = "xct.dev",
-    version = "v1alpha1",
-    kind = "XctApproval",
-    namespaced,
-    shortname = "xa",
-    category = "xct",
-    doc = "Approves or rejects one proposal of an XctRun; it counts only if runUid and proposalDigest match that run instance and that exact proposal.",
-    printcolumn = r#"{"name":"Run","type":"string","jsonPath":".spec.runName"}"#,
-    printcolumn = r#"{"name":"Step","type":"integer","jsonPath":".spec.step"}"#,
-    printcolumn = r#"{"name":"Decision","type":"string","jsonPath":".spec.decision"}"#,
-    printcolumn = r#"{"name":"Approver","type":"string","jsonPath":".spec.approver"}"#
-)]
-#[serde(rename_all = "camelCase")]
-pub struct XctApprovalSpec {
-    /// The XctRun (same namespace).
-    #[schemars(length(min = 1, max = 253))]
-    pub run_name: String,
-    /// The run's `metadata.uid`, as shown in its status next to the
-    /// proposal digest: an approval never carries over to another run
-    /// created later under the same name.
-    #[schemars(length(min = 1, max = 128))]
-    pub run_uid: String,
-    /// The step index awaiting approval.
-    #[schemars(range(min = 1))]
-    pub step: u32,
-    /// sha256 of the proposal, as shown in the run's status.
-    #[schemars(length(min = 64, max = 64), regex(pattern = "^[0-9a-f]{64}$"))]
-    pub proposal_digest: String,
-    /// Approve or Reject.
-    pub decision: ApprovalDecision,
-    /// Why; told to the model on Reject.
-    #[serde(default)]
-    #[schemars(length(max = 1024))]
-    pub reason: String,
-    /// Who decided; the chart's ValidatingAdmissionPolicy requires it to be
-    /// the authenticated user that creates the object.
-    #[serde(default)]
-    pub approver: String,
-}
-
-/// Approve or Reject.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum ApprovalDecision {
-    Approve,
-    Reject,
 }

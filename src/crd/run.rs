@@ -36,7 +36,8 @@ pub const MAX_GOAL_BYTES: usize = 8 * 1024;
     printcolumn = r#"{"name":"Steps","type":"integer","jsonPath":".status.stepCount"}"#,
     printcolumn = r#"{"name":"Last Tool","type":"string","jsonPath":".status.lastTool"}"#,
     printcolumn = r#"{"name":"Last Outcome","type":"string","jsonPath":".status.lastOutcome"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::crd::ApprovalDecision;
+
 use crate::engine::RunOutcome;
 use crate::model::{LlamaDecider, LlamaOptions};
 
@@ -107,7 +109,52 @@ pub enum HistoryCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Steps awaiting approval: run, step, tool, proposal digest, dry run.
+    List {
+        /// Only this namespace (default: all namespaces).
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+}
+
+/// Which pending step to answer, and why.
+#[derive(Debug, clap::Args)]
+pub struct AnswerArgs {
+    /// The XctRun awaiting approval.
+    pub run: String,
+    /// Its namespace (default: the kubeconfig context's).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// The step you reviewed; refused if the run now waits on another one.
+    #[arg(long)]
+    pub step: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Steps awaiting a human decision.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
+    /// Approve the pending step of a run as the current user (an
+    /// XctApproval bound to its run UID, step and proposal digest).
+    Approve {
+        #[command(flatten)]
+        which: AnswerArgs,
+        /// Why (recorded in the approval).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Reject the pending step of a run as the current user; the model is told the reason.
+    Reject {
+        #[command(flatten)]
+        which: AnswerArgs,
+        /// Why (told to the model).
+        #[arg(long)]
+        reason: String,
+    },
     /// Model-side benchmarks: (a) prefix reuse, (b) constrained decoding, (c) concurrent runs.
     Bench {
         /// Sections to run: any of a, b, c.
@@ -208,6 +255,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             controller(namespace, health_addr, lease, model, scripted_decisions).await
         }
         Command::Crdgen { out } => crdgen(&out),
+        Command::Approvals { command: ApprovalsCommand::List { namespace } } => approvals_list(namespace).await,
+        Command::Approve { which, reason } => answer(which, ApprovalDecision::Approve, &reason).await,
+        Command::Reject { which, reason } => answer(which, ApprovalDecision::Reject, &reason).await,
         Command::Local { manifest, workspace, history, model } => local(manifest, workspace, history, model).await,
     }
 }
@@ -387,6 +437,45 @@ fn policy_test(
     let report = report::Report::new(replayed, before, &expectations);
     print!("{}", report.render(output));
     ExitCode::from(report.exit_code())
+}
+
+async fn approvals_list(namespace: Option<String>) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("no Kubernetes configuration: {e}")),
+    };
+    match crate::approvals::list(&client, namespace.as_deref()).await {
+        Ok(pending) => {
+            print!("{}", crate::approvals::table(&pending));
+            ExitCode::SUCCESS
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+async fn answer(which: AnswerArgs, decision: ApprovalDecision, reason: &str) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("no Kubernetes configuration: {e}")),
+    };
+    let namespace = which.namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    match crate::approvals::answer(&client, &namespace, &which.run, which.step, decision, reason).await {
+        Ok((created, pending)) => {
+            print!("{}", pending.describe());
+            let name = created.metadata.name.unwrap_or_default();
+            println!(
+                "xctapproval.xct.dev/{name} created: {decision:?} step {} as {}",
+                pending.step.index, created.spec.approver
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+fn refused(e: &crate::approvals::ApproveError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(e.exit_code())
 }
 
 async fn history_show(run: &str, namespace: &str) -> ExitCode {

@@ -6,8 +6,9 @@
 //! Layout: [`protocol`] (wire types), [`engine`] (the step machine),
 //! [`model`] (deciders, llama.cpp), [`tools`] (tool trait and catalogue),
 //! [`local`] (the local host), [`crd`] (Kubernetes resource types),
-//! [`cli`] (the `xct` command).
+//! [`cli`] (the `xct` command), [`approvals`] (approving from kubectl).
 
+pub mod approvals;
 pub mod bench;
 pub mod cli;
 pub mod crd;

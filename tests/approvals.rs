@@ -309,3 +309,108 @@ async fn no_approval_counts_for_a_run_whose_creator_is_unknown() {
     assert!(cms.get("old").await.is_ok());
     nothing_deleted(&srv);
 }
+
+/// `xct` (or `kubectl xct`, through a kubectl-xct link) as the user in
+/// `kubeconfig`: exit code, stdout, stderr.
+fn xct_as(kubeconfig: &std::path::Path, plugin: bool, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = if plugin {
+        let bin = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_xct"), bin.path().join("kubectl-xct")).unwrap();
+        let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+        std::process::Command::new(xct_testapi::kubectl::binary())
+            .arg("xct")
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xct")).args(args).env("KUBECONFIG", kubeconfig).output().unwrap()
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// A reviewer lists what waits, and approves it from kubectl: the approval
+/// is created as the reviewer (found with a SelfSubjectReview) for exactly
+/// the pending run UID, step and digest, and the step executes once. Asking
+/// for another step, or approving one's own run, creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_from_kubectl_binds_the_pending_step_as_the_current_user() {
+    let (srv, admin, cms) = cluster_with_old_config().await;
+    let controller = start(&srv, vec![delete("old"), r#"{"done":true,"message":"cleaned"}"#.into()]).await;
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    runs.create(&PostParams::default(), &run_manifest(3600)).await.unwrap();
+    let r = until(&runs, "cleanup", "awaiting approval of step 1", awaiting(1)).await;
+    let digest = r.status.as_ref().unwrap().steps[0].proposal_digest.clone().unwrap();
+    let uid = r.metadata.uid.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (bob, alice) = (dir.path().join("bob"), dir.path().join("alice"));
+    srv.write_kubeconfig(&bob, Some("bob")).unwrap();
+    srv.write_kubeconfig(&alice, Some("alice")).unwrap();
+
+    let listed = tokio::task::spawn_blocking({
+        let bob = bob.clone();
+        move || xct_as(&bob, false, &["approvals", "list", "-n", NS])
+    })
+    .await
+    .unwrap();
+    assert_eq!(listed.0, Some(0), "{listed:?}");
+    let row = listed.1.lines().find(|l| l.contains("cleanup")).unwrap_or_else(|| panic!("{}", listed.1));
+    assert!(row.contains("k8s.delete") && row.contains(&digest[..12]) && row.contains("would delete"), "{row}");
+
+    srv.clear_requests();
+    let (bob2, alice2) = (bob.clone(), alice.clone());
+    let refused = tokio::task::spawn_blocking(move || {
+        [
+            xct_as(&bob2, false, &["approve", "cleanup", "-n", NS, "--step", "2"]),
+            xct_as(&alice2, false, &["approve", "cleanup", "-n", NS]),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused[0].0, Some(1), "{:?}", refused[0]);
+    assert!(refused[0].2.contains("awaits approval of step 1, not step 2"), "{:?}", refused[0]);
+    assert_eq!(refused[1].0, Some(1), "{:?}", refused[1]);
+    assert!(refused[1].2.contains("you (alice) created this run"), "{:?}", refused[1]);
+    let creates = |log: &[xct_testapi::RequestRecord]| {
+        log.iter().filter(|r| r.resource == "xctapprovals" && r.verb == "create").cloned().collect::<Vec<_>>()
+    };
+    assert!(creates(&srv.requests()).is_empty(), "a refused answer creates nothing");
+
+    let approved = tokio::task::spawn_blocking(move || {
+        xct_as(&bob, true, &["approve", "cleanup", "-n", NS, "--step", "1", "--reason", "old config, reviewed"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(approved.0, Some(0), "{approved:?}");
+    assert!(approved.1.contains(&digest) && approved.1.contains("would delete ConfigMap demo/old"), "{}", approved.1);
+    let r = until(&runs, "cleanup", "the run to finish", |r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
+        .await;
+    controller.abort();
+    assert_eq!(r.status.unwrap().phase, RunPhase::Succeeded);
+    assert!(cms.get("old").await.is_err(), "deleted after the approval");
+
+    let log = srv.requests();
+    let created = creates(&log);
+    assert_eq!(created.len(), 1);
+    assert_eq!((created[0].user.as_str(), created[0].impersonated), ("bob", false), "created as the reviewer");
+    // Who asked: alice (refused: her own run) and bob; the wrong-step try
+    // stopped before asking.
+    let reviews: Vec<_> = log
+        .iter()
+        .filter(|r| r.resource == "selfsubjectreviews" && r.verb == "create")
+        .map(|r| r.user.as_str())
+        .collect();
+    assert_eq!(reviews, ["alice", "bob"]);
+    let approvals: Api<XctApproval> = Api::namespaced(admin.clone(), NS);
+    let a = approvals.list(&Default::default()).await.unwrap().items.remove(0);
+    assert_eq!(
+        (a.spec.run_uid.as_str(), a.spec.step, a.spec.proposal_digest.as_str(), a.spec.approver.as_str()),
+        (uid.as_str(), 1, digest.as_str(), "bob")
+    );
+    assert_eq!(a.spec.reason, "old config, reviewed");
+    assert_eq!(a.status.unwrap().state, ApprovalState::Accepted);
+    let deletes = log.iter().filter(|r| r.resource == "configmaps" && r.verb == "delete" && !r.dry_run).count();
+    assert_eq!(deletes, 1, "executed exactly once");
+}

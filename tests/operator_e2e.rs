@@ -128,6 +128,9 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
     // The xct category: one `kubectl get` for runs, policies and approvals.
     let o = kubectl(&admin_kc, &["get", "xct", "-A"], None).await;
     assert!(o.ok, "kubectl get xct -A: {}", o.stderr);
+    // The SelfSubjectReview `xct approve` relies on, as kubectl asks it.
+    let whoami = kubectl(&admin_kc, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], None).await;
+    assert!(whoami.ok && whoami.stdout == "admin", "{whoami:?}");
     assert!(
         o.stdout.contains("xctrun.xct.dev/scale-web") && o.stdout.contains("xctpolicy.xct.dev/baseline"),
         "{}",

@@ -178,6 +178,7 @@ pub async fn handle(
             rec.name = target.name.clone().unwrap_or_default();
             match authorize(&app, &who, &rec) {
                 Err(e) => error_response(&e),
+                Ok(()) if target.kind.review => self_subject_review(&method, &who),
                 Ok(()) => resource(&app, &method, &target, &q, &headers, &body, rec.dry_run).await,
             }
         }
@@ -186,6 +187,22 @@ pub async fn handle(
     rec.status = response.status().as_u16();
     app.audit.push(rec);
     response
+}
+
+/// `SelfSubjectReview` (authentication.k8s.io/v1): who the caller is, as
+/// `kubectl auth whoami` asks; answered, never stored.
+fn self_subject_review(method: &Method, who: &Identity) -> Response {
+    if method != Method::POST {
+        return error_response(&ApiError::method_not_allowed("selfsubjectreviews can only be created"));
+    }
+    json_response(
+        201,
+        &json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": {"username": who.user, "groups": who.groups}},
+        }),
+    )
 }
 
 /// DeleteOptions carry `dryRun` in the body.

@@ -38,6 +38,8 @@ pub struct Kind {
     pub schema: Option<Value>,
     /// Set for kinds registered from a CRD (its name).
     pub crd: Option<String>,
+    /// A review answered on create and never stored (SelfSubjectReview).
+    pub review: bool,
 }
 
 impl Kind {
@@ -57,6 +59,7 @@ impl Kind {
             printer_columns: vec![],
             schema: None,
             crd: None,
+            review: false,
         }
     }
 
@@ -80,6 +83,9 @@ impl Kind {
     }
 
     fn verbs(&self) -> Value {
+        if self.review {
+            return json!(["create"]);
+        }
         json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
     }
 
@@ -166,6 +172,10 @@ impl Default for Registry {
                 Kind::builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
                 Kind::builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false),
                 Kind::builtin("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false),
+                Kind {
+                    review: true,
+                    ..Kind::builtin("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", false)
+                },
             ],
         }
     }
@@ -285,6 +295,7 @@ pub fn kinds_of_crd(crd: &Value) -> Result<Vec<Kind>, Vec<String>> {
                 .unwrap_or_default(),
             schema: v["schema"].get("openAPIV3Schema").cloned(),
             crd: Some(name.to_string()),
+            review: false,
         })
         .collect())
 }

@@ -34,6 +34,9 @@
 //!   is stored, no event, no new resourceVersion.
 //! - Impersonation headers ("User impersonation"), a request log, an
 //!   optional authorization hook ([`TestApiServer::set_authorizer`]).
+//!   Authentication: the bearer token is the user name.
+//! - `SelfSubjectReview` (authentication.k8s.io/v1, create only, never
+//!   stored): the caller's user name and groups, as `kubectl auth whoami`.
 //! - CRD schema validation and pruning at admission ([`validate`]).
 //! - `Table` output for `kubectl get` with CRD printer columns.
 //!

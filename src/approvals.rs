@@ -1,0 +1,183 @@
+//! Approvals from kubectl: `xct approvals list` shows the steps waiting for
+//! a human, `xct approve RUN` / `xct reject RUN --reason ...` create the
+//! XctApproval for exactly the pending proposal (run UID, step, digest) as
+//! the current user, found with a SelfSubjectReview. Installed as
+//! `kubectl-xct` (a link to `xct`), the same commands run as `kubectl xct`.
+//!
+//! Nothing here decides: the operator still checks the binding, refuses an
+//! approval by the run's creator, and judges and dry-runs the step again
+//! before it executes. The command only saves a reviewer from copying a
+//! digest by hand, and says plainly when an approval could not count.
+
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+
+use crate::crd::run::CREATED_BY;
+use crate::crd::{ApprovalDecision, RunPhase, XctApproval, XctApprovalSpec, XctRun};
+use crate::engine::record::{StepPhase, StepRecord};
+
+/// Longest prefix of the run name in a generated approval name (the API
+/// server appends 5 characters; names stay well under 253).
+const NAME_PREFIX_CHARS: usize = 40;
+
+/// Why an approval was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum ApproveError {
+    #[error("run {0} is not awaiting approval")]
+    NothingPending(String),
+    #[error("run {run} awaits approval of step {pending}, not step {asked}")]
+    OtherStep { run: String, pending: u32, asked: u32 },
+    #[error("you ({0}) created this run: an approval from you would be ignored; ask another reviewer")]
+    OwnRun(String),
+    #[error("the API server refused: {0}")]
+    Refused(String),
+    #[error("cannot reach the cluster: {0}")]
+    Cluster(String),
+}
+
+impl ApproveError {
+    /// Refused is 1 (the command worked, the answer is no), unreachable 2.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ApproveError::Cluster(_) => 2,
+            _ => 1,
+        }
+    }
+
+    fn from_kube(e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(s) => ApproveError::Refused(format!("{} ({} {})", s.message, s.code, s.reason)),
+            other => ApproveError::Cluster(other.to_string()),
+        }
+    }
+}
+
+/// A step waiting for a human.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub namespace: String,
+    pub run: String,
+    pub run_uid: String,
+    pub creator: Option<String>,
+    pub step: StepRecord,
+}
+
+impl Pending {
+    /// The step `run` waits on, if it is awaiting approval.
+    pub fn of(run: &XctRun) -> Option<Pending> {
+        let status = run.status.as_ref()?;
+        let step = status.steps.last().filter(|s| s.phase == StepPhase::AwaitingApproval)?;
+        (status.phase == RunPhase::AwaitingApproval).then(|| Pending {
+            namespace: run.metadata.namespace.clone().unwrap_or_default(),
+            run: run.metadata.name.clone().unwrap_or_default(),
+            run_uid: run.metadata.uid.clone().unwrap_or_default(),
+            creator: run.metadata.annotations.as_ref().and_then(|a| a.get(CREATED_BY)).cloned(),
+            step: step.clone(),
+        })
+    }
+
+    pub fn digest(&self) -> &str {
+        self.step.proposal_digest.as_deref().unwrap_or_default()
+    }
+
+    /// What a reviewer needs to see: the proposal, why, and its dry run.
+    pub fn describe(&self) -> String {
+        let s = &self.step;
+        let dry = s.dry_run.as_ref().map_or("(none)".to_string(), |d| d.summary.clone());
+        format!(
+            "run:      {}/{} (uid {})\nstep:     {}\ntool:     {}\nproposal: {}\nreason:   {}\ndry run:  {dry}\ndigest:   {}\ncreator:  {}\n",
+            self.namespace,
+            self.run,
+            self.run_uid,
+            s.index,
+            s.tool.as_deref().unwrap_or("-"),
+            s.decision,
+            s.verdict.reason,
+            self.digest(),
+            self.creator.as_deref().unwrap_or("(unknown: no approval can count)"),
+        )
+    }
+
+    /// The XctApproval for this exact proposal, by `approver`.
+    pub fn approval(&self, decision: ApprovalDecision, reason: &str, approver: &str) -> XctApproval {
+        let prefix: String = self.run.chars().take(NAME_PREFIX_CHARS).collect();
+        let prefix = prefix.trim_end_matches(['-', '.']);
+        let meta = ObjectMeta {
+            generate_name: Some(format!("{prefix}-{}-", self.step.index)),
+            namespace: Some(self.namespace.clone()),
+            ..ObjectMeta::default()
+        };
+        let spec = XctApprovalSpec {
+            run_name: self.run.clone(),
+            run_uid: self.run_uid.clone(),
+            step: self.step.index,
+            proposal_digest: self.digest().to_string(),
+            decision,
+            reason: reason.to_string(),
+            approver: approver.to_string(),
+        };
+        XctApproval { metadata: meta, spec, status: None }
+    }
+}
+
+/// Steps awaiting approval, in `namespace` or everywhere.
+pub async fn list(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<Pending>, ApproveError> {
+    let api: Api<XctRun> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let runs = api.list(&ListParams::default()).await.map_err(ApproveError::from_kube)?;
+    Ok(runs.items.iter().filter_map(Pending::of).collect())
+}
+
+/// The table `xct approvals list` prints.
+pub fn table(pending: &[Pending]) -> String {
+    let mut out = String::from("NAMESPACE\tRUN\tSTEP\tTOOL\tDIGEST\tDRY RUN\n");
+    for p in pending {
+        let digest: String = p.digest().chars().take(12).collect();
+        let dry = p.step.dry_run.as_ref().map_or("-", |d| d.summary.as_str());
+        let tool = p.step.tool.as_deref().unwrap_or("-");
+        out.push_str(&format!("{}\t{}\t{}\t{tool}\t{digest}\t{dry}\n", p.namespace, p.run, p.step.index));
+    }
+    out
+}
+
+/// Who the current credentials are, as the API server sees them.
+pub async fn whoami(client: &kube::Client) -> Result<String, ApproveError> {
+    let api: Api<SelfSubjectReview> = Api::all(client.clone());
+    let review =
+        api.create(&PostParams::default(), &SelfSubjectReview::default()).await.map_err(ApproveError::from_kube)?;
+    review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .ok_or_else(|| ApproveError::Refused("the SelfSubjectReview named no user".into()))
+}
+
+/// Approve or reject the pending step of `run` as the current user:
+/// the created approval and the step it answers.
+pub async fn answer(
+    client: &kube::Client,
+    namespace: &str,
+    run: &str,
+    step: Option<u32>,
+    decision: ApprovalDecision,
+    reason: &str,
+) -> Result<(XctApproval, Pending), ApproveError> {
+    let runs: Api<XctRun> = Api::namespaced(client.clone(), namespace);
+    let object = runs.get(run).await.map_err(ApproveError::from_kube)?;
+    let pending = Pending::of(&object).ok_or_else(|| ApproveError::NothingPending(format!("{namespace}/{run}")))?;
+    if let Some(asked) = step.filter(|s| *s != pending.step.index) {
+        return Err(ApproveError::OtherStep { run: format!("{namespace}/{run}"), pending: pending.step.index, asked });
+    }
+    let me = whoami(client).await?;
+    if pending.creator.as_deref() == Some(me.as_str()) {
+        return Err(ApproveError::OwnRun(me));
+    }
+    let api: Api<XctApproval> = Api::namespaced(client.clone(), namespace);
+    let created = api
+        .create(&PostParams::default(), &pending.approval(decision, reason, &me))
+        .await
+        .map_err(ApproveError::from_kube)?;
+    Ok((created, pending))
+}

@@ -116,3 +116,22 @@ fn the_creator_requirement_is_a_value() {
     admits(&vap, "xctruns", "mallory", &run(None), None).unwrap();
     assert!(admits(&vap, "xctruns", "mallory", &run(Some("alice")), None).is_err());
 }
+
+/// A trusted GitOps applier may record the Git reviewer as the approver;
+/// nobody else may, and the applier may not leave it empty. Without the
+/// value, the applier is recorded as itself like everyone.
+#[test]
+fn trusted_gitops_appliers_record_the_reviewer() {
+    let argo = "system:serviceaccount:argocd:argocd-application-controller";
+    let vap = rendered_vap(&[&format!("admission.trustedAppliers[0]={argo}")]);
+    admits(&vap, "xctapprovals", argo, &approval("carol"), None).unwrap();
+    let e = admits(&vap, "xctapprovals", argo, &approval(""), None).unwrap_err();
+    assert!(e.contains("spec.approver"), "{e}");
+    assert!(admits(&vap, "xctapprovals", "mallory", &approval("carol"), None).is_err(), "only the trusted applier");
+    admits(&vap, "xctapprovals", "bob", &approval("bob"), None).unwrap();
+    // Still immutable once applied.
+    assert!(admits(&vap, "xctapprovals", argo, &approval("dave"), Some(&approval("carol"))).is_err());
+    admits(&vap, "xctapprovals", argo, &approval("carol"), Some(&approval("carol"))).unwrap();
+    let untrusted = rendered_vap(&[]);
+    assert!(admits(&untrusted, "xctapprovals", argo, &approval("carol"), None).is_err());
+}

@@ -24,6 +24,9 @@ trap 'rm -rf "$out"' EXIT
 "$helm" template xct-operator "$chart" -n xct-system --set model.source=image --set model.image.reference=registry.example/models:4b > "$out/image.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set model.source=hostPath --set impersonation.namespaces='{demo,prod}' > "$out/hostpath.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set admission.stampCreator=true > "$out/stamp-creator.yaml"
+"$helm" template xct-operator "$chart" -n xct-system --set argocd.health.enabled=true \
+  --set 'admission.trustedAppliers[0]=system:serviceaccount:argocd:argocd-application-controller' 2>/dev/null > "$out/gitops.yaml"
+grep -q 'resource.customizations.health.xct.dev_XctApproval' "$out/gitops.yaml"
 grep -q 'kind: MutatingAdmissionPolicy$' "$out/stamp-creator.yaml"
 for f in "$out"/*.yaml; do
   kubernetes-validate --strict --quiet "$f"

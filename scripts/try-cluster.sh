@@ -17,7 +17,7 @@ for _ in $(seq 100); do [ -s "$work/url" ] && break; sleep 0.1; done
 export KUBECONFIG="$work/kubeconfig"
 echo "test API server at $(cat "$work/url")"
 kubectl apply -f crds/
-kubectl apply -f examples/policies/
+kubectl apply -k examples/gitops/policies
 kubectl apply -f examples/cluster/demo.yaml
 kubectl apply -f examples/cluster/scale-web.yaml
 "$target/debug/xct" controller --health-addr 127.0.0.1:0 &

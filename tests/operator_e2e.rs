@@ -53,10 +53,16 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
     let operator_kc = dir.path().join("operator.kubeconfig");
     srv.write_kubeconfig(&admin_kc, None).unwrap();
     srv.write_kubeconfig(&operator_kc, Some("xct-operator")).unwrap();
-    for f in ["crds/", "examples/policies/", "examples/cluster/demo.yaml", "examples/cluster/scale-web.yaml"] {
+    // The policies as GitOps applies them: their kustomization.
+    for (how, f) in [
+        ("-f", "crds/"),
+        ("-k", "examples/gitops/policies"),
+        ("-f", "examples/cluster/demo.yaml"),
+        ("-f", "examples/cluster/scale-web.yaml"),
+    ] {
         let path = root.join(f);
-        let o = kubectl(&admin_kc, &["apply", "-f", path.to_str().unwrap()], None).await;
-        assert!(o.ok, "kubectl apply -f {f}: {}{}", o.stdout, o.stderr);
+        let o = kubectl(&admin_kc, &["apply", how, path.to_str().unwrap()], None).await;
+        assert!(o.ok, "kubectl apply {how} {f}: {}{}", o.stdout, o.stderr);
     }
     let port = free_port();
     let _controller = Controller(

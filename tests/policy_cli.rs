@@ -13,7 +13,7 @@ fn xct(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-const HISTORY: &str = "examples/policies/histories/scale-web.yaml";
+const HISTORY: &str = "examples/gitops/histories/scale-web.yaml";
 const LABELS: &str = "demo:xct.dev/scaling=allowed";
 
 /// Without --baseline the verdicts recorded in the history are the
@@ -27,7 +27,7 @@ fn replays_every_recorded_proposal_against_its_recorded_verdict() {
         "policy",
         "test",
         "--policies",
-        "examples/policies",
+        "examples/gitops/policies",
         "--namespace-labels",
         LABELS,
         "--output",
@@ -63,7 +63,7 @@ fn replays_every_recorded_proposal_against_its_recorded_verdict() {
     assert_eq!(v["results"][3]["decidedBy"], "baseline/no-secrets");
     assert_eq!(v["summary"]["unchanged"], 6);
     // Without the namespace's labels the scaling policy does not select the run.
-    let (code, out, _) = xct(&["policy", "test", "--policies", "examples/policies", HISTORY]);
+    let (code, out, _) = xct(&["policy", "test", "--policies", "examples/gitops/policies", HISTORY]);
     assert_eq!(code, 1, "a changed verdict fails the gate: {out}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("newly denied: demo/scale-web step 2 k8s.scale: Deny by default-deny"), "{out}");
@@ -80,7 +80,7 @@ fn the_baseline_diff_shows_only_changes_and_fails_the_gate() {
         "--policies",
         "tests/fixtures/policies-next",
         "--baseline",
-        "examples/policies",
+        "examples/gitops/policies",
         "--namespace-labels",
         LABELS,
         HISTORY,
@@ -110,7 +110,7 @@ fn the_baseline_diff_shows_only_changes_and_fails_the_gate() {
         "--policies",
         "tests/fixtures/policies-next",
         "--baseline",
-        "examples/policies",
+        "examples/gitops/policies",
         "--namespace-labels",
         LABELS,
     ];
@@ -134,7 +134,7 @@ fn expectations_pin_verdicts() {
         "- {run: demo/scale-web, step: 4, verdict: Deny}\n- {run: demo/scale-web, step: 5, verdict: RequireApproval}\n",
     )
     .unwrap();
-    let args = ["policy", "test", "--policies", "examples/policies", "--namespace-labels", LABELS, "--expect"];
+    let args = ["policy", "test", "--policies", "examples/gitops/policies", "--namespace-labels", LABELS, "--expect"];
     let (code, out, err) = xct(&[&args[..], &[pins.to_str().unwrap(), HISTORY]].concat());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("0 expectation(s) failed"));
@@ -156,7 +156,7 @@ fn expectations_pin_verdicts() {
 /// archived (it starts at step 21) replays instead of panicking.
 #[test]
 fn unreadable_input_and_archived_histories() {
-    let (code, _, err) = xct(&["policy", "test", "--policies", "examples/policies", "no/such/history.yaml"]);
+    let (code, _, err) = xct(&["policy", "test", "--policies", "examples/gitops/policies", "no/such/history.yaml"]);
     assert_eq!(code, 2, "{err}");
     let dir = tempfile::tempdir().unwrap();
     let mut run: serde_json::Value =
@@ -172,7 +172,7 @@ fn unreadable_input_and_archived_histories() {
         "policy",
         "test",
         "--policies",
-        "examples/policies",
+        "examples/gitops/policies",
         "--namespace-labels",
         LABELS,
         archived.to_str().unwrap(),

@@ -178,17 +178,13 @@ pub async fn run_status_controller(
         .await;
 }
 
-async fn reconcile_status(policy: Arc<XctPolicy>, ctx: Arc<StatusCtx>) -> Result<Action, kube::Error> {
-    if !ctx.leadership.is_leader() {
-        return Ok(Action::requeue(FOLLOWER_POLL));
-    }
-    let name = policy.name_any();
+/// The status of `policy` as the operator observes it (runsDecided kept):
+/// kstatus Ready when it compiles; Stalled and Invalid (it vetoes every run
+/// it selects until fixed) when it does not; never Reconciling.
+pub fn observed(policy: &XctPolicy) -> crate::crd::XctPolicyStatus {
     let generation = policy.metadata.generation;
     let mut status = policy.status.clone().unwrap_or_default();
-    let before = serde_json::to_value(&status).unwrap_or_default();
-    match load(&name, generation, &policy.spec) {
-        // kstatus: Ready when compiled; Stalled (it vetoes every run it
-        // selects until fixed) when it does not compile; never Reconciling.
+    match load(&policy.name_any(), generation, &policy.spec) {
         Loaded::Ready(p) => {
             let msg = format!("{} rule(s) compiled", p.rules.len());
             set_condition(&mut status.conditions, "Ready", true, "Compiled", &msg, generation);
@@ -204,6 +200,16 @@ async fn reconcile_status(policy: Arc<XctPolicy>, ctx: Arc<StatusCtx>) -> Result
     }
     set_condition(&mut status.conditions, "Reconciling", false, "Compiled", "", generation);
     status.observed_generation = generation;
+    status
+}
+
+async fn reconcile_status(policy: Arc<XctPolicy>, ctx: Arc<StatusCtx>) -> Result<Action, kube::Error> {
+    if !ctx.leadership.is_leader() {
+        return Ok(Action::requeue(FOLLOWER_POLL));
+    }
+    let name = policy.name_any();
+    let before = serde_json::to_value(policy.status.clone().unwrap_or_default()).unwrap_or_default();
+    let mut status = observed(&policy);
     status.runs_decided = ctx.cache.runs_decided(&name);
     if serde_json::to_value(&status).unwrap_or_default() != before {
         let api: Api<XctPolicy> = Api::all(ctx.client.clone());

@@ -36,11 +36,12 @@ pub async fn install_crds(client: &kube::Client) {
     }
 }
 
-/// Apply every policy in examples/policies/.
+/// Apply every policy in examples/gitops/policies/.
 pub async fn install_policies(client: &kube::Client) {
     let api: Api<xct::crd::XctPolicy> = Api::all(client.clone());
     let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/baseline.yaml")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gitops/policies/baseline.yaml"))
+            .unwrap();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let p: xct::crd::XctPolicy = serde::Deserialize::deserialize(doc).unwrap();
         let name = p.metadata.name.clone().unwrap();

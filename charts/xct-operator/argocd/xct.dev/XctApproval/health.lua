@@ -1,0 +1,1 @@
+../XctPolicy/health.lua

@@ -48,6 +48,7 @@ trap 'kill $server 2>/dev/null || true; rm -rf "$out"' EXIT
 for _ in $(seq 100); do [ -s "$out/url" ] && break; sleep 0.1; done
 [ -s "$out/url" ] || { echo "the test API server did not start" >&2; exit 1; }
 export KUBECONFIG="$out/kubeconfig"
+export KUBECACHEDIR="$out/kubectl-cache"   # this server only, never ~/.kube/cache
 kubectl apply -f "$chart/crds/" >/dev/null
 printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: xct-system}\n' | kubectl apply -f - >/dev/null
 kubectl apply -f "$out/default.yaml" >/dev/null

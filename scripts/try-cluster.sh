@@ -15,6 +15,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do [ -s "$work/url" ] && break; sleep 0.1; done
 [ -s "$work/url" ] || { echo "the test API server did not start" >&2; exit 1; }
 export KUBECONFIG="$work/kubeconfig"
+export KUBECACHEDIR="$work/kubectl-cache"   # this server only, never ~/.kube/cache
 echo "test API server at $(cat "$work/url")"
 kubectl apply -f crds/
 kubectl apply -k examples/gitops/policies

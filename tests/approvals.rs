@@ -321,6 +321,7 @@ fn xct_as(kubeconfig: &std::path::Path, plugin: bool, args: &[&str]) -> (Option<
             .arg("xct")
             .args(args)
             .env("KUBECONFIG", kubeconfig)
+            .env("KUBECACHEDIR", xct_testapi::kubectl::cache_dir(kubeconfig))
             .env("PATH", path)
             .output()
             .unwrap()

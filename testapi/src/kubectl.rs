@@ -21,11 +21,20 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// kubectl's discovery cache for the server in `kubeconfig`: beside it,
+/// never the shared `~/.kube/cache`. Test servers listen on random ports,
+/// so a port reused by a later server would otherwise get the discovery of
+/// an earlier one (without its CRDs and categories) for hours.
+pub fn cache_dir(kubeconfig: &Path) -> PathBuf {
+    kubeconfig.with_extension("kubectl-cache")
+}
+
 /// Run kubectl with `KUBECONFIG=kubeconfig` (blocking; call from
 /// `spawn_blocking` in async tests).
 pub fn run(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(binary())
         .env("KUBECONFIG", kubeconfig)
+        .env("KUBECACHEDIR", cache_dir(kubeconfig))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

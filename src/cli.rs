@@ -98,7 +98,7 @@ pub enum HistoryCommand {
         /// History files.
         files: Vec<PathBuf>,
     },
-    /// Print a run's whole history from the cluster (status plus archive) and verify its chain.
+    /// Print a run with its whole history inline (archived steps reassembled), as YAML every `xct` reader takes, and verify its chain.
     Show {
         /// The XctRun.
         run: String,
@@ -483,15 +483,22 @@ async fn history_show(run: &str, namespace: &str) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&format!("no Kubernetes configuration: {e}")),
     };
-    let (_, steps) = match crate::operator::archive::full_history(&client, namespace, run).await {
+    let (mut object, steps) = match crate::operator::archive::full_history(&client, namespace, run).await {
         Ok(h) => h,
         Err(e) => return fail(&e),
     };
-    match serde_yaml::to_string(&steps) {
+    // The run with its whole history inline: a file every reader takes.
+    let mut status = object.status.take().unwrap_or_default();
+    status.steps = steps;
+    status.archive.clear();
+    object.status = Some(status);
+    object.metadata.managed_fields = None;
+    match serde_yaml::to_string(&object) {
         Ok(y) => print!("{y}"),
         Err(e) => return fail(&e),
     }
-    match crate::engine::record::verify_chain(&steps, "", 1) {
+    let steps = object.status.as_ref().map(|s| s.steps.as_slice()).unwrap_or_default();
+    match crate::engine::record::verify_chain(steps, "", 1) {
         Ok(()) => {
             eprintln!("{namespace}/{run}: {} steps, chain ok", steps.len());
             ExitCode::SUCCESS
@@ -506,33 +513,33 @@ async fn history_show(run: &str, namespace: &str) -> ExitCode {
 fn history_verify(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for f in files {
-        match crate::local::load_statuses(f) {
+        let histories = match crate::history::load(f) {
+            Ok(h) => h,
             Err(e) => {
-                eprintln!("xct: {}: {e}", f.display());
+                eprintln!("xct: {e}");
                 failed = true;
+                continue;
             }
-            Ok(runs) => {
-                for (name, status) in runs {
-                    let first = status.archive.last().map_or(1, |a| a.last + 1);
-                    if !status.archive.is_empty() {
-                        println!(
-                            "{}: {name}: {} archived steps are not in this file (use `xct history show`)",
-                            f.display(),
-                            first - 1
-                        );
-                    }
-                    match crate::engine::record::verify_chain(&status.steps, status.chain_start(), first) {
-                        Ok(()) => println!(
-                            "{}: {name}: ok, {} steps, head {}",
-                            f.display(),
-                            status.steps.len(),
-                            status.steps.last().and_then(|s| s.digest.as_deref()).unwrap_or("-")
-                        ),
-                        Err(e) => {
-                            println!("{}: {name}: BROKEN at {e}", f.display());
-                            failed = true;
-                        }
-                    }
+        };
+        for h in histories {
+            let name = h.id();
+            if h.missing > 0 {
+                println!(
+                    "{}: {name}: {} archived steps are not in this file (`xct history show`, or `kubectl get xctrun,cm -o yaml`, has them)",
+                    f.display(),
+                    h.missing
+                );
+            }
+            match h.verify() {
+                Ok(()) => println!(
+                    "{}: {name}: ok, {} steps, head {}",
+                    f.display(),
+                    h.steps.len(),
+                    h.steps.last().and_then(|s| s.digest.as_deref()).unwrap_or("-")
+                ),
+                Err(e) => {
+                    println!("{}: {name}: BROKEN at {e}", f.display());
+                    failed = true;
                 }
             }
         }

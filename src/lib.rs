@@ -5,7 +5,7 @@
 //!
 //! Layout: [`protocol`] (wire types), [`engine`] (the step machine),
 //! [`model`] (deciders, llama.cpp), [`tools`] (tool trait and catalogue),
-//! [`local`] (the local host), [`crd`] (Kubernetes resource types),
+//! [`local`] (the local host), [`history`] (reading recorded histories), [`crd`] (Kubernetes resource types),
 //! [`cli`] (the `xct` command), [`approvals`] (approving from kubectl).
 
 pub mod approvals;
@@ -13,6 +13,7 @@ pub mod bench;
 pub mod cli;
 pub mod crd;
 pub mod engine;
+pub mod history;
 pub mod k8s;
 pub mod local;
 pub mod model;

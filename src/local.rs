@@ -208,22 +208,3 @@ fn write_history(path: &Path, status: &XctRunStatus) -> Result<(), LocalError> {
         .and_then(|_| std::fs::rename(&tmp, path))
         .map_err(|e| LocalError::History { path: path.into(), message: e.to_string() })
 }
-
-/// The step histories in a file: one XctRun, a List of them
-/// (`kubectl get -o yaml`), or a status as `xct local` writes it.
-pub fn load_statuses(path: &Path) -> Result<Vec<(String, XctRunStatus)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let doc: serde_json::Value = serde_yaml::from_str(&text).map_err(|e| format!("not YAML: {e}"))?;
-    let items = match doc["kind"].as_str() {
-        Some("List") | Some("XctRunList") => doc["items"].as_array().cloned().unwrap_or_default(),
-        _ => vec![doc],
-    };
-    items
-        .into_iter()
-        .map(|run| {
-            let name = run["metadata"]["name"].as_str().unwrap_or("local").to_string();
-            let status = if run.get("steps").is_some() { run } else { run["status"].clone() };
-            serde_json::from_value(status).map(|s| (name, s)).map_err(|e| format!("no step history: {e}"))
-        })
-        .collect()
-}

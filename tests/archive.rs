@@ -103,3 +103,84 @@ async fn a_run_named_with_250_characters_archives() {
     assert!(all[0].status.as_ref().unwrap().phase.is_terminal(), "{:?}", all[0].status);
     assert_archived(&admin, &cms, &name).await;
 }
+
+/// `xct` at the command line, as the user in `kubeconfig`.
+fn xct(args: &[&str], kubeconfig: &std::path::Path) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xct"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// One history, every file it can come in: `kubectl get -o yaml` of the run
+/// (its archived steps missing), a List that also holds its archive
+/// ConfigMaps (reassembled; a foreign ConfigMap ignored), two documents,
+/// `xct history show` output, an `xct local`-style status and a bare list of
+/// steps. History::load reads each the same way, and `xct history verify`
+/// and `xct policy test` accept each (the two-document file and the show
+/// output were each refused by one of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archived_history_reads_the_same_from_every_file_format() {
+    let srv = cluster().await;
+    let admin = srv.client();
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
+    let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
+    let controller = start_operator(&srv, Arc::new(ScriptedDecider::new(outputs())), None);
+    let uid = create_run(&runs, "reads").await;
+    wait_all_terminal(&runs, 1).await;
+    controller.abort();
+    foreign(&cms, "squatter", json!({RUN_UID_LABEL: uid.clone()})).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    srv.write_kubeconfig(&kubeconfig, None).unwrap();
+    let (code, show, err) = xct(&["history", "show", "reads", "-n", NS], &kubeconfig);
+    assert_eq!(code, Some(0), "{err}");
+    let run = serde_json::to_value(runs.get("reads").await.unwrap()).unwrap();
+    let mut items = vec![run.clone()];
+    items.extend(cms.list(&Default::default()).await.unwrap().items.iter().map(|c| serde_json::to_value(c).unwrap()));
+    let shown: serde_json::Value = serde_yaml::from_str(&show).unwrap();
+    let status = shown["status"].clone();
+    let mut copy = run.clone();
+    copy["metadata"]["name"] = json!("reads-copy");
+    let files = [
+        ("run.yaml", serde_yaml::to_string(&run).unwrap(), STEPS - 2 * KEEP, 1),
+        ("list.yaml", serde_yaml::to_string(&json!({"kind": "List", "items": items})).unwrap(), STEPS, 1),
+        (
+            "two.yaml",
+            format!("{}---\n{}", serde_yaml::to_string(&run).unwrap(), serde_yaml::to_string(&copy).unwrap()),
+            STEPS - 2 * KEEP,
+            2,
+        ),
+        ("show.yaml", show.clone(), STEPS, 1),
+        ("local.yaml", serde_yaml::to_string(&status).unwrap(), STEPS, 1),
+        ("steps.yaml", serde_yaml::to_string(&status["steps"]).unwrap(), STEPS, 1),
+    ];
+    let head = status["steps"][STEPS - 1]["digest"].as_str().unwrap().to_string();
+    for (file, text, steps, count) in files {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        let histories = xct::history::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(histories.len(), count, "{file}");
+        for h in &histories {
+            assert_eq!(h.steps.len(), steps, "{file}");
+            assert_eq!(h.missing as usize, STEPS - steps, "{file}");
+            assert_eq!(h.steps.last().unwrap().digest.as_deref(), Some(head.as_str()), "{file}");
+            h.verify().unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+        let (code, out, err) = xct(&["history", "verify", path.to_str().unwrap()], &kubeconfig);
+        assert_eq!(code, Some(0), "{file}: {out}{err}");
+        assert_eq!(out.matches(&format!("ok, {steps} steps, head {head}")).count(), count, "{file}: {out}");
+        let policies = "examples/gitops/policies";
+        let (code, out, err) =
+            xct(&["policy", "test", "--policies", policies, "--output", "json", path.to_str().unwrap()], &kubeconfig);
+        assert!(code == Some(0) || code == Some(1), "{file}: {err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        // Every step but the final done is a proposal.
+        assert_eq!(report["results"].as_array().unwrap().len(), count * (steps - 1), "{file}");
+    }
+}

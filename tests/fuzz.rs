@@ -103,4 +103,45 @@ proptest! {
             let _ = xct::policy::load("fuzz", None, &spec);
         }
     }
+
+    #[test]
+    fn history_loader_never_panics_on_text(text in ".{0,400}") {
+        if let Ok(histories) = xct::history::parse(&text, std::path::Path::new("fuzz.yaml")) {
+            for h in histories {
+                let _ = h.verify();
+            }
+        }
+    }
+
+    /// A real history with one part replaced by anything (a step, the
+    /// archive list, the kind, a ConfigMap's data), alone or in a List.
+    #[test]
+    fn history_loader_never_panics_on_damaged_histories(
+        at in prop_oneof![
+            Just("/status/steps/0"), Just("/status/steps"), Just("/status/archive"), Just("/status/steps/1/index"),
+            Just("/kind"), Just("/metadata"), Just("/status/steps/2/digest"), Just("/status"),
+        ],
+        junk in json_value(),
+        listed in any::<bool>(),
+    ) {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gitops/histories/scale-web.yaml")).unwrap();
+        let mut run: Value = serde_yaml::from_str(&text).unwrap();
+        run["metadata"]["uid"] = serde_json::json!("u-1");
+        run["status"]["archive"] = serde_json::json!([{"configMap": "xct-history-a", "first": 1, "last": 2, "lastDigest": "x", "errors": 0}]);
+        if let Some(slot) = run.pointer_mut(at) {
+            *slot = junk;
+        }
+        let doc = if listed {
+            let chunk = serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "xct-history-a", "labels": {"xct.dev/run-uid": run.pointer("/metadata/uid").cloned()}}, "data": {"steps.yaml": "- {index: 1}\n"}});
+            serde_json::json!({"kind": "List", "items": [run, chunk]})
+        } else {
+            run
+        };
+        let yaml = serde_yaml::to_string(&doc).unwrap();
+        if let Ok(histories) = xct::history::parse(&yaml, std::path::Path::new("fuzz.yaml")) {
+            for h in histories {
+                let _ = h.verify();
+            }
+        }
+    }
 }

@@ -37,7 +37,8 @@ pub const CHUNK_LABEL: &str = "xct.dev/archive-chunk";
 pub const RUN_ANNOTATION: &str = "xct.dev/run";
 /// Prefix of archive names; the API server appends a random suffix.
 pub const NAME_PREFIX: &str = "xct-history-";
-const DATA_KEY: &str = "steps.yaml";
+/// The data key holding a chunk's steps (YAML).
+pub const DATA_KEY: &str = "steps.yaml";
 
 /// This run's archive ConfigMaps: labelled with its UID and owned by it
 /// (a label alone can be set by anyone who may create ConfigMaps).
@@ -118,17 +119,26 @@ pub async fn full_history(
     let status = run.status.clone().unwrap_or_default();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let owned = owned_chunks(&cms, &run, None).await?;
+    let found = |config_map: &str| {
+        owned.iter().find(|c| c.name_any() == config_map).and_then(|c| c.data.as_ref()?.get(DATA_KEY).cloned())
+    };
+    let steps = reassemble(&status, found).map_err(Error::Internal)?;
+    Ok((run, steps))
+}
+
+/// Pure: the archived steps (each chunk's YAML found by its ConfigMap name)
+/// followed by the status's, or which chunk is missing or unreadable.
+pub fn reassemble(
+    status: &XctRunStatus,
+    chunk_yaml: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<StepRecord>, String> {
     let mut steps = Vec::new();
     for chunk in &status.archive {
-        let cm = owned
-            .iter()
-            .find(|c| c.name_any() == chunk.config_map)
-            .ok_or_else(|| Error::Internal(format!("archive ConfigMap {} is missing", chunk.config_map)))?;
-        let yaml = cm.data.as_ref().and_then(|d| d.get(DATA_KEY)).cloned().unwrap_or_default();
-        let part: Vec<StepRecord> =
-            serde_yaml::from_str(&yaml).map_err(|e| Error::Internal(format!("{}: {e}", chunk.config_map)))?;
+        let yaml = chunk_yaml(&chunk.config_map)
+            .ok_or_else(|| format!("archive ConfigMap {} is missing", chunk.config_map))?;
+        let part: Vec<StepRecord> = serde_yaml::from_str(&yaml).map_err(|e| format!("{}: {e}", chunk.config_map))?;
         steps.extend(part);
     }
     steps.extend(status.steps.iter().cloned());
-    Ok((run, steps))
+    Ok(steps)
 }

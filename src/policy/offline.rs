@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::{Loaded, PolicyInput, RunInfo, Verdict, judge, load};
-use crate::crd::{XctPolicy, XctRunStatus};
+use crate::crd::XctPolicy;
 use crate::engine::record::StepRecord;
 use crate::protocol::{Decision, parse_decision};
 
@@ -116,62 +116,48 @@ pub struct Judged {
     pub decided_by: Option<String>,
 }
 
-/// Proposals from history files: `kubectl get xctrun -o yaml` output (one
-/// run or a List) or `xct local` output (a status). `namespace_labels`
-/// stands in for the cluster's namespaces.
+/// Proposals from history files (any file [`crate::history::load`] reads).
+/// `namespace_labels` stands in for the cluster's namespaces.
 pub fn load_histories(
     paths: &[PathBuf],
     namespace_labels: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> Result<Vec<Recorded>, OfflineError> {
     let mut out = Vec::new();
     for path in paths {
-        for doc in documents(path)? {
-            let runs: Vec<Value> = match doc["kind"].as_str() {
-                Some("List") | Some("XctRunList") => doc["items"].as_array().cloned().unwrap_or_default(),
-                _ => vec![doc],
-            };
-            for run in runs {
-                let status_value = if run.get("steps").is_some() { run.clone() } else { run["status"].clone() };
-                let status: XctRunStatus = serde_json::from_value(status_value)
-                    .map_err(|e| OfflineError::Read { path: path.clone(), message: format!("no step history: {e}") })?;
-                let meta = &run["metadata"];
-                let name = meta["name"].as_str().unwrap_or("local").to_string();
-                let namespace = meta["namespace"].as_str().unwrap_or("default").to_string();
-                let labels: BTreeMap<String, String> =
-                    serde_json::from_value(meta["labels"].clone()).unwrap_or_default();
-                let archived_errors: u32 = status.archive.iter().map(|a| a.errors).sum();
-                for (position, step, s) in replayable(&status.steps) {
-                    // What the run looked like when this step was judged:
-                    // the steps before it in this file (an archived history
-                    // starts after index 1), as the live gate counts them.
-                    let before = &status.steps[..position];
-                    out.push(Recorded {
-                        run: format!("{namespace}/{name}"),
-                        step: step.index,
-                        recorded: step.policy.as_ref().and_then(|p| {
-                            Some(Judged { verdict: Verdict::parse(&p.verdict)?, decided_by: p.decided_by.clone() })
-                        }),
-                        input: PolicyInput {
-                            proposal_target: normalized_target(&s.tool, &s.arguments, &namespace),
-                            tool: s.tool,
-                            arguments: Value::Object(s.arguments),
-                            goal: s.goal,
-                            run: RunInfo {
-                                name: name.clone(),
-                                namespace: namespace.clone(),
-                                labels: labels.clone(),
-                                namespace_labels: namespace_labels.get(&namespace).cloned().unwrap_or_default(),
-                                metadata: meta.clone(),
-                                spec: run["spec"].clone(),
-                                step: step.index,
-                                mutations: crate::engine::executed_mutations(before),
-                                errors: archived_errors
-                                    + before.iter().filter(|s| s.error_code().is_some()).count() as u32,
-                            },
-                            target: Value::Null,
+        let histories = crate::history::load(path)
+            .map_err(|e| OfflineError::Read { path: path.clone(), message: e.to_string() })?;
+        for h in histories {
+            for (position, step, s) in replayable(&h.steps) {
+                // What the run looked like when this step was judged: the
+                // steps before it (and the errors of archived steps the file
+                // does not hold), as the live gate counts them.
+                let before = &h.steps[..position];
+                out.push(Recorded {
+                    run: h.id(),
+                    step: step.index,
+                    recorded: step.policy.as_ref().and_then(|p| {
+                        Some(Judged { verdict: Verdict::parse(&p.verdict)?, decided_by: p.decided_by.clone() })
+                    }),
+                    input: PolicyInput {
+                        proposal_target: normalized_target(&s.tool, &s.arguments, &h.namespace),
+                        tool: s.tool,
+                        arguments: Value::Object(s.arguments),
+                        goal: s.goal,
+                        run: RunInfo {
+                            name: h.name.clone(),
+                            namespace: h.namespace.clone(),
+                            labels: h.labels.clone(),
+                            namespace_labels: namespace_labels.get(&h.namespace).cloned().unwrap_or_default(),
+                            metadata: h.metadata.clone(),
+                            spec: h.spec.clone(),
+                            step: step.index,
+                            mutations: crate::engine::executed_mutations(before),
+                            errors: h.missing_errors()
+                                + before.iter().filter(|s| s.error_code().is_some()).count() as u32,
                         },
-                    });
-                }
+                        target: Value::Null,
+                    },
+                });
             }
         }
     }

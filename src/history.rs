@@ -1,0 +1,155 @@
+//! One history model: every file `xct` reads step histories from, read one
+//! way, by `xct history verify`, `xct policy test` and the tests alike.
+//!
+//! A file is YAML with one or more documents; each document is
+//! - an XctRun (`kubectl get xctrun NAME -o yaml`, `xct history show`),
+//! - a List of them (`kubectl get xctrun -o yaml`), which may also hold the
+//!   run's archive ConfigMaps (`kubectl get xctrun,cm -o yaml`),
+//! - an archive ConfigMap (labelled with the run's UID),
+//! - a run status with `steps` (what `xct local` writes), or
+//! - a bare list of step records.
+//!
+//! A run whose oldest steps were archived is reassembled from its archive
+//! ConfigMaps when the input holds them; otherwise it is kept partial and
+//! says how many steps are missing. Documents of other kinds are skipped;
+//! a file with no history at all is an error. Nothing here panics, whatever
+//! the input (fuzzed in tests/fuzz.rs).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::crd::XctRunStatus;
+use crate::engine::record::{ChainError, StepRecord, verify_chain};
+use crate::operator::archive::{self, RUN_UID_LABEL};
+
+/// Largest history file read (a 1000-step run is ~2 MiB).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why a history could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("{path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}: not YAML: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("{path}: no step history in it (an XctRun, a List of them, an `xct local` history or a list of steps)")]
+    Empty { path: PathBuf },
+    #[error("{path}: {run}: no step history: {message}")]
+    Run { path: PathBuf, run: String, message: String },
+}
+
+impl HistoryError {
+    /// A static category, for logs and exit codes.
+    pub fn category(&self) -> &'static str {
+        match self {
+            HistoryError::Read { .. } => "read",
+            HistoryError::Yaml { .. } => "yaml",
+            HistoryError::Empty { .. } => "empty",
+            HistoryError::Run { .. } => "run",
+        }
+    }
+}
+
+/// One run's recorded history, as complete as the input allows.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    /// The run's metadata and spec as recorded (null for bare histories).
+    pub metadata: Value,
+    pub spec: Value,
+    pub status: XctRunStatus,
+    /// The steps in order: archived ones first where the input held them.
+    pub steps: Vec<StepRecord>,
+    /// Archived steps the input did not hold (they precede `steps`).
+    pub missing: u32,
+}
+
+impl History {
+    /// `namespace/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Check the hash chain of the steps held, from where they start.
+    pub fn verify(&self) -> Result<(), ChainError> {
+        let start = if self.missing > 0 { self.status.chain_start() } else { "" };
+        verify_chain(&self.steps, start, self.missing + 1)
+    }
+
+    /// Errors in the archived steps the input did not hold.
+    pub fn missing_errors(&self) -> u32 {
+        if self.missing == 0 { 0 } else { self.status.archive.iter().map(|a| a.errors).sum() }
+    }
+}
+
+/// Every history in the file at `path`.
+pub fn load(path: &Path) -> Result<Vec<History>, HistoryError> {
+    let read = |message: String| HistoryError::Read { path: path.to_path_buf(), message };
+    let size = std::fs::metadata(path).map_err(|e| read(e.to_string()))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(read(format!("{size} bytes; at most {MAX_FILE_BYTES} are read")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| read(e.to_string()))?;
+    parse(&text, path)
+}
+
+/// Every history in `text` (read from `path`, named in errors).
+pub fn parse(text: &str, path: &Path) -> Result<Vec<History>, HistoryError> {
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let v = <Value as serde::Deserialize>::deserialize(doc)
+            .map_err(|e| HistoryError::Yaml { path: path.to_path_buf(), message: e.to_string() })?;
+        match v["kind"].as_str() {
+            Some(k) if k.ends_with("List") => docs.extend(v["items"].as_array().cloned().unwrap_or_default()),
+            _ if !v.is_null() => docs.push(v),
+            _ => {}
+        }
+    }
+    let chunks: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ConfigMap").collect();
+    let mut out = Vec::new();
+    for doc in &docs {
+        let fail =
+            |run: &str, message: String| HistoryError::Run { path: path.to_path_buf(), run: run.into(), message };
+        let (meta, status) = match (doc["kind"].as_str(), doc) {
+            (Some("XctRun"), _) => (doc["metadata"].clone(), doc["status"].clone()),
+            (None, Value::Object(m)) if m.contains_key("steps") => (Value::Null, doc.clone()),
+            (None, Value::Array(_)) => (Value::Null, serde_json::json!({"steps": doc})),
+            _ => continue,
+        };
+        let name = meta["name"].as_str().unwrap_or("local").to_string();
+        let status: XctRunStatus = if status.is_null() {
+            XctRunStatus::default()
+        } else {
+            serde_json::from_value(status).map_err(|e| fail(&name, e.to_string()))?
+        };
+        let uid = meta["uid"].as_str().unwrap_or_default();
+        let found = |config_map: &str| {
+            chunks
+                .iter()
+                .find(|c| c["metadata"]["name"] == config_map && c["metadata"]["labels"][RUN_UID_LABEL] == uid)
+                .and_then(|c| c["data"][archive::DATA_KEY].as_str().map(str::to_string))
+        };
+        let (steps, missing) = match archive::reassemble(&status, found) {
+            Ok(steps) => (steps, 0),
+            Err(_) => (status.steps.clone(), status.archive.last().map_or(0, |a| a.last)),
+        };
+        out.push(History {
+            namespace: meta["namespace"].as_str().unwrap_or("default").to_string(),
+            labels: serde_json::from_value(meta["labels"].clone()).unwrap_or_default(),
+            spec: doc["spec"].clone(),
+            metadata: meta,
+            name,
+            status,
+            steps,
+            missing,
+        });
+    }
+    if out.is_empty() {
+        return Err(HistoryError::Empty { path: path.to_path_buf() });
+    }
+    Ok(out)
+}

@@ -86,7 +86,13 @@ pub enum PolicyCommand {
         /// text, json, junit or github (workflow annotations).
         #[arg(long, value_enum, default_value = "text")]
         output: crate::policy::report::Format,
-        /// Histories: `kubectl get xctrun -o yaml` or `xct local` output.
+        /// Live objects the policies may read as `target` (manifests or
+        /// `kubectl get -o yaml` dumps, files or folders; repeatable). An
+        /// object not among them is judged absent; without any, a rule that
+        /// reads `target` is reported as needing one, not as a deny.
+        #[arg(long)]
+        targets: Vec<PathBuf>,
+        /// Histories: any file `xct history verify` reads.
         histories: Vec<PathBuf>,
     },
 }
@@ -234,8 +240,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::History { command: HistoryCommand::Verify { files } } => history_verify(&files),
         Command::History { command: HistoryCommand::Show { run, namespace } } => history_show(&run, &namespace).await,
         Command::Policy {
-            command: PolicyCommand::Test { policies, baseline, namespace_labels, expect, output, histories },
-        } => policy_test(&policies, baseline.as_deref(), &namespace_labels, expect.as_deref(), output, &histories),
+            command: PolicyCommand::Test { policies, baseline, namespace_labels, expect, output, targets, histories },
+        } => {
+            let inputs = PolicyInputs { ns_labels: &namespace_labels, targets: &targets, histories: &histories };
+            policy_test(&policies, baseline.as_deref(), expect.as_deref(), output, inputs)
+        }
         Command::Controller {
             namespace,
             health_addr,
@@ -378,14 +387,22 @@ async fn controller(
 /// Exit code of `xct policy test` for input it cannot read.
 const UNREADABLE: u8 = 2;
 
+/// What `xct policy test` replays: the histories, and what stands in for
+/// the cluster (namespace labels, live targets).
+struct PolicyInputs<'a> {
+    ns_labels: &'a [String],
+    targets: &'a [PathBuf],
+    histories: &'a [PathBuf],
+}
+
 fn policy_test(
     policies: &std::path::Path,
     baseline: Option<&std::path::Path>,
-    ns_labels: &[String],
     expect: Option<&std::path::Path>,
     output: crate::policy::report::Format,
-    histories: &[PathBuf],
+    inputs: PolicyInputs<'_>,
 ) -> ExitCode {
+    let PolicyInputs { ns_labels, targets, histories } = inputs;
     use crate::policy::{offline, report};
     // A policy that does not compile fails the gate (1); unreadable files are 2.
     let load = |dir: &std::path::Path| {
@@ -418,10 +435,14 @@ fn policy_test(
         Ok(p) => p,
         Err(code) => return code,
     };
-    let recorded = match offline::load_histories(histories, &labels) {
+    let mut recorded = match offline::load_histories(histories, &labels) {
         Ok(r) => r,
         Err(e) => return unreadable(&e),
     };
+    match offline::Targets::load(targets) {
+        Ok(t) => t.apply(&mut recorded),
+        Err(e) => return unreadable(&e),
+    }
     let expectations = match expect.map(report::load_expectations).transpose() {
         Ok(e) => e.unwrap_or_default(),
         Err(e) => return unreadable(&e),

@@ -90,7 +90,7 @@ proptest! {
             goal: String::new(),
             proposal_target: Value::Null,
             run: xct::policy::RunInfo::default(),
-            target: Value::Null,
+            target: Some(Value::Null),
         };
         let j = xct::policy::judge(std::slice::from_ref(&loaded), &input);
         // Either a rule matched, or it did not (default deny), or it failed closed.

@@ -26,7 +26,7 @@ fn input(tool: &str, args: serde_json::Value) -> PolicyInput {
             mutations: 1,
             errors: 0,
         },
-        target: serde_json::Value::Null,
+        target: Some(serde_json::Value::Null),
     }
 }
 
@@ -115,9 +115,9 @@ fn cel_sees_proposal_run_and_target() {
     );
     let Loaded::Ready(_) = &p else { panic!("compiles: {p:?}") };
     let mut i = input("k8s.patch", json!({"patch": {"spec": {"replicas": 3, "keys": ["a", "b"]}}}));
-    i.target = json!({"metadata": {"labels": {"app": "web"}}});
+    i.target = Some(json!({"metadata": {"labels": {"app": "web"}}}));
     assert_eq!(judge(std::slice::from_ref(&p), &i).verdict, Verdict::Allow);
-    i.target = serde_json::Value::Null;
+    i.target = Some(serde_json::Value::Null);
     assert_eq!(judge(std::slice::from_ref(&p), &i).verdict, Verdict::Deny);
 }
 

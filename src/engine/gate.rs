@@ -19,24 +19,50 @@ use super::{RunConfig, bounds};
 use crate::protocol::{ErrorCode, NextStep, Signal};
 use crate::tools::{Target, Tool};
 
-/// A proposal as the judge sees it: the step, the tool that would run it and
-/// its validated target.
+/// A proposal as the judge sees it: the step, the tool that would run it,
+/// its validated target and that target as it is now.
 pub struct Proposal<'a> {
     pub step: &'a NextStep,
     pub tool: &'a dyn Tool,
     pub target: Option<&'a Target>,
     pub mutating: bool,
+    /// The live target, read by the tool itself (as the run's identity,
+    /// never with the host's own rights): null when absent or unreadable,
+    /// for a Secret and for lists. The only request before the verdict.
+    pub live: &'a Value,
+}
+
+/// Metadata the API server changes on every write: left out of
+/// [`target_digest`] so a dump of an unchanged object still matches.
+const VOLATILE_METADATA: [&str; 5] = ["managedFields", "resourceVersion", "generation", "uid", "creationTimestamp"];
+
+/// sha256 of the canonical JSON of a judged live target, without its
+/// volatile metadata (none for null): recorded with the policy decision, so
+/// an offline replay can tell whether the target it is given is the one the
+/// gate judged. The object itself is never copied into the status.
+pub fn target_digest(live: &Value) -> Option<String> {
+    if live.is_null() {
+        return None;
+    }
+    let mut object = live.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        VOLATILE_METADATA.iter().for_each(|k| {
+            meta.remove(*k);
+        });
+    }
+    Some(crate::protocol::sha256_hex(crate::protocol::canonical(&object).to_string().as_bytes()))
 }
 
 impl GateVerdict {
-    /// The decision as recorded in the step.
-    pub fn decision(&self) -> PolicyDecision {
+    /// The decision as recorded in the step, with the digest of the live
+    /// target it was made on.
+    pub fn decision(&self, live: &Value) -> PolicyDecision {
         let (verdict, by) = match self {
             GateVerdict::Allow { by, .. } => ("Allow", Some(by.clone())),
             GateVerdict::Deny { by, .. } => ("Deny", by.clone()),
             GateVerdict::RequireApproval { by, .. } => ("RequireApproval", Some(by.clone())),
         };
-        PolicyDecision { verdict: verdict.to_string(), decided_by: by }
+        PolicyDecision { verdict: verdict.to_string(), decided_by: by, target_digest: target_digest(live) }
     }
 }
 
@@ -108,9 +134,10 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
     let (decided_by, approval, audit) = match judge {
         None => (None, None, vec![]),
         Some(j) => {
-            let proposal = Proposal { step, tool: tool.as_ref(), target: target.as_ref(), mutating };
+            let live = tool.observe(&args).await.unwrap_or(Value::Null);
+            let proposal = Proposal { step, tool: tool.as_ref(), target: target.as_ref(), mutating, live: &live };
             let verdict = j.judge(&proposal).await;
-            policy = Some(verdict.decision());
+            policy = Some(verdict.decision(&live));
             match verdict {
                 GateVerdict::Allow { by, audit, .. } => (Some(by), None, audit),
                 GateVerdict::RequireApproval { by, message, audit } => (Some(by), Some(message), audit),
@@ -162,8 +189,12 @@ pub async fn observe(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>
     let (Some(observation), Ok(target)) = (tool.observation(&args), tool.target(&args)) else {
         return Value::Null;
     };
+    // Read once: what the judge sees is what the model is shown.
+    let live = tool.observe(&args).await;
     if let Some(j) = judge {
-        let proposal = Proposal { step: &observation, tool: tool.as_ref(), target: target.as_ref(), mutating: false };
+        let seen = live.as_ref().cloned().unwrap_or(Value::Null);
+        let proposal =
+            Proposal { step: &observation, tool: tool.as_ref(), target: target.as_ref(), mutating: false, live: &seen };
         match j.judge(&proposal).await {
             GateVerdict::Allow { .. } => {}
             GateVerdict::Deny { by, message, .. } => {
@@ -174,7 +205,7 @@ pub async fn observe(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>
             }
         }
     }
-    match tool.observe(&args).await {
+    match live {
         Ok(v) => v,
         Err(e) => json!({"error": e.message}),
     }

@@ -85,6 +85,11 @@ pub struct PolicyDecision {
     /// The rule that decided (`policy/rule`), or none for the default deny.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    /// sha256 of the live target the policies were shown (canonical JSON
+    /// without volatile metadata; none when there was no object): `xct
+    /// policy test --targets` says whether the target it is given matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_digest: Option<String>,
 }
 
 /// Who a pending proposal was judged for.

@@ -78,6 +78,24 @@ pub fn target_of(tool: &str, args: &Value, namespace: &str) -> Option<Result<Tar
     Some(Call::new(op, args, namespace).map(|c| c.target()))
 }
 
+/// The object the gate shows policies for a call (`target` in CEL): one
+/// named object that is not a Secret. Lists, events and Secrets are never
+/// read for a judgement.
+fn observed(call: &Call) -> Option<&ObjectRef> {
+    match call {
+        Call::Object { object, .. } if object.kind != TargetKind::Secret => Some(object),
+        _ => None,
+    }
+}
+
+/// Offline: the target a proposal's live object would be read for, if the
+/// gate reads one ([`observed`]); `None` also for other tools' proposals.
+pub fn observed_target(tool: &str, args: &Value, namespace: &str) -> Option<Target> {
+    let op = OPS.into_iter().find(|op| op.name() == tool)?;
+    let call = Call::new(op, args, namespace).ok()?;
+    observed(&call).is_some().then(|| call.target())
+}
+
 /// Kinds that have a `/scale` and a pod template.
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 pub enum WorkloadKind {
@@ -558,13 +576,12 @@ impl Tool for K8sTool {
     /// The single object a call is about, as `k8s.get` shows it; Secrets
     /// are never read for this (null), nor are lists.
     async fn observe(&self, args: &Value) -> Result<Value, ToolError> {
-        match self.call(args)? {
-            Call::Object { object, .. } if object.kind != TargetKind::Secret => match self.read(&object).await {
-                Ok(v) => Ok(v),
-                Err(kube::Error::Api(s)) if s.code == 404 => Ok(Value::Null),
-                Err(e) => Err(api_error(&format!("read {object}"), ErrorCode::ExecutionFailed, e)),
-            },
-            _ => Ok(Value::Null),
+        let call = self.call(args)?;
+        let Some(object) = observed(&call) else { return Ok(Value::Null) };
+        match self.read(object).await {
+            Ok(v) => Ok(v),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Value::Null),
+            Err(e) => Err(api_error(&format!("read {object}"), ErrorCode::ExecutionFailed, e)),
         }
     }
     fn observation(&self, args: &Value) -> Option<crate::protocol::NextStep> {

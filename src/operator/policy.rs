@@ -14,7 +14,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::crd::{XctPolicy, set_condition};
 use crate::engine::{GateVerdict, Judge, Proposal};
@@ -110,19 +110,7 @@ pub struct PolicyJudge {
 #[async_trait]
 impl Judge for PolicyJudge {
     async fn judge(&self, p: &Proposal<'_>) -> GateVerdict {
-        // The live target, read by the tool itself as the run's
-        // ServiceAccount (never with the operator's own rights): the one
-        // request allowed before the verdict. Secrets and lists are not read.
-        let args = Value::Object(p.step.arguments.clone());
-        let live = p.tool.observe(&args).await.unwrap_or(Value::Null);
-        let input = PolicyInput {
-            tool: p.step.tool.clone(),
-            arguments: args,
-            goal: p.step.goal.clone(),
-            proposal_target: serde_json::to_value(p.target).unwrap_or(Value::Null),
-            run: self.run.clone(),
-            target: live,
-        };
+        let input = PolicyInput::new(p.step, p.target, self.run.clone(), Some(p.live.clone()));
         let t = std::time::Instant::now();
         let j = judge(&self.cache.loaded(), &input);
         self.metrics.policy_seconds.observe(t.elapsed().as_secs_f64());

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use super::compile::{CompiledPolicy, Loaded};
 use crate::crd::policy::{LabelSelector, PolicySelector, SelectorOperator};
 use crate::crd::{Effect, Enforcement};
+use crate::protocol::NextStep;
+use crate::tools::Target;
 
 /// Longest a single CEL evaluation may take; past it the rule vetoes.
 pub const EVAL_TIMEOUT: Duration = Duration::from_millis(200);
@@ -44,8 +46,26 @@ pub struct PolicyInput {
     /// the same for every tool that touches the object.
     pub proposal_target: Value,
     pub run: RunInfo,
-    /// The live object the proposal would touch, null if absent.
-    pub target: Value,
+    /// The live object the proposal would touch: null if absent; none when
+    /// it is not known (an offline replay given no target for it), where a
+    /// rule that reads `target` cannot be decided.
+    pub target: Option<Value>,
+}
+
+impl PolicyInput {
+    /// The one way a policy input is built, by the live gate and the
+    /// offline replay alike: the proposal, its target as the tool computed
+    /// it (`proposal.target`), the run, and the live object if known.
+    pub fn new(step: &NextStep, target: Option<&Target>, run: RunInfo, live: Option<Value>) -> Self {
+        PolicyInput {
+            tool: step.tool.clone(),
+            arguments: Value::Object(step.arguments.clone()),
+            goal: step.goal.clone(),
+            proposal_target: target.and_then(|t| serde_json::to_value(t).ok()).unwrap_or(Value::Null),
+            run,
+            target: live,
+        }
+    }
 }
 
 /// The decision.
@@ -81,6 +101,17 @@ pub struct Judgement {
     pub audit: Vec<String>,
     /// Every Enforce policy that selected the run.
     pub deciding_policies: Vec<String>,
+    /// Rules (`policy/rule`) that read `target` where none was known: left
+    /// undecided (an offline replay without `--targets`).
+    pub needs_target: Vec<String>,
+}
+
+impl Judgement {
+    /// Whether a rule left undecided could change the verdict (nothing can
+    /// override a Deny).
+    pub fn uncertain(&self) -> bool {
+        !self.needs_target.is_empty() && self.verdict != Verdict::Deny
+    }
 }
 
 /// Judge one proposal.
@@ -124,6 +155,7 @@ struct Hit {
 
 fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
     let mut hits: Vec<Hit> = Vec::new();
+    let mut needs_target = Vec::new();
     for p in policies {
         match p {
             Loaded::Invalid(p) => hits.push(Hit {
@@ -131,7 +163,11 @@ fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
                 by: format!("{}/-", p.name),
                 message: format!("policy {} is invalid and vetoes everything it selects: {}", p.name, p.error),
             }),
-            Loaded::Ready(policy) => hits.extend(rule_hits(policy, input)),
+            Loaded::Ready(policy) => {
+                let (h, n) = rule_hits(policy, input);
+                hits.extend(h);
+                needs_target.extend(n);
+            }
         }
     }
     let pick = |effect: Effect| hits.iter().find(|h| h.effect == effect);
@@ -151,6 +187,7 @@ fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
             message: h.message.clone(),
             audit: vec![],
             deciding_policies: vec![],
+            needs_target,
         },
         None => Judgement {
             verdict,
@@ -158,12 +195,15 @@ fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
             message: format!("no XctPolicy allows {} for run {}/{}", input.tool, input.run.namespace, input.run.name),
             audit: vec![],
             deciding_policies: vec![],
+            needs_target,
         },
     }
 }
 
-fn rule_hits(policy: &CompiledPolicy, input: &PolicyInput) -> Vec<Hit> {
+/// The rules of `policy` that match, and those that read a target not known.
+fn rule_hits(policy: &CompiledPolicy, input: &PolicyInput) -> (Vec<Hit>, Vec<String>) {
     let mut out = Vec::new();
+    let mut needs_target = Vec::new();
     for rule in &policy.rules {
         if !rule.tools.iter().any(|pattern| glob(pattern, &input.tool)) {
             continue;
@@ -171,6 +211,10 @@ fn rule_hits(policy: &CompiledPolicy, input: &PolicyInput) -> Vec<Hit> {
         let by = format!("{}/{}", policy.name, rule.name);
         let matched = match &rule.when {
             None => Ok(true),
+            Some((_, program)) if input.target.is_none() && program.references().has_variable("target") => {
+                needs_target.push(by);
+                continue;
+            }
             Some((src, program)) => evaluate(program.clone(), input).map_err(|e| format!("when {src:?} failed: {e}")),
         };
         match matched {
@@ -180,7 +224,7 @@ fn rule_hits(policy: &CompiledPolicy, input: &PolicyInput) -> Vec<Hit> {
             Err(e) => out.push(Hit { effect: Effect::Deny, by, message: format!("CEL error (fail closed): {e}") }),
         }
     }
-    out
+    (out, needs_target)
 }
 
 /// The CEL variables.
@@ -194,7 +238,7 @@ pub fn variables(input: &PolicyInput) -> Value {
             "mutations": input.run.mutations,
             "errors": input.run.errors,
         },
-        "target": input.target,
+        "target": input.target.clone().unwrap_or(Value::Null),
     })
 }
 

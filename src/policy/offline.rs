@@ -12,6 +12,7 @@ use super::{Loaded, PolicyInput, RunInfo, Verdict, judge, load};
 use crate::crd::XctPolicy;
 use crate::engine::record::StepRecord;
 use crate::protocol::{Decision, parse_decision};
+use crate::tools::Target;
 
 /// A problem loading policies or histories.
 #[derive(Debug, thiserror::Error)]
@@ -103,10 +104,16 @@ pub fn load_policies(dir: &Path) -> Result<Vec<Loaded>, Vec<OfflineError>> {
 pub struct Recorded {
     pub run: String,
     pub step: u32,
+    /// Its target is unknown (`input.target` is none) until [`Targets`]
+    /// supply it, where the live gate read one.
     pub input: PolicyInput,
     /// What the policies decided when it was recorded (none for steps that
     /// were refused before the policies, or recorded without policies).
     pub recorded: Option<Judged>,
+    /// The object the live gate read for it, if it reads one.
+    pub observed: Option<Target>,
+    /// Digest of the live target it was judged on, as recorded.
+    pub judged_digest: Option<String>,
 }
 
 /// A verdict and the rule that decided it.
@@ -114,6 +121,68 @@ pub struct Recorded {
 pub struct Judged {
     pub verdict: Verdict,
     pub decided_by: Option<String>,
+    /// A rule that reads `target` could not be decided (no target given).
+    pub uncertain: bool,
+}
+
+/// Live objects given offline (`--targets`), by kind, namespace and name.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    objects: BTreeMap<(String, String, String), Value>,
+    /// Whether any were given: then an object not among them is absent.
+    pub given: bool,
+}
+
+impl Targets {
+    /// Every object in the manifests under `paths` (files or folders:
+    /// `kubectl get -o yaml` dumps, Lists, a Git repository's manifests).
+    pub fn load(paths: &[PathBuf]) -> Result<Self, OfflineError> {
+        let mut objects = BTreeMap::new();
+        for path in paths {
+            let files = if path.is_dir() { yaml_files(path)? } else { vec![path.clone()] };
+            for file in files {
+                for doc in documents(&file)? {
+                    let items = match doc["kind"].as_str() {
+                        Some(k) if k.ends_with("List") => doc["items"].as_array().cloned().unwrap_or_default(),
+                        _ => vec![doc],
+                    };
+                    for item in items {
+                        let (Some(kind), Some(name)) = (item["kind"].as_str(), item["metadata"]["name"].as_str())
+                        else {
+                            continue;
+                        };
+                        let namespace = item["metadata"]["namespace"].as_str().unwrap_or("default");
+                        objects.insert((kind.to_string(), namespace.to_string(), name.to_string()), item.clone());
+                    }
+                }
+            }
+        }
+        Ok(Targets { objects, given: !paths.is_empty() })
+    }
+
+    /// What the live gate would have read for `target`: the given object,
+    /// null if targets were given without it, unknown if none were given.
+    fn lookup(&self, target: &Target) -> Option<Value> {
+        if !self.given {
+            return None;
+        }
+        let key = (
+            target.kind.clone(),
+            target.namespace.clone().unwrap_or_default(),
+            target.name.clone().unwrap_or_default(),
+        );
+        Some(self.objects.get(&key).cloned().unwrap_or(Value::Null))
+    }
+
+    /// Give each recorded proposal the live target the gate would read.
+    pub fn apply(&self, recorded: &mut [Recorded]) {
+        for r in recorded.iter_mut() {
+            r.input.target = match &r.observed {
+                None => Some(Value::Null),
+                Some(t) => self.lookup(t),
+            };
+        }
+    }
 }
 
 /// Proposals from history files (any file [`crate::history::load`] reads).
@@ -132,31 +201,32 @@ pub fn load_histories(
                 // steps before it (and the errors of archived steps the file
                 // does not hold), as the live gate counts them.
                 let before = &h.steps[..position];
+                let args = Value::Object(s.arguments.clone());
+                let observed = crate::k8s::tools::observed_target(&s.tool, &args, &h.namespace);
+                let run = RunInfo {
+                    name: h.name.clone(),
+                    namespace: h.namespace.clone(),
+                    labels: h.labels.clone(),
+                    namespace_labels: namespace_labels.get(&h.namespace).cloned().unwrap_or_default(),
+                    metadata: h.metadata.clone(),
+                    spec: h.spec.clone(),
+                    step: step.index,
+                    mutations: crate::engine::executed_mutations(before),
+                    errors: h.missing_errors() + before.iter().filter(|s| s.error_code().is_some()).count() as u32,
+                };
+                let target = normalized_target(&s.tool, &args, &h.namespace);
+                // Unknown until targets are given, where the gate reads one.
+                let live = if observed.is_some() { None } else { Some(Value::Null) };
                 out.push(Recorded {
                     run: h.id(),
                     step: step.index,
                     recorded: step.policy.as_ref().and_then(|p| {
-                        Some(Judged { verdict: Verdict::parse(&p.verdict)?, decided_by: p.decided_by.clone() })
+                        let verdict = Verdict::parse(&p.verdict)?;
+                        Some(Judged { verdict, decided_by: p.decided_by.clone(), uncertain: false })
                     }),
-                    input: PolicyInput {
-                        proposal_target: normalized_target(&s.tool, &s.arguments, &h.namespace),
-                        tool: s.tool,
-                        arguments: Value::Object(s.arguments),
-                        goal: s.goal,
-                        run: RunInfo {
-                            name: h.name.clone(),
-                            namespace: h.namespace.clone(),
-                            labels: h.labels.clone(),
-                            namespace_labels: namespace_labels.get(&h.namespace).cloned().unwrap_or_default(),
-                            metadata: h.metadata.clone(),
-                            spec: h.spec.clone(),
-                            step: step.index,
-                            mutations: crate::engine::executed_mutations(before),
-                            errors: h.missing_errors()
-                                + before.iter().filter(|s| s.error_code().is_some()).count() as u32,
-                        },
-                        target: Value::Null,
-                    },
+                    judged_digest: step.policy.as_ref().and_then(|p| p.target_digest.clone()),
+                    input: PolicyInput::new(&s, target.as_ref(), run, live),
+                    observed,
                 });
             }
         }
@@ -164,16 +234,15 @@ pub fn load_histories(
     Ok(out)
 }
 
-/// `proposal.target` as the tools compute it (null if the arguments name
-/// no valid target: the operator would have refused the proposal before
+/// `proposal.target` as the tools compute it (none if the arguments name no
+/// valid target: the operator would have refused the proposal before
 /// judging it).
-fn normalized_target(tool: &str, args: &serde_json::Map<String, Value>, namespace: &str) -> Value {
-    let args = Value::Object(args.clone());
-    let target = match crate::k8s::tools::target_of(tool, &args, namespace) {
+fn normalized_target(tool: &str, args: &Value, namespace: &str) -> Option<Target> {
+    let target = match crate::k8s::tools::target_of(tool, args, namespace) {
         Some(t) => t.map(Some),
-        None => crate::tools::fs::target_of(tool, &args).unwrap_or(Ok(None)),
+        None => crate::tools::fs::target_of(tool, args).unwrap_or(Ok(None)),
     };
-    target.ok().flatten().map_or(Value::Null, |t| serde_json::to_value(t).unwrap_or(Value::Null))
+    target.ok().flatten()
 }
 
 /// The proposals of a history, with their position in it.
@@ -195,11 +264,17 @@ pub struct Replayed {
     pub message: String,
     /// What audit-only policies would have decided.
     pub audit: Vec<String>,
+    /// Rules that read `target` where none was given, when they could
+    /// change the verdict: the verdict is then not known.
+    pub needs_target: Vec<String>,
+    /// Whether the given target is the one the gate judged live (by
+    /// digest); none when no target was given or none was recorded.
+    pub target_matches: Option<bool>,
 }
 
 impl Replayed {
     pub fn line(&self) -> String {
-        format!(
+        let mut line = format!(
             "{} step {} {}: {} by {}{}",
             self.run,
             self.step,
@@ -207,18 +282,23 @@ impl Replayed {
             self.verdict.as_str(),
             self.decided_by.as_deref().unwrap_or("default-deny"),
             if self.message.is_empty() { String::new() } else { format!(" ({})", self.message) }
-        ) + &self.audit.iter().map(|a| format!(" [{a}]")).collect::<String>()
+        ) + &self.audit.iter().map(|a| format!(" [{a}]")).collect::<String>();
+        if !self.needs_target.is_empty() {
+            line.push_str(&format!(" [needs a target: {} read it; pass --targets]", self.needs_target.join(", ")));
+        }
+        if self.target_matches == Some(false) {
+            line.push_str(" [the given target differs from the one judged live]");
+        }
+        line
     }
 
     pub fn to_json(&self) -> Value {
-        json!({"run": self.run, "step": self.step, "tool": self.tool, "verdict": self.verdict.as_str(), "decidedBy": self.decided_by, "message": self.message})
+        json!({"run": self.run, "step": self.step, "tool": self.tool, "verdict": self.verdict.as_str(), "decidedBy": self.decided_by, "message": self.message, "needsTarget": self.needs_target, "targetMatches": self.target_matches})
     }
-}
 
-impl Replayed {
     /// This verdict and its rule.
     pub fn judged(&self) -> Judged {
-        Judged { verdict: self.verdict, decided_by: self.decided_by.clone() }
+        Judged { verdict: self.verdict, decided_by: self.decided_by.clone(), uncertain: !self.needs_target.is_empty() }
     }
 }
 
@@ -228,14 +308,21 @@ pub fn replay(policies: &[Loaded], recorded: &[Recorded]) -> Vec<Replayed> {
         .iter()
         .map(|r| {
             let j = judge(policies, &r.input);
+            let given = r.input.target.as_ref().filter(|_| r.observed.is_some());
+            let target_matches = match (given, &r.judged_digest) {
+                (Some(t), Some(d)) => Some(crate::engine::gate::target_digest(t).as_ref() == Some(d)),
+                _ => None,
+            };
             Replayed {
                 run: r.run.clone(),
                 step: r.step,
                 tool: r.input.tool.clone(),
+                needs_target: if j.uncertain() { j.needs_target.clone() } else { vec![] },
                 verdict: j.verdict,
                 decided_by: j.decided_by,
                 message: j.message,
                 audit: j.audit,
+                target_matches,
             }
         })
         .collect()

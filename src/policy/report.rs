@@ -23,10 +23,17 @@ pub enum Change {
     /// The baseline has no verdict for it (the step was refused before the
     /// policies, or recorded without any): nothing to compare.
     NoBaseline,
+    /// A rule reads `target` and none was given (`--targets`): the verdict
+    /// is not known, so neither a change nor a false deny is reported.
+    NeedsTarget,
 }
 
 impl Change {
-    fn of(before: Option<&Judged>, now: Verdict) -> Self {
+    fn of(before: Option<&Judged>, now: &Replayed) -> Self {
+        if !now.needs_target.is_empty() || before.is_some_and(|b| b.uncertain) {
+            return Change::NeedsTarget;
+        }
+        let now = now.verdict;
         match before {
             None => Change::NoBaseline,
             Some(b) if b.verdict == now => Change::Unchanged,
@@ -45,6 +52,7 @@ impl Change {
             Change::NewlyDenied => "newly denied",
             Change::NewlyNeedingApproval => "newly needing approval",
             Change::NoBaseline => "no baseline",
+            Change::NeedsTarget => "needs a target",
         }
     }
 
@@ -112,7 +120,7 @@ impl Report {
         let cases: Vec<Case> = replayed
             .into_iter()
             .zip(baseline)
-            .map(|(replayed, before)| Case { change: Change::of(before.as_ref(), replayed.verdict), replayed, before })
+            .map(|(replayed, before)| Case { change: Change::of(before.as_ref(), &replayed), replayed, before })
             .collect();
         let failed = expectations
             .iter()
@@ -145,13 +153,14 @@ impl Report {
     pub fn summary(&self) -> String {
         let changed = self.cases.iter().filter(|c| c.change.changed()).count();
         format!(
-            "{} proposal(s) replayed: {changed} changed ({} newly allowed, {} newly denied, {} newly needing approval), {} unchanged, {} without a baseline; {} expectation(s) failed",
+            "{} proposal(s) replayed: {changed} changed ({} newly allowed, {} newly denied, {} newly needing approval), {} unchanged, {} without a baseline, {} needing a target (--targets); {} expectation(s) failed",
             self.cases.len(),
             self.count(Change::NewlyAllowed),
             self.count(Change::NewlyDenied),
             self.count(Change::NewlyNeedingApproval),
             self.count(Change::Unchanged),
             self.count(Change::NoBaseline),
+            self.count(Change::NeedsTarget),
             self.failed.len()
         )
     }
@@ -168,6 +177,7 @@ impl Report {
         match format {
             Format::Text => {
                 let mut lines: Vec<String> = changed().map(Self::change_line).collect();
+                lines.extend(self.cases.iter().filter(|c| c.change == Change::NeedsTarget).map(Self::change_line));
                 lines.extend(self.failed.iter().map(|f| format!("expectation failed: {f}")));
                 lines.push(self.summary());
                 lines.join("\n") + "\n"
@@ -193,6 +203,7 @@ impl Report {
                     "newlyNeedingApproval": self.count(Change::NewlyNeedingApproval),
                     "unchanged": self.count(Change::Unchanged),
                     "noBaseline": self.count(Change::NoBaseline),
+                    "needsTarget": self.count(Change::NeedsTarget),
                     "failedExpectations": self.failed,
                 });
                 json!({"results": results, "summary": summary}).to_string() + "\n"
@@ -228,6 +239,11 @@ impl Report {
                 let mut lines: Vec<String> = changed()
                     .map(|c| format!("::error title=xct policy test::{}", workflow_escape(&Self::change_line(c))))
                     .collect();
+                lines.extend(
+                    self.cases.iter().filter(|c| c.change == Change::NeedsTarget).map(|c| {
+                        format!("::warning title=xct policy test::{}", workflow_escape(&Self::change_line(c)))
+                    }),
+                );
                 lines.extend(
                     self.failed.iter().map(|f| format!("::error title=xct policy expectation::{}", workflow_escape(f))),
                 );

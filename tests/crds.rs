@@ -89,3 +89,22 @@ fn cel_rules_compile_and_behave() {
         }
     }
 }
+
+/// Conditions and policy rules are list maps (keyed by type and by name), so
+/// server-side apply from GitOps tools merges them item by item.
+#[test]
+fn conditions_and_rules_are_list_maps() {
+    use kube::CustomResourceExt;
+    let policy = serde_json::to_value(xct::crd::XctPolicy::crd()).unwrap();
+    let props = &policy["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+    assert_eq!(props["spec"]["properties"]["rules"]["x-kubernetes-list-type"], "map");
+    assert_eq!(props["spec"]["properties"]["rules"]["x-kubernetes-list-map-keys"], serde_json::json!(["name"]));
+    for crd in [xct::crd::XctRun::crd(), xct::crd::XctPolicy::crd(), xct::crd::XctApproval::crd()] {
+        let v = serde_json::to_value(&crd).unwrap();
+        let conditions =
+            &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]), "{}", v["metadata"]["name"]);
+        // metav1.Condition: the timestamp is a date-time.
+        assert_eq!(conditions["items"]["properties"]["lastTransitionTime"]["format"], "date-time");
+    }
+}

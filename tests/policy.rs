@@ -179,6 +179,29 @@ fn selectors_choose_runs() {
     assert_eq!(judge(&[other_team], &input("k8s.get", json!({}))).verdict, Verdict::Deny);
 }
 
+/// Selectors are Kubernetes label selectors, parsed once with kube's
+/// Selector: an operator it does not know makes the policy invalid, naming
+/// the selector, and an invalid policy whose selection is unknown vetoes
+/// every run (it fails closed, never open).
+#[test]
+fn an_invalid_selector_makes_the_policy_invalid_and_veto_everything() {
+    let bad = policy(
+        "bad",
+        "selector: {runSelector: {matchExpressions: [{key: team, operator: Near, values: [db]}]}}\nrules: [{name: all, tools: ['*'], effect: Allow}]",
+    );
+    let Loaded::Invalid(p) = &bad else { panic!("an unknown operator compiled") };
+    assert!(p.error.to_string().contains("selector.runSelector"), "{}", p.error);
+    let allow = policy("allow", "rules: [{name: all, tools: ['*'], effect: Allow}]");
+    let j = judge(&[allow, bad], &input("k8s.get", json!({})));
+    assert_eq!((j.verdict, j.decided_by.as_deref()), (Verdict::Deny, Some("bad/-")));
+    // NotIn and DoesNotExist as kube-apiserver reads them.
+    let not_db = policy(
+        "notdb",
+        "selector: {runSelector: {matchExpressions: [{key: team, operator: NotIn, values: [db]}, {key: frozen, operator: DoesNotExist}]}}\nrules: [{name: all, tools: ['*'], effect: Allow}]",
+    );
+    assert_eq!(judge(&[not_db], &input("k8s.get", json!({}))).verdict, Verdict::Allow);
+}
+
 #[test]
 fn globs() {
     use xct::policy::judge::glob;

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::run::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// Rules that decide which proposals may execute. Deny overrides allow;
 /// what no policy allows is vetoed.
@@ -31,8 +32,10 @@ pub struct XctPolicySpec {
     /// Enforce decides; Audit only records what it would have decided.
     #[serde(default)]
     pub enforcement: Enforcement,
-    /// The rules, evaluated in order.
+    /// The rules, evaluated in order; names are unique (a list map keyed
+    /// by name, so a GitOps tool's server-side apply merges rule by rule).
     #[schemars(length(min = 1, max = 256))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub rules: Vec<PolicyRule>,
 }
 
@@ -40,45 +43,12 @@ pub struct XctPolicySpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicySelector {
-    /// Labels of the run's namespace.
+    /// Labels of the run's namespace (a Kubernetes label selector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
-    /// Labels of the run.
+    /// Labels of the run (a Kubernetes label selector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_selector: Option<LabelSelector>,
-}
-
-/// A Kubernetes-style label selector.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LabelSelector {
-    /// Labels that must be present with these values.
-    #[serde(default)]
-    pub match_labels: std::collections::BTreeMap<String, String>,
-    /// Set-based requirements.
-    #[serde(default)]
-    pub match_expressions: Vec<LabelRequirement>,
-}
-
-/// One set-based requirement.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-pub struct LabelRequirement {
-    /// The label key.
-    pub key: String,
-    /// In, NotIn, Exists or DoesNotExist.
-    pub operator: SelectorOperator,
-    /// Values for In and NotIn.
-    #[serde(default)]
-    pub values: Vec<String>,
-}
-
-/// Operators of a label requirement.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum SelectorOperator {
-    In,
-    NotIn,
-    Exists,
-    DoesNotExist,
 }
 
 /// Enforce or only audit.

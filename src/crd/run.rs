@@ -149,26 +149,8 @@ impl Default for ModelParams {
     }
 }
 
-/// A condition in the style of `metav1.Condition`.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    /// Valid or Completed.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// True, False or Unknown.
-    pub status: String,
-    /// One CamelCase word.
-    pub reason: String,
-    /// Human-readable detail.
-    #[serde(default)]
-    pub message: String,
-    /// When `status` last changed (RFC 3339).
-    pub last_transition_time: String,
-    /// The generation this condition was computed for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-}
+/// A status condition: Kubernetes' own `metav1.Condition`.
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// Set a condition, keeping `lastTransitionTime` when the status is unchanged.
 pub fn set_condition(
@@ -193,7 +175,7 @@ pub fn set_condition_status(
     generation: Option<i64>,
 ) {
     let status = status.to_string();
-    let now = crate::engine::now_rfc3339();
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
             if c.status != status {

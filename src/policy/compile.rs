@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use kube::core::{Selector, SelectorExt};
+
 use crate::crd::policy::{PolicyRule, PolicySelector};
 use crate::crd::{Effect, Enforcement, XctPolicySpec};
 
@@ -35,13 +37,42 @@ pub struct CompiledRule {
     pub message: String,
 }
 
+/// Which runs a policy selects, parsed once.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    namespace: Option<Selector>,
+    run: Option<Selector>,
+}
+
+impl Selection {
+    fn parse(sel: &PolicySelector) -> Result<Self, String> {
+        let parse = |which: &str, s: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>| {
+            s.clone().map(Selector::try_from).transpose().map_err(|e| format!("{which}: {}", e.0))
+        };
+        Ok(Selection {
+            namespace: parse("selector.namespaceSelector", &sel.namespace_selector)?,
+            run: parse("selector.runSelector", &sel.run_selector)?,
+        })
+    }
+
+    /// Whether a run with these labels, in a namespace with those, is selected.
+    pub fn selects(
+        &self,
+        namespace_labels: &std::collections::BTreeMap<String, String>,
+        run_labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        self.namespace.as_ref().is_none_or(|s| s.matches(namespace_labels))
+            && self.run.as_ref().is_none_or(|s| s.matches(run_labels))
+    }
+}
+
 /// A policy, ready to evaluate.
 #[derive(Debug)]
 pub struct CompiledPolicy {
     pub name: String,
     pub generation: Option<i64>,
     pub enforcement: Enforcement,
-    pub selector: PolicySelector,
+    pub selection: Selection,
     pub rules: Vec<CompiledRule>,
 }
 
@@ -59,7 +90,9 @@ pub enum Loaded {
 pub struct InvalidPolicy {
     pub name: String,
     pub enforcement: Enforcement,
-    pub selector: PolicySelector,
+    /// The runs it vetoes everything for: every run when its selector
+    /// itself is invalid (it fails closed).
+    pub selection: Selection,
     pub error: CompileError,
 }
 
@@ -80,6 +113,7 @@ pub fn compile(name: &str, generation: Option<i64>, spec: &XctPolicySpec) -> Res
         position,
         message,
     };
+    let selection = Selection::parse(&spec.selector).map_err(|m| err("-", None, m))?;
     let mut rules = Vec::new();
     for (i, r) in spec.rules.iter().enumerate() {
         if spec.rules[..i].iter().any(|o| o.name == r.name) {
@@ -90,13 +124,7 @@ pub fn compile(name: &str, generation: Option<i64>, spec: &XctPolicySpec) -> Res
     if rules.is_empty() {
         return Err(err("-", None, "a policy needs at least one rule".into()));
     }
-    Ok(CompiledPolicy {
-        name: name.into(),
-        generation,
-        enforcement: spec.enforcement,
-        selector: spec.selector.clone(),
-        rules,
-    })
+    Ok(CompiledPolicy { name: name.into(), generation, enforcement: spec.enforcement, selection, rules })
 }
 
 /// Compile, keeping failures as [`Loaded::Invalid`].
@@ -106,7 +134,7 @@ pub fn load(name: &str, generation: Option<i64>, spec: &XctPolicySpec) -> Loaded
         Err(error) => Loaded::Invalid(Arc::new(InvalidPolicy {
             name: name.into(),
             enforcement: spec.enforcement,
-            selector: spec.selector.clone(),
+            selection: Selection::parse(&spec.selector).unwrap_or_default(),
             error,
         })),
     }

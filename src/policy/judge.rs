@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::compile::Selection;
 use super::compile::{CompiledPolicy, Loaded};
-use crate::crd::policy::{LabelSelector, PolicySelector, SelectorOperator};
 use crate::crd::{Effect, Enforcement};
 use crate::protocol::NextStep;
 use crate::tools::Target;
@@ -118,7 +118,7 @@ impl Judgement {
 pub fn judge(policies: &[Loaded], input: &PolicyInput) -> Judgement {
     let (enforce, audit): (Vec<&Loaded>, Vec<&Loaded>) = policies
         .iter()
-        .filter(|p| selects(selector_of(p), &input.run))
+        .filter(|p| selection_of(p).selects(&input.run.namespace_labels, &input.run.labels))
         .partition(|p| enforcement_of(p) == Enforcement::Enforce);
     let mut j = decide(&enforce, input);
     j.deciding_policies = enforce.iter().map(|p| p.name().to_string()).collect();
@@ -133,10 +133,10 @@ pub fn judge(policies: &[Loaded], input: &PolicyInput) -> Judgement {
     j
 }
 
-fn selector_of(p: &Loaded) -> &PolicySelector {
+fn selection_of(p: &Loaded) -> &Selection {
     match p {
-        Loaded::Ready(c) => &c.selector,
-        Loaded::Invalid(p) => &p.selector,
+        Loaded::Ready(c) => &c.selection,
+        Loaded::Invalid(p) => &p.selection,
     }
 }
 
@@ -275,23 +275,4 @@ pub fn glob(pattern: &str, name: &str) -> bool {
             (0..=tail.len()).filter(|i| tail.is_char_boundary(*i)).any(|i| glob(rest, &tail[i..]))
         }
     }
-}
-
-fn selects(sel: &PolicySelector, run: &RunInfo) -> bool {
-    sel.namespace_selector.as_ref().is_none_or(|s| label_match(s, &run.namespace_labels))
-        && sel.run_selector.as_ref().is_none_or(|s| label_match(s, &run.labels))
-}
-
-/// Kubernetes label selector semantics.
-pub fn label_match(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    sel.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
-        && sel.match_expressions.iter().all(|r| {
-            let v = labels.get(&r.key);
-            match r.operator {
-                SelectorOperator::In => v.is_some_and(|v| r.values.contains(v)),
-                SelectorOperator::NotIn => v.is_none_or(|v| !r.values.contains(v)),
-                SelectorOperator::Exists => v.is_some(),
-                SelectorOperator::DoesNotExist => v.is_none(),
-            }
-        })
 }

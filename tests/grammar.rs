@@ -11,37 +11,41 @@ use xct::model::grammar::schema_to_gbnf;
 use xct::tools::ToolSet;
 use xct::tools::fs::Workspace;
 
-#[tokio::test]
-async fn every_tool_schema_becomes_a_grammar() {
+/// Every tool (the Kubernetes ones against an address nothing listens on)
+/// and the workspace the fs tools are confined to.
+fn all_tools() -> (Vec<Arc<dyn xct::tools::Tool>>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let client = kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
     let k8s = xct::k8s::tools::tools(Arc::new(K8sContext { client, namespace: "demo".into() }));
     let fs = Workspace::open(dir.path()).unwrap().tools();
-    let all: Vec<_> = k8s.into_iter().chain(fs).collect();
+    (k8s.into_iter().chain(fs).collect(), dir)
+}
+
+/// A run with `tools` and `max_tokens`.
+fn run_with(tools: ToolSet, max_tokens: u32) -> RunConfig {
+    RunConfig {
+        id: "g".into(),
+        acting_as: "tester".into(),
+        goal: "g".into(),
+        tools,
+        limits: Limits::default(),
+        sampling: Sampling { max_tokens, ..Sampling::default() },
+    }
+}
+
+#[tokio::test]
+async fn every_tool_schema_becomes_a_grammar() {
+    let (all, _dir) = all_tools();
     assert_eq!(all.len(), 12);
     for tool in &all {
         let schema = tool.schema();
         assert!(!schema.to_string().contains("$ref"), "{} has a $ref: {schema}", tool.name());
-        let run = RunConfig {
-            id: "g".into(),
-            acting_as: "tester".into(),
-            goal: "g".into(),
-            tools: ToolSet::new().with(tool.clone()),
-            limits: Limits::default(),
-            sampling: Sampling::default(),
-        };
+        let run = run_with(ToolSet::new().with(tool.clone()), Sampling::default().max_tokens);
         let gbnf = schema_to_gbnf(&context::decision_schema(&run))
             .unwrap_or_else(|e| panic!("{}: {e}\n{schema}", tool.name()));
         assert!(gbnf.contains(tool.name()), "{}", tool.name());
     }
-    let run = RunConfig {
-        id: "all".into(),
-        acting_as: "tester".into(),
-        goal: "g".into(),
-        tools: all.into_iter().fold(ToolSet::new(), ToolSet::with),
-        limits: Limits::default(),
-        sampling: Sampling::default(),
-    };
+    let run = run_with(all.into_iter().fold(ToolSet::new(), ToolSet::with), Sampling::default().max_tokens);
     schema_to_gbnf(&context::decision_schema(&run)).unwrap();
 }
 
@@ -51,20 +55,10 @@ async fn every_tool_schema_becomes_a_grammar() {
 /// character more than the schema the gate checks (engine/bounds.rs).
 #[tokio::test]
 async fn the_grammar_bounds_every_free_string_argument() {
-    let dir = tempfile::tempdir().unwrap();
-    let client = kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
-    let k8s = xct::k8s::tools::tools(Arc::new(K8sContext { client, namespace: "demo".into() }));
-    let fs = Workspace::open(dir.path()).unwrap().tools();
+    let (all, _dir) = all_tools();
     let mut checked = 0;
-    for tool in k8s.into_iter().chain(fs) {
-        let run = RunConfig {
-            id: "b".into(),
-            acting_as: "tester".into(),
-            goal: "g".into(),
-            tools: ToolSet::new().with(tool.clone()),
-            limits: Limits::default(),
-            sampling: Sampling { max_tokens: 256, ..Sampling::default() },
-        };
+    for tool in all {
+        let run = run_with(ToolSet::new().with(tool.clone()), 256);
         let gbnf = schema_to_gbnf(&context::decision_schema(&run)).unwrap();
         let free_object = matches!(tool.name(), "k8s.patch" | "k8s.apply");
         assert_eq!(gbnf.contains("char*"), free_object, "{}:\n{gbnf}", tool.name());

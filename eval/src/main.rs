@@ -23,6 +23,10 @@ struct Cli {
     /// Sampled passes after the greedy one, with seeds 1..=N.
     #[arg(long, default_value_t = 0)]
     repeat: u32,
+    /// maxTokens for the scenarios that do not set their own (default: the
+    /// XctRun default), to compare budgets in one run.
+    #[arg(long)]
+    max_tokens: Option<u32>,
     /// Temperature of the sampled passes.
     #[arg(long, default_value_t = 0.7)]
     temperature: f32,
@@ -76,6 +80,9 @@ async fn main() -> ExitCode {
             let (seed, temperature) = sampling.unwrap_or((42, 0.0));
             s.spec["model"]["seed"] = json!(seed);
             s.spec["model"]["temperature"] = json!(temperature);
+            if let Some(n) = cli.max_tokens.filter(|_| s.spec["model"].get("maxTokens").is_none()) {
+                s.spec["model"]["maxTokens"] = json!(n);
+            }
             eprintln!("{label}: {} ...", s.name);
             match run::run(&s, decider.clone()).await {
                 Ok(row) => {

@@ -355,3 +355,33 @@ async fn the_context_budget_compacts_then_ends_the_run() {
     assert_eq!(code, ErrorCode::ContextExhausted, "{reason}");
     assert!(tiny.last.lock().unwrap().is_empty(), "no decision was made");
 }
+
+/// A proposal that repeats, exactly, one that failed with the same code is
+/// told so (small models otherwise resend it until the error budget ends
+/// the run); a different proposal is not.
+#[tokio::test]
+async fn an_identical_failed_proposal_is_named_as_a_repeat() {
+    let (cfg, _) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
+    let refused = step("test.probe", json!({"mode": "refuse"}));
+    let outputs =
+        vec![refused.clone(), refused.clone(), step("test.probe", json!({"mode": "fail"})), refused, DONE.into()];
+    let decider = ScriptedDecider::new(outputs);
+    let engine = Engine::new(&decider);
+    let started = Utc::now();
+    let mut history: Vec<xct::engine::record::StepRecord> = Vec::new();
+    while let Ok(rec) = next(&engine, &cfg, &history, started).await {
+        history.push(rec);
+    }
+    let told: Vec<String> = history[..4]
+        .iter()
+        .map(|s| match &s.signal {
+            Some(Signal::Error { message, .. }) => message.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let repeat = "You proposed exactly this in step 1";
+    assert!(!told[0].contains("You proposed exactly this"), "{}", told[0]);
+    assert!(told[1].contains(repeat), "{}", told[1]);
+    assert!(!told[2].contains("You proposed exactly this"), "a different proposal: {}", told[2]);
+    assert!(told[3].contains("You proposed exactly this in step 2"), "the latest such step: {}", told[3]);
+}

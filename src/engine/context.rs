@@ -179,3 +179,23 @@ pub fn decision_schema(run: &RunConfig) -> Value {
         ]
     })
 }
+
+/// When a step repeats, exactly, an earlier proposal that failed with the
+/// same code, say so in its signal: small models otherwise resend a refused
+/// proposal until the error budget ends the run.
+pub fn note_repeat(history: &[StepRecord], record: &mut StepRecord) {
+    let (Some(digest), Some(code)) = (record.proposal_digest.clone(), record.error_code()) else { return };
+    let Some(earlier) = history
+        .iter()
+        .rev()
+        .find(|s| s.proposal_digest.as_deref() == Some(digest.as_str()) && s.error_code() == Some(code))
+    else {
+        return;
+    };
+    if let Some(crate::protocol::Signal::Error { message, .. }) = &mut record.signal {
+        message.push_str(&format!(
+            " You proposed exactly this in step {} and it failed the same way: change the tool or its arguments, or say done and explain why the goal cannot be reached.",
+            earlier.index
+        ));
+    }
+}

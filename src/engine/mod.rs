@@ -332,7 +332,9 @@ impl<'a> Engine<'a> {
         };
         let validated = gate::admit(run, &step, judge).await;
         if validated.refusal.is_some() {
-            return Ok(Stepped::New(record_unexecuted(index, &decided, Some(validated))));
+            let mut record = record_unexecuted(index, &decided, Some(validated));
+            context::note_repeat(history, &mut record);
+            return Ok(Stepped::New(record));
         }
         let awaits = validated.awaits_approval();
         let mut record = record_intent(index, &decided, &step, validated);
@@ -341,6 +343,7 @@ impl<'a> Engine<'a> {
             return Ok(Stepped::New(record));
         }
         execute(run, &step, &mut record, false, journal).await?;
+        context::note_repeat(history, &mut record);
         Ok(Stepped::New(record))
     }
 }

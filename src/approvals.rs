@@ -9,6 +9,8 @@
 //! before it executes. The command only saves a reviewer from copying a
 //! digest by hand, and says plainly when an approval could not count.
 
+use std::process::ExitCode;
+
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 
@@ -180,4 +182,51 @@ pub async fn answer(
         .await
         .map_err(ApproveError::from_kube)?;
     Ok((created, pending))
+}
+
+/// `xct approvals list`: the table, or why not (exit 1 refused, 2 unreachable).
+pub async fn list_command(namespace: Option<String>) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => return refused(&ApproveError::Cluster(format!("no Kubernetes configuration: {e}"))),
+    };
+    match list(&client, namespace.as_deref()).await {
+        Ok(pending) => {
+            print!("{}", table(&pending));
+            ExitCode::SUCCESS
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+/// `xct approve` / `xct reject`: what was reviewed and the approval created.
+pub async fn answer_command(
+    run: String,
+    namespace: Option<String>,
+    step: Option<u32>,
+    decision: ApprovalDecision,
+    reason: &str,
+) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => return refused(&ApproveError::Cluster(format!("no Kubernetes configuration: {e}"))),
+    };
+    let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    match answer(&client, &namespace, &run, step, decision, reason).await {
+        Ok((created, pending)) => {
+            print!("{}", pending.describe());
+            let name = created.metadata.name.unwrap_or_default();
+            println!(
+                "xctapproval.xct.dev/{name} created: {decision:?} step {} as {}",
+                pending.step.index, created.spec.approver
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+fn refused(e: &ApproveError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(e.exit_code())
 }

@@ -264,9 +264,17 @@ pub async fn run(cli: Cli) -> ExitCode {
             controller(namespace, health_addr, lease, model, scripted_decisions).await
         }
         Command::Crdgen { out } => crdgen(&out),
-        Command::Approvals { command: ApprovalsCommand::List { namespace } } => approvals_list(namespace).await,
-        Command::Approve { which, reason } => answer(which, ApprovalDecision::Approve, &reason).await,
-        Command::Reject { which, reason } => answer(which, ApprovalDecision::Reject, &reason).await,
+        Command::Approvals { command: ApprovalsCommand::List { namespace } } => {
+            crate::approvals::list_command(namespace).await
+        }
+        Command::Approve { which, reason } => {
+            crate::approvals::answer_command(which.run, which.namespace, which.step, ApprovalDecision::Approve, &reason)
+                .await
+        }
+        Command::Reject { which, reason } => {
+            crate::approvals::answer_command(which.run, which.namespace, which.step, ApprovalDecision::Reject, &reason)
+                .await
+        }
         Command::Local { manifest, workspace, history, model } => local(manifest, workspace, history, model).await,
     }
 }
@@ -458,45 +466,6 @@ fn policy_test(
     let report = report::Report::new(replayed, before, &expectations);
     print!("{}", report.render(output));
     ExitCode::from(report.exit_code())
-}
-
-async fn approvals_list(namespace: Option<String>) -> ExitCode {
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => return fail(&format!("no Kubernetes configuration: {e}")),
-    };
-    match crate::approvals::list(&client, namespace.as_deref()).await {
-        Ok(pending) => {
-            print!("{}", crate::approvals::table(&pending));
-            ExitCode::SUCCESS
-        }
-        Err(e) => refused(&e),
-    }
-}
-
-async fn answer(which: AnswerArgs, decision: ApprovalDecision, reason: &str) -> ExitCode {
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => return fail(&format!("no Kubernetes configuration: {e}")),
-    };
-    let namespace = which.namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    match crate::approvals::answer(&client, &namespace, &which.run, which.step, decision, reason).await {
-        Ok((created, pending)) => {
-            print!("{}", pending.describe());
-            let name = created.metadata.name.unwrap_or_default();
-            println!(
-                "xctapproval.xct.dev/{name} created: {decision:?} step {} as {}",
-                pending.step.index, created.spec.approver
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => refused(&e),
-    }
-}
-
-fn refused(e: &crate::approvals::ApproveError) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(e.exit_code())
 }
 
 async fn history_show(run: &str, namespace: &str) -> ExitCode {

@@ -154,11 +154,13 @@ fn resource(api_version: &str, kind: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural)
 }
 
-fn api_version_of(kind: &str) -> &'static str {
-    match kind {
-        "Deployment" | "StatefulSet" => "apps/v1",
-        _ => "v1",
-    }
+/// The API resource of a checked object: the tools' own mapping for the
+/// kinds they touch, a core v1 kind otherwise.
+fn checked_resource(kind: &str) -> ApiResource {
+    xct::k8s::TargetKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+        .map_or_else(|| resource("v1", kind), xct::k8s::TargetKind::api_resource)
 }
 
 async fn cluster(s: &Scenario, decider: Arc<dyn Decider>) -> Result<(XctRunStatus, Finished), RunError> {
@@ -215,8 +217,7 @@ async fn cluster(s: &Scenario, decider: Arc<dyn Decider>) -> Result<(XctRunStatu
     status.steps = steps;
     let mut finished = finished_from(&status);
     for c in &s.expect.objects {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(admin.clone(), NAMESPACE, &resource(api_version_of(&c.kind), &c.kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), NAMESPACE, &checked_resource(&c.kind));
         if let Ok(o) = api.get(&c.name).await {
             finished.objects.insert((c.kind.clone(), c.name.clone()), serde_json::to_value(o).unwrap_or_default());
         }

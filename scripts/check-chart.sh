@@ -36,6 +36,7 @@ trap 'rm -rf "$out"' EXIT
   --set 'topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway' --set strategy.type=Recreate > "$out/overrides.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set crds.install=false > "$out/no-crds.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set impersonation.anyServiceAccount=true > "$out/any-sa.yaml"
+"$helm" template xct-operator "$chart" -n xct-system --set watchNamespace=team-a > "$out/watch-ns.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set crds.keep=false > "$out/crds-not-kept.yaml"
 grep -q 'resource.customizations.health.xct.dev_XctApproval' "$out/gitops.yaml"
 python3 - "$out" <<'PY'
@@ -102,6 +103,22 @@ if [r.get("resourceNames") for r in impersonation("any-sa")] != [None]:
     fail(f"anyServiceAccount impersonation: {impersonation('any-sa')}")
 if [r.get("resourceNames") for r in impersonation("hostpath")] != [["xct-runner"], ["xct-runner"]]:
     fail(f"per-namespace impersonation: {impersonation('hostpath')}")
+# watchNamespace: everything namespaced is a Role there; the ClusterRole
+# keeps only the cluster-scoped reads.
+def grants(name, kind, obj):
+    return {(res, v) for d in kinds(name, kind) if d["metadata"]["name"] == obj for r in d["rules"] for res in r["resources"] for v in r["verbs"]}
+cluster = grants("watch-ns", "ClusterRole", "xct-operator")
+if {res for res, _ in cluster} != {"xctpolicies", "xctpolicies/status", "namespaces"}:
+    fail(f"watchNamespace ClusterRole grants {sorted(cluster)}")
+(role,) = [d for d in kinds("watch-ns", "Role") if d["metadata"]["name"] == "xct-operator"]
+if role["metadata"]["namespace"] != "team-a":
+    fail(f"watchNamespace Role in {role['metadata']['namespace']}")
+namespaced = grants("watch-ns", "Role", "xct-operator")
+everything = grants("default", "ClusterRole", "xct-operator")
+if namespaced | cluster != everything:
+    fail(f"watchNamespace grants differ from the cluster-wide ones: {sorted(everything ^ (namespaced | cluster))}")
+if len(namespaced) < 10:
+    fail(f"watchNamespace Role: {sorted(namespaced)}")
 # Roles for people, aggregated into admin/edit/view.
 agg = {d["metadata"]["name"]: sorted(k.rsplit("-", 1)[1] for k in d["metadata"]["labels"] if k.startswith("rbac.authorization.k8s.io/aggregate-to-"))
        for d in kinds("default", "ClusterRole")}

@@ -49,6 +49,29 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{- define "xct.namespacedRules" -}}
+- apiGroups: ["xct.dev"]
+  resources: ["xctruns", "xctapprovals"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["xct.dev"]
+  resources: ["xctruns/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["xct.dev"]
+  resources: ["xctruns/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["xct.dev"]
+  resources: ["xctapprovals/status"]
+  verbs: ["get", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# Archived step history: new ConfigMaps (generateName xct-history-), owned
+# by their run. The operator never updates or deletes a ConfigMap.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "create"]
+{{- end -}}
+
 {{- define "xct.impersonationRule" -}}
 - apiGroups: [""]
   resources: ["serviceaccounts"]

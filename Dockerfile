@@ -22,6 +22,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY src src
 COPY testapi testapi
+COPY eval eval
 RUN cargo build --release --locked --bin xct --features "${CARGO_FEATURES}" && strip target/release/xct
 
 FROM docker.io/library/debian:bookworm-slim AS runtime-cpu

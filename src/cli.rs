@@ -228,6 +228,10 @@ pub enum Command {
         /// Where to write the history (default: NAME.history.yaml).
         #[arg(long)]
         history: Option<PathBuf>,
+        /// Replay model outputs from a YAML list instead of loading a model
+        /// (to drive a rare path, e.g. a proposal the gate refuses).
+        #[arg(long, value_name = "FILE")]
+        scripted_decisions: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -275,11 +279,19 @@ pub async fn run(cli: Cli) -> ExitCode {
             crate::approvals::answer_command(which.run, which.namespace, which.step, ApprovalDecision::Reject, &reason)
                 .await
         }
-        Command::Local { manifest, workspace, history, model } => local(manifest, workspace, history, model).await,
+        Command::Local { manifest, workspace, history, scripted_decisions, model } => {
+            local(manifest, workspace, history, scripted_decisions, model).await
+        }
     }
 }
 
-async fn local(manifest: PathBuf, workspace: PathBuf, history: Option<PathBuf>, model: ModelArgs) -> ExitCode {
+async fn local(
+    manifest: PathBuf,
+    workspace: PathBuf,
+    history: Option<PathBuf>,
+    scripted: Option<PathBuf>,
+    model: ModelArgs,
+) -> ExitCode {
     let run = match crate::local::load_manifest(&manifest) {
         Ok(r) => r,
         Err(e) => return fail(&e),
@@ -290,14 +302,22 @@ async fn local(manifest: PathBuf, workspace: PathBuf, history: Option<PathBuf>, 
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
-    let opts = model.options();
-    let decider = match tokio::task::spawn_blocking(move || LlamaDecider::load(opts)).await {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => return fail(&e),
-        Err(e) => return fail(&e),
+    let decider: Box<dyn crate::model::Decider> = match scripted {
+        Some(path) => match crate::model::ScriptedDecider::from_file(&path) {
+            Ok(d) => Box::new(d),
+            Err(e) => return fail(&e),
+        },
+        None => {
+            let opts = model.options();
+            match tokio::task::spawn_blocking(move || LlamaDecider::load(opts)).await {
+                Ok(Ok(d)) => Box::new(d),
+                Ok(Err(e)) => return fail(&e),
+                Err(e) => return fail(&e),
+            }
+        }
     };
     let mut stdout = std::io::stdout();
-    match crate::local::run(&prepared, &decider, &history, &mut stdout).await {
+    match crate::local::run(&prepared, decider.as_ref(), &history, &mut stdout).await {
         Ok(report) => {
             println!("history: {}", history.display());
             match report.outcome {
@@ -336,16 +356,10 @@ async fn controller(
         Err(e) => return fail(&e),
     };
     let decider: Arc<dyn crate::model::Decider> = match scripted {
-        Some(path) => {
-            let outputs: Vec<String> = match std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_yaml::from_str(&t).map_err(|e| e.to_string()))
-            {
-                Ok(o) => o,
-                Err(e) => return fail(&format!("{}: {e}", path.display())),
-            };
-            Arc::new(crate::model::ScriptedDecider::new(outputs))
-        }
+        Some(path) => match crate::model::ScriptedDecider::from_file(&path) {
+            Ok(d) => Arc::new(d),
+            Err(e) => return fail(&e),
+        },
         None => {
             let opts = model.options();
             match tokio::task::spawn_blocking(move || LlamaDecider::load(opts)).await {

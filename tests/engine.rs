@@ -264,10 +264,11 @@ async fn history_is_rendered_as_chat_turns() {
     assert!(system.content.contains("\"enum\":[\"ok\",\"refuse\",\"fail\",\"huge\"]"), "schemas are listed");
     assert!(system.content.contains("{\"done\":true"), "the contract is stated");
     assert_eq!(reqs[0].messages[1].content, "Goal: probe things");
-    // Third call: the two earlier decisions as assistant turns, each followed by its signal.
+    // Third call: the two earlier decisions as assistant turns, each
+    // followed by its signal as a tool turn.
     let m = &reqs[2].messages;
     let roles: Vec<Role> = m.iter().map(|x| x.role).collect();
-    assert_eq!(roles, [Role::System, Role::User, Role::Assistant, Role::User, Role::Assistant, Role::User]);
+    assert_eq!(roles, [Role::System, Role::User, Role::Assistant, Role::Tool, Role::Assistant, Role::Tool]);
     assert_eq!(m[2].content, first);
     assert_eq!(m[3].content, r#"{"status":"success","result":{"value":7}}"#);
     assert_eq!(m[4].content, "oops");
@@ -384,4 +385,43 @@ async fn an_identical_failed_proposal_is_named_as_a_repeat() {
     assert!(told[1].contains(repeat), "{}", told[1]);
     assert!(!told[2].contains("You proposed exactly this"), "a different proposal: {}", told[2]);
     assert!(told[3].contains("You proposed exactly this in step 2"), "the latest such step: {}", told[3]);
+}
+
+/// A read-only proposal repeated exactly, with the same result, is named as
+/// a repeat in what the model sees next (small models re-read a file until
+/// the step budget ends); the recorded history keeps the plain result.
+#[tokio::test]
+async fn an_identical_read_with_the_same_result_is_named_as_a_repeat() {
+    let (cfg, _) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
+    let read = step("test.read", json!({}));
+    let outputs = vec![read.clone(), read.clone(), step("test.probe", json!({"mode": "ok"})), read, DONE.into()];
+    let decider = ScriptedDecider::new(outputs);
+    let engine = Engine::new(&decider);
+    let started = Utc::now();
+    let mut history: Vec<xct::engine::record::StepRecord> = Vec::new();
+    while let Ok(rec) = next(&engine, &cfg, &history, started).await {
+        history.push(rec);
+    }
+    assert_eq!(history.len(), 5);
+    let requests = decider.requests();
+    assert_eq!(requests.len(), 5);
+    // The newest result each decision saw, as the model saw it.
+    let newest: Vec<String> = requests[1..]
+        .iter()
+        .map(|r| {
+            let last = r.messages.last().unwrap();
+            assert_eq!(last.role, xct::model::Role::Tool, "results are tool turns");
+            last.content.clone()
+        })
+        .collect();
+    assert!(!newest[0].contains("You read exactly this"), "{}", newest[0]);
+    assert!(newest[1].contains("You read exactly this in step 1"), "{}", newest[1]);
+    assert!(!newest[2].contains("You read exactly this"), "a mutation is not a read: {}", newest[2]);
+    assert!(newest[3].contains("You read exactly this in step 2"), "the latest such step: {}", newest[3]);
+    // The earlier turns are rendered the same way in every later prompt.
+    assert!(requests[4].messages.iter().filter(|m| m.content.contains("You read exactly this")).count() == 2);
+    for s in &history {
+        let shown = serde_json::to_string(&s.signal).unwrap();
+        assert!(!shown.contains("You read exactly"), "the history keeps the plain result: {shown}");
+    }
 }

@@ -238,3 +238,22 @@ async fn content_at_the_grammar_ceiling_is_refused_not_written_cut() {
     assert_eq!(whole.outcome_label(), "Success");
     assert_eq!(std::fs::read_to_string(f.ws.join("whole.txt")).unwrap(), "x".repeat(chars));
 }
+
+/// A missing file is an error that shows what the nearest existing folder
+/// holds (through the same confined handle), so the next proposal can name
+/// a file that exists; nothing outside the workspace is named.
+#[tokio::test]
+async fn a_missing_file_names_what_the_nearest_folder_holds() {
+    let f = fixture();
+    std::fs::create_dir_all(f.ws.join("logs")).unwrap();
+    std::fs::write(f.ws.join("logs/app.log"), "ok").unwrap();
+    let read = tool(&f, "fs.read");
+    let message = |args: Value| async move { read.execute(&args).await.unwrap_err() };
+    let e = message(json!({"path": "logs/old/access.log"})).await;
+    assert_eq!(e.code, ErrorCode::ExecutionFailed);
+    assert!(e.message.contains("no such file; the folder \"logs\" holds: app.log"), "{}", e.message);
+    let e = message(json!({"path": "access.log"})).await;
+    assert!(e.message.contains("the folder \".\" holds: "), "{}", e.message);
+    assert!(e.message.contains("notes.txt") && e.message.contains("logs"), "{}", e.message);
+    assert!(!e.message.contains("secret.txt"), "nothing outside is named: {}", e.message);
+}

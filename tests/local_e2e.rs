@@ -194,29 +194,86 @@ fn a_rambling_goal_is_closed_within_max_tokens() {
     }
 }
 
-/// At temperature 1.2 (seed 2) the test model's first fs.write rambled in
-/// its `content` until maxTokens cut the decision off. Free string
-/// arguments are now bounded by maxTokens too: the decision closes, and a
-/// content the grammar had to close is refused, never written cut.
+/// At temperature 1.2 the test model's first fs.write used to ramble in its
+/// `content` until maxTokens cut the decision off (seed 2, before the
+/// system prompt changed). Free string arguments are bounded by maxTokens:
+/// the decision closes, and a content the grammar had to close is refused,
+/// never written cut. The first of a few seeds whose decision is an
+/// fs.write is checked (which seed that is depends on the prompt).
 #[test]
 fn a_rambling_file_content_is_closed_and_never_written_cut() {
-    let (_, status, dir) = run_local(
-        "Use fs.write to write a long story about a dragon into story.txt, then say done.",
-        "[fs.write]",
-        &[],
-        "limits: {maxSteps: 1}\n  model: {seed: 2, maxTokens: 120, temperature: 1.2}",
-    );
-    let step = &status.steps[0];
-    assert!(!step.model.truncated, "cut off at maxTokens: {}", step.decision);
-    let parsed = parse_decision(&step.decision, false).unwrap();
-    let xct::protocol::Decision::NextStep(s) = parsed else { panic!("{}", step.decision) };
-    let content = s.arguments["content"].as_str().unwrap();
-    let allowed = xct::engine::bounds::max_argument_chars(120, 2) as usize;
-    let written = dir.path().join("ws").join(s.arguments["path"].as_str().unwrap());
-    if content.chars().count() > allowed {
-        assert_eq!(step.outcome_label(), "INVALID_ARGUMENTS", "{}", step.decision);
-        assert!(!written.exists());
-    } else {
-        assert_eq!(std::fs::read_to_string(written).unwrap(), content);
+    let mut checked = 0;
+    for seed in RAMBLING_SEEDS {
+        let (_, status, dir) = run_local(
+            "Use fs.write to write a long story about a dragon into story.txt, then say done.",
+            "[fs.write]",
+            &[],
+            &format!("limits: {{maxSteps: 1}}\n  model: {{seed: {seed}, maxTokens: 120, temperature: 1.2}}"),
+        );
+        let step = &status.steps[0];
+        assert!(!step.model.truncated, "cut off at maxTokens: {}", step.decision);
+        let parsed = parse_decision(&step.decision, false).unwrap();
+        let xct::protocol::Decision::NextStep(s) = parsed else { continue };
+        let (Some(content), Some(path)) = (s.arguments["content"].as_str(), s.arguments["path"].as_str()) else {
+            continue;
+        };
+        let allowed = xct::engine::bounds::max_argument_chars(120, 2) as usize;
+        let written = dir.path().join("ws").join(path);
+        if content.chars().count() > allowed || path.chars().count() > allowed {
+            assert_eq!(step.outcome_label(), "INVALID_ARGUMENTS", "{}", step.decision);
+            assert!(!written.exists());
+        } else if step.outcome_label() == "Success" {
+            assert_eq!(std::fs::read_to_string(written).unwrap(), content);
+        }
+        checked += 1;
+        break;
     }
+    assert_eq!(checked, 1, "none of the seeds {RAMBLING_SEEDS:?} proposed an fs.write");
+}
+
+/// Seeds tried by the rambling-content test.
+const RAMBLING_SEEDS: [u32; 6] = [2, 1, 3, 4, 5, 6];
+
+/// The veto example as try-local.sh drives it: decisions replayed from the
+/// example's file, so the refusal happens whatever model is at hand. The
+/// absolute path is refused with INVALID_ARGUMENTS and nothing is written
+/// there; the next proposal writes inside the workspace; done exits 0. A
+/// decisions file that is not a list of outputs is a clear error (exit 2).
+#[test]
+fn the_veto_example_is_driven_by_replayed_decisions() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let history = dir.path().join("history.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_xct"))
+        .arg("local")
+        .arg(root.join("examples/local/absolute-path.yaml"))
+        .arg("--scripted-decisions")
+        .arg(root.join("examples/local/absolute-path.decisions.yaml"))
+        .arg("--workspace")
+        .arg(&ws)
+        .arg("--history")
+        .arg(&history)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let status: XctRunStatus = serde_yaml::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    let labels: Vec<&str> = status.steps.iter().map(|s| s.outcome_label()).collect();
+    assert_eq!(labels, ["INVALID_ARGUMENTS", "Success", "Done"], "{stdout}");
+    assert!(!Path::new("/etc/xct-demo.json").exists(), "the refused write happened");
+    assert_eq!(std::fs::read_to_string(ws.join("config.json")).unwrap(), r#"{"env":"dev"}"#);
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "next_step: not a list\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xct"))
+        .arg("local")
+        .arg(root.join("examples/local/absolute-path.yaml"))
+        .arg("--scripted-decisions")
+        .arg(&bad)
+        .arg("--workspace")
+        .arg(&ws)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a YAML list of model outputs"));
 }

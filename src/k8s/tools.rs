@@ -222,7 +222,9 @@ impl Op {
             Op::Get => "Read one object (Secret values are never shown).",
             Op::List => "List objects of a kind, optionally by label selector.",
             Op::Scale => "Set the replicas of a Deployment or StatefulSet.",
-            Op::Patch => "Change fields of an object with a JSON merge patch.",
+            Op::Patch => {
+                "Change fields of an object with a JSON merge patch: an object shaped like the resource, holding only the fields to change (not JSON Patch op/path/value)."
+            }
             Op::Apply => "Create or update an object from a full manifest (server-side apply).",
             Op::Delete => "Delete an object.",
             Op::RolloutRestart => "Restart the pods of a Deployment or StatefulSet.",

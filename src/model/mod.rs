@@ -24,6 +24,9 @@ pub enum Role {
     System,
     User,
     Assistant,
+    /// A tool's result or the system's signal about a proposal; rendered
+    /// as a user turn where the chat template has no tool role.
+    Tool,
 }
 
 impl Role {
@@ -32,6 +35,7 @@ impl Role {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Tool => "tool",
         }
     }
 }

@@ -28,6 +28,15 @@ impl ScriptedDecider {
         }
     }
 
+    /// Outputs from a YAML list of strings (`--scripted-decisions FILE`):
+    /// each one a model output, replayed verbatim.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let outputs: Vec<String> = serde_yaml::from_str(&text)
+            .map_err(|e| format!("{}: not a YAML list of model outputs: {e}", path.display()))?;
+        Ok(ScriptedDecider::new(outputs))
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<DecideRequest> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()

@@ -27,6 +27,8 @@ pub const MAX_READ_BYTES: usize = 16 * 1024;
 /// Most entries `fs.list` returns.
 pub const MAX_LIST_ENTRIES: usize = 500;
 const MAX_PATH_BYTES: usize = 1024;
+/// Most names a "no such file" error shows of the nearest folder.
+const NOT_FOUND_NAMES: usize = 20;
 
 /// A workspace directory shared by the fs tools.
 #[derive(Debug, Clone)]
@@ -42,6 +44,31 @@ impl Workspace {
         Ok(Workspace { dir: Arc::new(dir), max_write_bytes: DEFAULT_MAX_WRITE_BYTES })
     }
 
+    /// `path` does not exist: say so with what the nearest existing folder
+    /// above it holds (through the same confined handle), so the model's
+    /// next proposal can name a file that exists instead of giving up.
+    fn not_found(&self, op: &str, path: &Path) -> ToolError {
+        let mut folder = path.parent();
+        while let Some(f) = folder.filter(|f| !f.as_os_str().is_empty() && !self.dir.is_dir(f)) {
+            folder = f.parent();
+        }
+        let folder = folder.filter(|f| !f.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut names: Vec<String> = self
+            .dir
+            .read_dir(folder)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort();
+        let shown = names.len().min(NOT_FOUND_NAMES);
+        let more = if names.len() > shown { format!(" and {} more", names.len() - shown) } else { String::new() };
+        ToolError::failed(format!(
+            "{op} {}: no such file; the folder {:?} holds: {}{more}",
+            path.display(),
+            folder.display().to_string(),
+            if names.is_empty() { "nothing".to_string() } else { names[..shown].join(", ") }
+        ))
+    }
+
     /// Open `path` for reading without ever blocking (a FIFO would wait for
     /// a writer; O_NONBLOCK returns at once) and refuse, from the opened
     /// handle itself, anything that is not a regular file.
@@ -49,7 +76,10 @@ impl Workspace {
         use cap_std::fs::OpenOptionsExt;
         let mut options = cap_std::fs::OpenOptions::new();
         options.read(true).custom_flags(libc::O_NONBLOCK);
-        let file = self.dir.open_with(path, &options).map_err(|e| io_error("read", path, e))?;
+        let file = self.dir.open_with(path, &options).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => self.not_found("read", path),
+            _ => io_error("read", path, e),
+        })?;
         let kind = file.metadata().map_err(|e| io_error("read", path, e))?.file_type();
         if !kind.is_file() {
             let what = if kind.is_dir() { "a folder" } else { "a FIFO, socket or device" };
@@ -263,7 +293,7 @@ impl Tool for FsWrite {
         "fs.write"
     }
     fn description(&self) -> &'static str {
-        "Create or replace a text file in the workspace with the given content."
+        "Create or replace a text file in the workspace: `content` becomes the whole file, so to change a file, read it first and write all of its new content."
     }
     fn schema(&self) -> Value {
         schema_of::<WriteArgs>()

@@ -29,8 +29,8 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use tokio::sync::{mpsc, oneshot};
 
 pub mod ceiling;
@@ -210,19 +210,17 @@ fn inference_thread(
             return;
         }
     };
-    let template = model
-        .chat_template(None)
-        .or_else(|_| LlamaChatTemplate::new("chatml").map_err(|e| e.to_string()))
-        .map_err(|e| DeciderError::Unavailable(format!("no usable chat template: {e}")));
-    let template = match template {
-        Ok(t) => t,
+    let format = match prompt::ChatFormat::new(&model) {
+        Ok(f) => {
+            tracing::info!(renderer = f.renderer_name(), tool_role = f.tool_role(), "chat format");
+            f
+        }
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    let mut worker =
-        Worker::new(&model, ctx, template, opts.n_batch as usize, slots as usize, opts.reuse, opts.grammar);
+    let mut worker = Worker::new(&model, ctx, format, opts.n_batch as usize, slots as usize, opts.reuse, opts.grammar);
     let _ = ready.send(Ok(()));
     serve(&mut worker, &mut rx, slots as usize);
 }

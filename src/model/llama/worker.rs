@@ -12,13 +12,14 @@ use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use super::super::grammar::{ObjectEnd, schema_to_gbnf};
 use super::super::{DecideRequest, DeciderError, RawDecision};
 use super::GrammarMode;
+use super::prompt::ChatFormat;
 use super::sample::{sample_checked, sample_free, sample_full, sampler_chain};
 use crate::engine::record::ModelStats;
 
@@ -59,7 +60,7 @@ pub(super) struct Active<T> {
 pub(super) struct Worker<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
-    template: LlamaChatTemplate,
+    format: ChatFormat,
     batch: LlamaBatch<'static>,
     n_batch: usize,
     slots: Vec<Slot>,
@@ -73,7 +74,7 @@ impl<'m> Worker<'m> {
     pub(super) fn new(
         model: &'m LlamaModel,
         ctx: LlamaContext<'m>,
-        template: LlamaChatTemplate,
+        format: ChatFormat,
         n_batch: usize,
         slots: usize,
         reuse: bool,
@@ -82,7 +83,7 @@ impl<'m> Worker<'m> {
         let n_batch = n_batch.max(1);
         let slots = (0..slots).map(|_| Slot::default()).collect();
         let batch = LlamaBatch::new(n_batch, 1);
-        Worker { model, ctx, template, batch, n_batch, slots, clock: 0, grammars: HashMap::new(), reuse, mode }
+        Worker { model, ctx, format, batch, n_batch, slots, clock: 0, grammars: HashMap::new(), reuse, mode }
     }
 
     /// Forget every cached sequence.
@@ -139,7 +140,7 @@ impl<'m> Worker<'m> {
         req: &DecideRequest,
         running: &[Active<T>],
     ) -> Result<(usize, Vec<LlamaToken>, usize, LlamaSampler), DeciderError> {
-        let prompt = super::prompt::tokenize_chat(self.model, &self.template, &req.messages)?;
+        let prompt = super::prompt::tokenize_chat(self.model, &self.format, &req.messages)?;
         let cap = self.n_ctx_seq();
         if prompt.is_empty() || prompt.len() + req.sampling.max_tokens as usize > cap {
             return Err(DeciderError::PromptTooLong(format!(

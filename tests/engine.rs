@@ -357,6 +357,19 @@ async fn the_context_budget_compacts_then_ends_the_run() {
     assert!(tiny.last.lock().unwrap().is_empty(), "no decision was made");
 }
 
+/// Every step of `outputs` replayed until the run ends: the history and
+/// the decider (for the requests it was given).
+async fn run_script(cfg: &RunConfig, outputs: Vec<String>) -> (Vec<xct::engine::record::StepRecord>, ScriptedDecider) {
+    let decider = ScriptedDecider::new(outputs);
+    let engine = Engine::new(&decider);
+    let started = Utc::now();
+    let mut history = Vec::new();
+    while let Ok(rec) = next(&engine, cfg, &history, started).await {
+        history.push(rec);
+    }
+    (history, decider)
+}
+
 /// A proposal that repeats, exactly, one that failed with the same code is
 /// told so (small models otherwise resend it until the error budget ends
 /// the run); a different proposal is not.
@@ -366,13 +379,7 @@ async fn an_identical_failed_proposal_is_named_as_a_repeat() {
     let refused = step("test.probe", json!({"mode": "refuse"}));
     let outputs =
         vec![refused.clone(), refused.clone(), step("test.probe", json!({"mode": "fail"})), refused, DONE.into()];
-    let decider = ScriptedDecider::new(outputs);
-    let engine = Engine::new(&decider);
-    let started = Utc::now();
-    let mut history: Vec<xct::engine::record::StepRecord> = Vec::new();
-    while let Ok(rec) = next(&engine, &cfg, &history, started).await {
-        history.push(rec);
-    }
+    let (history, _) = run_script(&cfg, outputs).await;
     let told: Vec<String> = history[..4]
         .iter()
         .map(|s| match &s.signal {
@@ -395,13 +402,7 @@ async fn an_identical_read_with_the_same_result_is_named_as_a_repeat() {
     let (cfg, _) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
     let read = step("test.read", json!({}));
     let outputs = vec![read.clone(), read.clone(), step("test.probe", json!({"mode": "ok"})), read, DONE.into()];
-    let decider = ScriptedDecider::new(outputs);
-    let engine = Engine::new(&decider);
-    let started = Utc::now();
-    let mut history: Vec<xct::engine::record::StepRecord> = Vec::new();
-    while let Ok(rec) = next(&engine, &cfg, &history, started).await {
-        history.push(rec);
-    }
+    let (history, decider) = run_script(&cfg, outputs).await;
     assert_eq!(history.len(), 5);
     let requests = decider.requests();
     assert_eq!(requests.len(), 5);

@@ -1,39 +1,56 @@
-# Multi-stage build of the xct binary.
-#   docker build -t xct-operator:0.1.0 .                          # CPU
-#   docker build --build-arg FLAVOR=cuda -t xct-operator:0.1.0-cuda .   # CUDA (llama.cpp with --features cuda)
-# Nothing in this repository's CI can build or run a container (no engine
-# on its machines): this file is reviewed, not tested. See README "Container image".
-ARG FLAVOR=cpu
+# Multi-stage build of the xct binary. Each image is a target:
+#   docker build -t xct-operator:0.1.0 .                        # CPU (the last stage, the default)
+#   docker build --target cuda -t xct-operator:0.1.0-cuda .     # CUDA (llama.cpp with --features cuda)
+#   docker build --target cpu-prebuilt -t xct-operator:0.1.0 CONTEXT
+#       # CPU, with the binary not compiled here: CONTEXT holds it as ./xct
+#       # (built on Debian 12). scripts/check-image.sh builds and runs the CPU
+#       # image this way; the CUDA image is not built on this project's
+#       # machines (see README "Container image").
+# Stages are chosen by target, not by a build argument, so that builders
+# which skip unused stages (BuildKit, buildah) never fetch the other bases.
 ARG CUDA_VERSION=12.6.3
+
+# The workspace the two build stages compile.
+FROM scratch AS sources
+COPY Cargo.toml Cargo.lock rustfmt.toml /src/
+COPY src /src/src
+COPY testapi /src/testapi
+COPY eval /src/eval
 
 FROM docker.io/library/rust:1.95-bookworm AS build-cpu
 RUN apt-get update && apt-get install -y --no-install-recommends cmake libclang-dev && rm -rf /var/lib/apt/lists/*
-ENV CARGO_FEATURES=""
+COPY --from=sources /src /src
+WORKDIR /src
+RUN cargo build --release --locked --bin xct && strip target/release/xct
 
 FROM docker.io/nvidia/cuda:${CUDA_VERSION}-devel-ubuntu22.04 AS build-cuda
 RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates build-essential cmake libclang-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 RUN curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain 1.95.0
 ENV PATH=/root/.cargo/bin:$PATH
-ENV CARGO_FEATURES="cuda"
-
-FROM build-${FLAVOR} AS build
+COPY --from=sources /src /src
 WORKDIR /src
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
-COPY src src
-COPY testapi testapi
-COPY eval eval
-RUN cargo build --release --locked --bin xct --features "${CARGO_FEATURES}" && strip target/release/xct
+RUN cargo build --release --locked --bin xct --features cuda && strip target/release/xct
 
-FROM docker.io/library/debian:bookworm-slim AS runtime-cpu
+# The CUDA image. Its runtime settings are the CPU image's (below); keep the two in step.
+FROM docker.io/nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu22.04 AS cuda
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 ca-certificates && rm -rf /var/lib/apt/lists/*
-
-FROM docker.io/nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu22.04 AS runtime-cuda
-RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 ca-certificates && rm -rf /var/lib/apt/lists/*
-
-FROM runtime-${FLAVOR}
-COPY --from=build /src/target/release/xct /usr/local/bin/xct
+COPY --from=build-cuda /src/target/release/xct /usr/local/bin/xct
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/xct"]
 CMD ["controller"]
+
+# The CPU runtime: non-root, the health port, `xct controller` by default.
+FROM docker.io/library/debian:bookworm-slim AS cpu-runtime
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 ca-certificates && rm -rf /var/lib/apt/lists/*
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/xct"]
+CMD ["controller"]
+
+FROM cpu-runtime AS cpu-prebuilt
+COPY xct /usr/local/bin/xct
+
+FROM cpu-runtime AS cpu
+COPY --from=build-cpu /src/target/release/xct /usr/local/bin/xct

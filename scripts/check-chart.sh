@@ -37,6 +37,7 @@ trap 'rm -rf "$out"' EXIT
 "$helm" template xct-operator "$chart" -n xct-system --set crds.install=false > "$out/no-crds.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set impersonation.anyServiceAccount=true > "$out/any-sa.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set watchNamespace=team-a > "$out/watch-ns.yaml"
+"$helm" template xct-operator "$chart" -n xct-system --set watchNamespace=demo > "$out/watch-demo.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set crds.keep=false > "$out/crds-not-kept.yaml"
 grep -q 'resource.customizations.health.xct.dev_XctApproval' "$out/gitops.yaml"
 python3 - "$out" <<'PY'
@@ -131,6 +132,25 @@ if len(tests) != 1 or not tests[0]["spec"]["containers"][0]["command"][-1].endsw
     fail(f"helm test pod: {tests}")
 PY
 grep -q 'kind: MutatingAdmissionPolicy$' "$out/stamp-creator.yaml"
+# The operator's RBAC, as the tests enforce it on the test API server
+# (tests/support: the operator acts as this ServiceAccount). The committed
+# fixtures must be what the chart renders; XCT_BLESS=1 rewrites them.
+python3 - "$out" tests/fixtures/rbac "${XCT_BLESS:-}" <<'PY'
+import sys, yaml
+out, fixtures, bless = sys.argv[1:]
+KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+for rendering, fixture in (("default", "chart.yaml"), ("watch-demo", "chart-watch-demo.yaml")):
+    docs = [d for d in yaml.safe_load_all(open(f"{out}/{rendering}.yaml")) if d and d["kind"] in KINDS]
+    text = (f"# The chart's RBAC: helm template xct-operator charts/xct-operator -n xct-system"
+            f"{' --set watchNamespace=demo' if rendering == 'watch-demo' else ''}\n"
+            f"# (ServiceAccount, Roles, bindings). Written by XCT_BLESS=1 scripts/check-chart.sh.\n"
+            + yaml.safe_dump_all(docs, sort_keys=True))
+    path = f"{fixtures}/{fixture}"
+    if bless:
+        open(path, "w").write(text)
+    elif open(path).read() != text:
+        sys.exit(f"chart: {path} differs from the chart's RBAC; rerun with XCT_BLESS=1 and review the diff")
+PY
 for f in "$out"/*.yaml; do
   kubernetes-validate --strict --quiet "$f"
 done

@@ -349,6 +349,7 @@ async fn approving_from_kubectl_binds_the_pending_step_as_the_current_user() {
     let (bob, alice) = (dir.path().join("bob"), dir.path().join("alice"));
     srv.write_kubeconfig(&bob, Some("bob")).unwrap();
     srv.write_kubeconfig(&alice, Some("alice")).unwrap();
+    grant_edit(&admin, &["alice", "bob"]).await;
 
     let listed = tokio::task::spawn_blocking({
         let bob = bob.clone();

@@ -86,7 +86,7 @@ async fn foreign_config_maps_are_never_touched() {
     let operator_writes: Vec<_> =
         log.iter().filter(|r| r.resource == "configmaps" && r.is_persisted_mutation() && r.user != "admin").collect();
     assert_eq!(operator_writes.len(), 2, "two chunks created, nothing else written: {operator_writes:#?}");
-    assert!(operator_writes.iter().all(|r| r.verb == "create" && r.user == "xct-operator" && r.user != own));
+    assert!(operator_writes.iter().all(|r| r.verb == "create" && r.user == OPERATOR_USER && r.user != own));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,7 @@ async fn scenario(boundary: &str) {
     let admin = srv.client();
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
-    srv.write_kubeconfig(&kc, Some("xct-operator")).unwrap();
+    srv.write_kubeconfig(&kc, Some(OPERATOR_USER)).unwrap();
     // Plenty of scale proposals, then done for each run.
     let mut outputs: Vec<String> = (0..12)
         .map(|i| json!({"next_step": {"tool": "k8s.scale", "arguments": {"kind": "Deployment", "name": "web", "replicas": 1 + i % 5}, "goal": "g"}}).to_string())
@@ -145,7 +145,7 @@ async fn recovery_observes_only_what_policy_lets_the_model_read() {
     }
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
-    srv.write_kubeconfig(&kc, Some("xct-operator")).unwrap();
+    srv.write_kubeconfig(&kc, Some(OPERATOR_USER)).unwrap();
     // The first process proposes the patch; the restarted one only says done.
     let patch = json!({"next_step": {"tool": "k8s.patch", "arguments": {"kind": "ConfigMap", "name": "settings", "patch": {"data": {"mode": "off"}}}, "goal": "g"}}).to_string();
     let decisions = dir.path().join("decisions.yaml");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use serde_json::json;
 use support::*;
 use xct::crd::{RunPhase, XctRun};
@@ -35,7 +35,7 @@ fn replica(srv: &xct_testapi::TestApiServer, name: &str, decider: Arc<ScriptedDe
     let client = kube::Client::try_from(config.clone()).unwrap();
     let leadership = Arc::new(Leadership::default());
     let lease = LeaseConfig {
-        namespace: "default".into(),
+        namespace: OPERATOR_NS.into(),
         name: "xct-operator".into(),
         identity: name.into(),
         duration: Duration::from_secs(3),
@@ -54,10 +54,7 @@ fn step(replicas: u32) -> String {
 async fn the_follower_takes_over_without_duplicating_or_losing_steps() {
     let srv = cluster().await;
     let admin = srv.client();
-    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap())
-        .await
-        .unwrap();
+    bind_as_operator(&admin, &["replica-a", "replica-b"]).await;
     let mut outputs: Vec<String> = (1..=8).map(step).collect();
     outputs.push(r#"{"done":true,"message":"scaled"}"#.into());
     let decider = Arc::new(ScriptedDecider::new(outputs));
@@ -116,7 +113,7 @@ async fn the_follower_takes_over_without_duplicating_or_losing_steps() {
         persisted <= recorded && persisted + unknown >= recorded,
         "no mutation executed twice or unrecorded: {persisted} persisted, {recorded} recorded, {unknown} unknown"
     );
-    let leases: Api<Lease> = Api::namespaced(admin.clone(), "default");
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), OPERATOR_NS);
     let leases_taken = leases.get("xct-operator").await.unwrap().spec.unwrap().lease_transitions;
     assert_eq!(leases_taken, Some(1));
 }

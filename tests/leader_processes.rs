@@ -7,7 +7,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use serde_json::json;
 use support::*;
 use xct::crd::{RunPhase, XctRun};
@@ -25,7 +25,7 @@ fn replica_with(kc: &std::path::Path, decisions: &std::path::Path, name: &str, l
         .arg(decisions)
         .env("KUBECONFIG", kc)
         .env("POD_NAME", name)
-        .env("POD_NAMESPACE", "default")
+        .env("POD_NAMESPACE", OPERATOR_NS)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -36,17 +36,14 @@ fn replica(kc: &std::path::Path, decisions: &std::path::Path, name: &str) -> Chi
     replica_with(kc, decisions, name, Some(3))
 }
 
-/// A cluster with the "default" namespace (the Lease's), and a folder with
+/// A cluster where the replicas have the chart's operator grants, and a folder with
 /// a kubeconfig per replica (a.kubeconfig, b.kubeconfig) and the script
 /// both replay from its start (decisions.yaml): a slow series of scales,
 /// then done.
 async fn two_replicas() -> (xct_testapi::TestApiServer, kube::Client, tempfile::TempDir) {
     let srv = cluster().await;
     let admin = srv.client();
-    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap())
-        .await
-        .unwrap();
+    bind_as_operator(&admin, &["replica-a", "replica-b"]).await;
     let dir = tempfile::tempdir().unwrap();
     srv.write_kubeconfig(&dir.path().join("a.kubeconfig"), Some("replica-a")).unwrap();
     srv.write_kubeconfig(&dir.path().join("b.kubeconfig"), Some("replica-b")).unwrap();
@@ -143,7 +140,7 @@ async fn sigterm_releases_the_lease_and_a_standby_takes_over_at_once() {
     let sent = unsafe { libc::kill(a.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(sent, 0, "SIGTERM sent");
     let t = std::time::Instant::now();
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(admin.clone(), "default");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(admin.clone(), OPERATOR_NS);
     let mut handed_over = None;
     while t.elapsed() < Duration::from_secs(20) {
         let holder = leases.get("xct-operator").await.unwrap().spec.and_then(|s| s.holder_identity);

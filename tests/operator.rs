@@ -161,7 +161,7 @@ async fn scripted_run_exercises_every_path() {
     assert!(!tool_requests.is_empty());
     for r in &tool_requests {
         assert_eq!(r.user, sa_user, "every tool request acts as the run's ServiceAccount: {r:?}");
-        assert!(r.impersonated && r.authenticated_user == "xct-operator");
+        assert!(r.impersonated && r.authenticated_user == OPERATOR_USER);
     }
     // Every persisted mutation was preceded by the same request as a dry run.
     let mutations: Vec<_> = log.iter().filter(|r| r.user == sa_user && r.is_persisted_mutation()).collect();
@@ -176,7 +176,7 @@ async fn scripted_run_exercises_every_path() {
     assert!(!log.iter().any(|r| r.verb == "delete" && r.resource == "deployments"));
     assert!(!log.iter().any(|r| r.user == sa_user && r.path.ends_with("/missing/scale") && !r.dry_run));
     // The operator's own identity never touched a tool's target.
-    let own: Vec<_> = log.iter().filter(|r| r.user == "xct-operator").collect();
+    let own: Vec<_> = log.iter().filter(|r| r.user == OPERATOR_USER).collect();
     assert!(own.iter().any(|r| r.resource == "xctruns"));
     for r in own {
         let ok = matches!(r.resource.as_str(), "xctruns" | "events" | "xctpolicies" | "xctapprovals")

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::model_path;
+use support::{OPERATOR_USER, enforce_chart_rbac, model_path};
 use xct::crd::XctRun;
 use xct::engine::record::VerdictOutcome;
 use xct::protocol::parse_decision;
@@ -52,7 +52,7 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
     let admin_kc = dir.path().join("admin.kubeconfig");
     let operator_kc = dir.path().join("operator.kubeconfig");
     srv.write_kubeconfig(&admin_kc, None).unwrap();
-    srv.write_kubeconfig(&operator_kc, Some("xct-operator")).unwrap();
+    srv.write_kubeconfig(&operator_kc, Some(OPERATOR_USER)).unwrap();
     // The policies as GitOps applies them: their kustomization.
     for (how, f) in [
         ("-f", "crds/"),
@@ -64,6 +64,7 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
         let o = kubectl(&admin_kc, &["apply", how, path.to_str().unwrap()], None).await;
         assert!(o.ok, "kubectl apply {how} {f}: {}{}", o.stdout, o.stderr);
     }
+    enforce_chart_rbac(&srv, "tests/fixtures/rbac/chart.yaml").await;
     let port = free_port();
     let _controller = Controller(
         Command::new(env!("CARGO_BIN_EXE_xct"))
@@ -145,7 +146,7 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
 
     let log = srv.requests();
     let sa = xct::k8s::service_account_user("demo", "xct-runner");
-    let operator: Vec<_> = log.iter().filter(|r| r.authenticated_user == "xct-operator").collect();
+    let operator: Vec<_> = log.iter().filter(|r| r.authenticated_user == OPERATOR_USER).collect();
     // The operator's own requests: runs, policies, approvals, events, the
     // run's namespace (labels for policy selectors). Everything else is a tool's.
     let own = |r: &xct_testapi::RequestRecord| {
@@ -207,14 +208,8 @@ async fn a_corrupt_model_is_reported_and_the_controller_stays_up_and_unready() {
     let srv = TestApiServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("operator.kubeconfig");
-    srv.write_kubeconfig(&kc, Some("xct-operator")).unwrap();
-    let nss: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(srv.client());
-    nss.create(
-        &Default::default(),
-        &serde_json::from_value(serde_json::json!({"metadata": {"name": "xct-system"}})).unwrap(),
-    )
-    .await
-    .unwrap();
+    srv.write_kubeconfig(&kc, Some(OPERATOR_USER)).unwrap();
+    enforce_chart_rbac(&srv, "tests/fixtures/rbac/chart.yaml").await;
     let corrupt = dir.path().join("corrupt.gguf");
     std::fs::write(&corrupt, b"GGUF this is not a model").unwrap();
     let port = free_port();
@@ -254,7 +249,7 @@ async fn without_a_model_the_controller_stays_up_and_unready() {
     let srv = TestApiServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("operator.kubeconfig");
-    srv.write_kubeconfig(&kc, Some("xct-operator")).unwrap();
+    srv.write_kubeconfig(&kc, Some(OPERATOR_USER)).unwrap();
     let port = free_port();
     let mut controller = Controller(
         Command::new(env!("CARGO_BIN_EXE_xct"))

@@ -40,9 +40,21 @@ struct Target {
 
 struct Identity {
     user: String,
-    authenticated: String,
     groups: Vec<String>,
+    authenticated: String,
+    authenticated_groups: Vec<String>,
     impersonated: bool,
+}
+
+/// The groups kube-apiserver gives a user: a ServiceAccount's two groups,
+/// and `system:authenticated` for everyone.
+fn groups_of(user: &str) -> Vec<String> {
+    match user.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
+        Some((ns, _)) => {
+            vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}"), "system:authenticated".into()]
+        }
+        None => vec!["system:authenticated".into()],
+    }
 }
 
 fn identity(headers: &HeaderMap) -> Identity {
@@ -51,7 +63,8 @@ fn identity(headers: &HeaderMap) -> Identity {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string)
-        .unwrap_or_else(|| "admin".to_string());
+        .unwrap_or_else(|| crate::rbac::ADMIN_USER.to_string());
+    let authenticated_groups = groups_of(&authenticated);
     let imp_user = headers.get("impersonate-user").and_then(|v| v.to_str().ok()).map(str::to_string);
     let imp_groups: Vec<String> =
         headers.get_all("impersonate-group").iter().filter_map(|v| v.to_str().ok().map(str::to_string)).collect();
@@ -59,19 +72,15 @@ fn identity(headers: &HeaderMap) -> Identity {
         // As kube-apiserver does: an impersonated ServiceAccount without
         // requested groups gets its own groups.
         Some(user) if imp_groups.is_empty() && user.starts_with("system:serviceaccount:") => {
-            let ns = user.split(':').nth(2).unwrap_or_default().to_string();
-            let groups = vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{ns}"),
-                "system:authenticated".into(),
-            ];
-            Identity { user, authenticated, groups, impersonated: true }
+            let groups = groups_of(&user);
+            Identity { user, groups, authenticated, authenticated_groups, impersonated: true }
         }
-        Some(user) => Identity { user, authenticated, groups: imp_groups, impersonated: true },
+        Some(user) => Identity { user, groups: imp_groups, authenticated, authenticated_groups, impersonated: true },
         None => Identity {
             user: authenticated.clone(),
+            groups: authenticated_groups.clone(),
             authenticated,
-            groups: vec!["system:authenticated".into()],
+            authenticated_groups,
             impersonated: false,
         },
     }
@@ -227,7 +236,7 @@ fn authorize(app: &App, who: &Identity, rec: &RequestRecord) -> Result<(), ApiEr
             };
         let attrs = Attributes {
             user: who.authenticated.clone(),
-            groups: vec![],
+            groups: who.authenticated_groups.clone(),
             verb: "impersonate".into(),
             group: String::new(),
             resource: resource.into(),

@@ -34,7 +34,12 @@
 //!   is stored, no event, no new resourceVersion.
 //! - Impersonation headers ("User impersonation"), a request log, an
 //!   optional authorization hook ([`TestApiServer::set_authorizer`]).
-//!   Authentication: the bearer token is the user name.
+//!   Authentication: the bearer token is the user name (a ServiceAccount's
+//!   `system:serviceaccount:<ns>:<name>` gets its groups too).
+//! - RBAC, when turned on ([`TestApiServer::enforce_rbac`], `--rbac`):
+//!   Roles, ClusterRoles, bindings, aggregation, `resourceNames`,
+//!   subresources and the `impersonate` verb, decided from the stored
+//!   objects ([`rbac`]).
 //! - `SelfSubjectReview` (authentication.k8s.io/v1, create only, never
 //!   stored): the caller's user name and groups, as `kubectl auth whoami`.
 //! - CRD schema validation and pruning at admission ([`validate`]).
@@ -42,8 +47,8 @@
 //!
 //! # Known differences from kube-apiserver
 //! - No TLS and no real authentication: a bearer token *is* the user name;
-//!   no token is the user `admin`. RBAC objects are stored, not enforced;
-//!   use the authorization hook instead.
+//!   no token is the user `admin`, allowed everything. RBAC is enforced only
+//!   when turned on; non-resource URLs (discovery) are never authorized.
 //! - No field ownership for server-side apply (no managedFields, no
 //!   conflicts); strategic merge patch does not merge lists by key.
 //! - CEL rules (`x-kubernetes-validations`), defaulting, conversion
@@ -65,6 +70,7 @@ pub mod http;
 pub mod kinds;
 pub mod kubectl;
 pub mod patch;
+pub mod rbac;
 pub mod select;
 pub mod store;
 pub mod table;
@@ -166,6 +172,13 @@ impl TestApiServer {
     }
 
     /// Install an authorization hook (None: allow everything).
+    /// Enforce RBAC from the stored Roles, ClusterRoles and bindings
+    /// ([`rbac`]); replaces any authorization hook.
+    pub fn enforce_rbac(&self) {
+        let rbac = rbac::Rbac::new(self.app.store.clone());
+        self.set_authorizer(Some(Arc::new(move |a: &Attributes| rbac.allows(a))));
+    }
+
     pub fn set_authorizer(&self, auth: Option<Authorizer>) {
         *self.app.authorizer.write().unwrap_or_else(|e| e.into_inner()) = auth;
     }

@@ -78,6 +78,30 @@ impl LabelSelector {
         Ok(LabelSelector(reqs))
     }
 
+    /// A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`
+    /// with In, NotIn, Exists, DoesNotExist). `None` for an operator it does
+    /// not know: such a selector must select nothing, never everything.
+    pub fn from_object(sel: &Value) -> Option<Self> {
+        let mut reqs = Vec::new();
+        for (k, v) in sel["matchLabels"].as_object().into_iter().flatten() {
+            reqs.push(Req::Eq(k.clone(), v.as_str()?.to_string()));
+        }
+        for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+            let key = e["key"].as_str()?.to_string();
+            let values = || -> Vec<String> {
+                e["values"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect()
+            };
+            reqs.push(match e["operator"].as_str()? {
+                "In" => Req::In(key, values()),
+                "NotIn" => Req::NotIn(key, values()),
+                "Exists" => Req::Exists(key),
+                "DoesNotExist" => Req::NotExists(key),
+                _ => return None,
+            });
+        }
+        Some(LabelSelector(reqs))
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = &obj["metadata"]["labels"];
         let get = |k: &str| labels.get(k).and_then(Value::as_str);

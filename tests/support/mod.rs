@@ -10,7 +10,56 @@ use serde_json::json;
 use xct_testapi::TestApiServer;
 
 pub const NS: &str = "demo";
-pub const SA: &str = "runner";
+/// The runs' ServiceAccount: the name the chart lets the operator
+/// impersonate by default, bound to the Role in examples/cluster/demo.yaml.
+pub const SA: &str = "xct-runner";
+/// Where the chart is installed, and the operator's identity there: the
+/// test API server takes the bearer token as the user name.
+pub const OPERATOR_NS: &str = "xct-system";
+pub const OPERATOR_USER: &str = "system:serviceaccount:xct-system:xct-operator";
+
+/// Server-side apply every document of a YAML file (path relative to the
+/// repository) with the admin client; kinds whose plural is the lowercase
+/// kind plus "s" (RBAC kinds, ServiceAccount, Namespace).
+pub async fn apply_file(client: &kube::Client, file: &str, keep: impl Fn(&DynamicObject) -> bool) -> usize {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    let mut applied = 0;
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let obj: DynamicObject = serde::Deserialize::deserialize(doc).unwrap();
+        if !keep(&obj) {
+            continue;
+        }
+        let types = obj.types.clone().unwrap();
+        let (group, version) = types.api_version.split_once('/').unwrap_or(("", &types.api_version));
+        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+        let ar = ApiResource::from_gvk_with_plural(&gvk, &format!("{}s", types.kind.to_lowercase()));
+        let api: Api<DynamicObject> = match obj.metadata.namespace.as_deref() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        let name = obj.metadata.name.clone().unwrap();
+        api.patch(&name, &PatchParams::apply("xct-tests"), &Patch::Apply(&obj)).await.unwrap();
+        applied += 1;
+    }
+    applied
+}
+
+fn is_rbac(o: &DynamicObject) -> bool {
+    o.types.as_ref().is_some_and(|t| t.api_version.starts_with("rbac.authorization.k8s.io/"))
+}
+
+/// The chart's RBAC for the operator (`fixture`, kept equal to the chart by
+/// scripts/check-chart.sh) in its namespace, and RBAC enforced from then
+/// on: a request the chart does not grant gets the 403 it would get on a
+/// real cluster.
+pub async fn enforce_chart_rbac(srv: &TestApiServer, fixture: &str) {
+    let admin = srv.client();
+    let nss: Api<Namespace> = Api::all(admin.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": OPERATOR_NS}})).unwrap();
+    nss.patch(OPERATOR_NS, &PatchParams::apply("xct-tests"), &Patch::Apply(&ns)).await.unwrap();
+    assert!(apply_file(&admin, fixture, |_| true).await >= 4, "{fixture} holds the chart's RBAC");
+    srv.enforce_rbac();
+}
 
 /// The model file, or a failure saying how to get it.
 pub fn model_path() -> std::path::PathBuf {
@@ -65,20 +114,89 @@ pub async fn install_demo(client: &kube::Client) {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let d = json!({"metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
     deploys.create(&PostParams::default(), &serde_json::from_value(d).unwrap()).await.unwrap();
+    // What the runs' ServiceAccount may do: the example's Role.
+    assert_eq!(apply_file(client, "examples/cluster/demo.yaml", is_rbac).await, 2, "demo.yaml: Role and RoleBinding");
 }
 
+/// `users` may work with runs in the demo namespace as a platform team
+/// grants it: bound to the built-in `edit` ClusterRole, which (as
+/// Kubernetes bootstraps it) aggregates every ClusterRole labelled
+/// aggregate-to-edit, the chart's run-editor and approver among them.
+pub async fn grant_edit(client: &kube::Client, users: &[&str]) {
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+    let edit: k8s_openapi::api::rbac::v1::ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": "edit"},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}}]},
+    }))
+    .unwrap();
+    roles.patch("edit", &PatchParams::apply("xct-tests"), &Patch::Apply(&edit)).await.unwrap();
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(client.clone(), NS);
+    let subjects: Vec<_> =
+        users.iter().map(|u| json!({"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"})).collect();
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "people-edit", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": subjects,
+    }))
+    .unwrap();
+    bindings.patch("people-edit", &PatchParams::apply("xct-tests"), &Patch::Apply(&binding)).await.unwrap();
+}
+
+/// `users` get exactly the chart's operator grants (its ClusterRole and
+/// leader-election Role, as the chart binds them to its ServiceAccount):
+/// replicas that share the chart's RBAC but tell apart in the request log.
+pub async fn bind_as_operator(client: &kube::Client, users: &[&str]) {
+    let subjects: Vec<_> =
+        users.iter().map(|u| json!({"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"})).collect();
+    let crb: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "test-replicas"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "xct-operator"},
+        "subjects": subjects,
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone())
+        .patch("test-replicas", &PatchParams::apply("xct-tests"), &Patch::Apply(&crb))
+        .await
+        .unwrap();
+    let rb: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "test-replicas", "namespace": OPERATOR_NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "xct-operator-leader"},
+        "subjects": subjects,
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), OPERATOR_NS)
+        .patch("test-replicas", &PatchParams::apply("xct-tests"), &Patch::Apply(&rb))
+        .await
+        .unwrap();
+}
+
+/// The Role the tests' runs need beyond the example's (every tool on the
+/// kinds the tests use).
+pub async fn grant_test_runner(client: &kube::Client) {
+    assert_eq!(apply_file(client, "tests/fixtures/rbac/runner-tests.yaml", |_| true).await, 2);
+}
+
+/// The test cluster with the chart's default RBAC enforced.
 pub async fn cluster() -> TestApiServer {
+    cluster_with_rbac("tests/fixtures/rbac/chart.yaml").await
+}
+
+/// The test cluster (CRDs, demo namespace, policies, the runs' Roles) with
+/// the operator's RBAC from `fixture` enforced.
+pub async fn cluster_with_rbac(fixture: &str) -> TestApiServer {
     let srv = TestApiServer::start().await.unwrap();
     install_crds(&srv.client()).await;
     install_demo(&srv.client()).await;
     install_policies(&srv.client()).await;
+    grant_test_runner(&srv.client()).await;
+    enforce_chart_rbac(&srv, fixture).await;
     srv
 }
 
 /// The kube::Config the operator uses against the test server.
 pub fn operator_config(srv: &TestApiServer) -> kube::Config {
     let mut c = kube::Config::new(srv.url().parse().unwrap());
-    c.auth_info.token = Some("xct-operator".to_string().into());
+    c.auth_info.token = Some(OPERATOR_USER.to_string().into());
     c
 }
 
@@ -126,7 +244,7 @@ pub async fn wait_all_terminal(runs: &Api<xct::crd::XctRun>, n: usize) -> Vec<xc
 }
 
 /// Start the operator in-process against `srv` with `decider`, acting as
-/// the token "xct-operator"; abort the handle to stop it.
+/// the chart's ServiceAccount ([`OPERATOR_USER`]); abort the handle to stop it.
 pub fn start_operator(
     srv: &TestApiServer,
     decider: std::sync::Arc<dyn xct::model::Decider>,
@@ -150,9 +268,9 @@ pub async fn create_scale_run(runs: &Api<xct::crd::XctRun>, name: &str, max_step
     runs.create(&PostParams::default(), &run).await.unwrap();
 }
 
-/// Wait (up to 5 s) until `holder` holds the operator's Lease in "default".
+/// Wait (up to 5 s) until `holder` holds the operator's Lease in its namespace.
 pub async fn wait_for_lease_holder(client: &kube::Client, holder: &str) {
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "default");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
     for _ in 0..100 {
         let held = leases.get_opt("xct-operator").await.unwrap().and_then(|l| l.spec?.holder_identity);
         if held.as_deref() == Some(holder) {

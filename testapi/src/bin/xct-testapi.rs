@@ -1,6 +1,7 @@
 //! Run the test API server as a process, for scripts and kubectl:
-//! `xct-testapi [--listen 127.0.0.1:0] [--kubeconfig PATH]`. Prints the URL,
-//! serves until killed. The request log is at `GET /_testapi/requests`.
+//! `xct-testapi [--listen 127.0.0.1:0] [--kubeconfig PATH] [--rbac]`. Prints
+//! the URL, serves until killed. With `--rbac`, RBAC is enforced from the
+//! Roles and bindings applied to it. The request log is at `GET /_testapi/requests`.
 
 use std::path::PathBuf;
 
@@ -8,13 +9,15 @@ use std::path::PathBuf;
 async fn main() {
     let mut listen = "127.0.0.1:0".to_string();
     let mut kubeconfig: Option<PathBuf> = None;
+    let mut rbac = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--listen" => listen = args.next().unwrap_or(listen),
             "--kubeconfig" => kubeconfig = args.next().map(PathBuf::from),
+            "--rbac" => rbac = true,
             other => {
-                eprintln!("unknown argument {other}; usage: xct-testapi [--listen ADDR] [--kubeconfig PATH]");
+                eprintln!("unknown argument {other}; usage: xct-testapi [--listen ADDR] [--kubeconfig PATH] [--rbac]");
                 std::process::exit(2);
             }
         }
@@ -26,6 +29,9 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    if rbac {
+        server.enforce_rbac();
+    }
     if let Some(path) = kubeconfig
         && let Err(e) = server.write_kubeconfig(&path, None)
     {

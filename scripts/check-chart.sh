@@ -132,6 +132,27 @@ if len(tests) != 1 or not tests[0]["spec"]["containers"][0]["command"][-1].endsw
     fail(f"helm test pod: {tests}")
 PY
 grep -q 'kind: MutatingAdmissionPolicy$' "$out/stamp-creator.yaml"
+# Monitoring: the PrometheusRule passes `promtool check rules` and the
+# alerts' unit tests; the dashboard ConfigMap holds valid JSON. (Rendered
+# apart: kubernetes-validate does not know the PrometheusRule kind.)
+command -v promtool >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+mkdir "$out/monitoring"
+"$helm" template xct-operator "$chart" -n xct-system --set metrics.prometheusRule.enabled=true \
+  --set metrics.grafanaDashboard.enabled=true > "$out/monitoring/all.yaml"
+python3 - "$out/monitoring" <<'PY'
+import json, sys, yaml
+out = sys.argv[1]
+docs = [d for d in yaml.safe_load_all(open(f"{out}/all.yaml")) if d]
+(rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+open(f"{out}/alerts.rules.yaml", "w").write(yaml.safe_dump(rule["spec"]))
+(dash,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+panels = json.loads(dash["data"]["xct-operator.json"])["panels"]
+if len(panels) < 8 or not all(t["expr"] for p in panels for t in p["targets"]):
+    sys.exit(f"chart: dashboard panels {[p['title'] for p in panels]}")
+PY
+cp tests/fixtures/prometheus/alerts.test.yaml "$out/monitoring/"
+promtool check rules "$out/monitoring/alerts.rules.yaml" >/dev/null
+promtool test rules "$out/monitoring/alerts.test.yaml" >/dev/null
 # The operator's RBAC, as the tests enforce it on the test API server
 # (tests/support: the operator acts as this ServiceAccount). The committed
 # fixtures must be what the chart renders; XCT_BLESS=1 rewrites them.

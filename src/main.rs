@@ -5,6 +5,6 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = xct::cli::Cli::parse();
-    xct::cli::init_logging(cli.log_format);
+    xct::cli::init_logging(&cli);
     xct::cli::run(cli).await
 }

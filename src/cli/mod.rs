@@ -324,11 +324,21 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Install the tracing subscriber (RUST_LOG, default warn).
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+/// What is logged without RUST_LOG: warnings, and for the controller the
+/// operator's own info lines too (one per recorded step, leadership, the
+/// model loading).
+const DEFAULT_LOG: &str = "warn";
+const DEFAULT_CONTROLLER_LOG: &str = "warn,xct=info";
+
+/// Install the tracing subscriber (RUST_LOG, else the defaults above).
+pub fn init_logging(cli: &Cli) {
+    let default = match cli.command {
+        Command::Controller { .. } => DEFAULT_CONTROLLER_LOG,
+        _ => DEFAULT_LOG,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
+    let _ = match cli.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };

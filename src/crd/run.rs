@@ -210,6 +210,16 @@ pub enum RunPhase {
 }
 
 impl RunPhase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [RunPhase; 6] = [
+        RunPhase::Pending,
+        RunPhase::Running,
+        RunPhase::AwaitingApproval,
+        RunPhase::Suspended,
+        RunPhase::Succeeded,
+        RunPhase::Failed,
+    ];
+
     pub fn is_terminal(self) -> bool {
         matches!(self, RunPhase::Succeeded | RunPhase::Failed)
     }

@@ -10,13 +10,24 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-/// What readiness waits for.
-#[derive(Debug, Default)]
+/// What readiness waits for, and what the scrape-time metrics read.
+#[derive(Default)]
 pub struct Readiness {
     pub model_loaded: AtomicBool,
     pub watches_synced: AtomicBool,
     /// Why the model is not loaded, when loading failed.
     pub model_error: std::sync::Mutex<Option<String>>,
+    /// Set once the controller starts.
+    pub observed: std::sync::OnceLock<Observed>,
+}
+
+/// The controller's state that metrics are computed from at each scrape
+/// rather than counted as it happens: the runs its watch holds (right after
+/// a failover, unlike a count of this process's own transitions) and
+/// whether it leads.
+pub struct Observed {
+    pub runs: kube::runtime::reflector::Store<kube::core::DeserializeGuard<crate::crd::XctRun>>,
+    pub leadership: Arc<super::leader::Leadership>,
 }
 
 /// What the health server serves.
@@ -30,6 +41,14 @@ pub struct Health {
 async fn metrics(State(h): State<Arc<Health>>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     if let Some(d) = h.decider.read().ok().and_then(|d| d.clone()) {
         h.metrics.queue_depth.set(d.queue_depth() as i64);
+    }
+    h.metrics.model_loaded.set(i64::from(h.readiness.model_loaded.load(Ordering::SeqCst)));
+    if let Some(o) = h.readiness.observed.get() {
+        let runs = o.runs.state();
+        h.metrics.runs_observed(
+            runs.iter().map(|r| r.0.as_ref().ok().map(|r| r.status.as_ref().map(|s| s.phase).unwrap_or_default())),
+        );
+        h.metrics.leader.set(i64::from(o.leadership.is_leader()));
     }
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

@@ -36,14 +36,41 @@ pub struct CategoryLabels {
     pub category: String,
 }
 
+/// Which rule of which XctPolicy decided, and how. `policy` is empty when
+/// no policy decided (`rule` is then `default-deny`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+    pub rule: String,
+    pub effect: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnswerLabels {
+    /// approved, rejected or timed_out.
+    pub answer: String,
+}
+
+/// The phase label of a run whose object cannot be read as an XctRun.
+pub const INVALID_PHASE: &str = "Invalid";
+
 /// Every metric the operator exports.
 pub struct Metrics {
     pub registry: Registry,
     pub steps: Family<StepLabels, Counter>,
     pub step_seconds: Family<PhaseLabels, Histogram>,
     pub tokens: Family<KindLabels, Counter>,
+    /// Runs by phase, counted from the controller's watch store at each
+    /// scrape (so right on a new leader after a failover).
     pub runs: Family<PhaseLabels, Gauge>,
     pub policy_seconds: Histogram,
+    pub policy_decisions: Family<PolicyLabels, Counter>,
+    /// From a proposal to its answer (approved, rejected, timed out).
+    pub approval_wait_seconds: Family<AnswerLabels, Histogram>,
+    /// 1 while this replica holds the leader Lease (or leads alone).
+    pub leader: Gauge,
+    /// 1 once the model is loaded (the pod is unready without it).
+    pub model_loaded: Gauge,
     pub queue_depth: Gauge,
     pub reconcile_errors: Family<CategoryLabels, Counter>,
     /// Time per step outside the model: API calls, policy, status writes.
@@ -56,6 +83,11 @@ pub struct Metrics {
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.0005, 2.0, 18)
+}
+
+/// One second to about three days: how long people take to answer.
+fn approval_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(1.0, 4.0, 10)
 }
 
 impl Metrics {
@@ -72,9 +104,28 @@ impl Metrics {
         let tokens = Family::<KindLabels, Counter>::default();
         registry.register("tokens", "Tokens by kind: prompt, cached, completion", tokens.clone());
         let runs = Family::<PhaseLabels, Gauge>::default();
-        registry.register("runs", "Runs by phase (as seen by this operator)", runs.clone());
+        registry.register("runs", "Runs by phase, from the watch", runs.clone());
         let policy_seconds = Histogram::new(latency_buckets());
         registry.register("policy_evaluation_duration_seconds", "Time to judge one proposal", policy_seconds.clone());
+        let policy_decisions = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "policy_decisions",
+            "Proposals judged, by deciding policy, rule and effect",
+            policy_decisions.clone(),
+        );
+        let approval_wait_seconds =
+            Family::<AnswerLabels, Histogram>::new_with_constructor(|| Histogram::new(approval_buckets()));
+        registry.register(
+            "approval_wait_seconds",
+            "From a proposal to its approval's answer, by answer",
+            approval_wait_seconds.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica leads", leader.clone());
+        let model_loaded = Gauge::default();
+        registry.register("model_loaded", "1 once the model is loaded", model_loaded.clone());
+        let build = prometheus_client::metrics::info::Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
+        registry.register("build", "The running build", build);
         let queue_depth = Gauge::default();
         registry.register("inference_queue_depth", "Requests waiting for the model", queue_depth.clone());
         let reconcile_errors = Family::<CategoryLabels, Counter>::default();
@@ -90,6 +141,10 @@ impl Metrics {
             tokens,
             runs,
             policy_seconds,
+            policy_decisions,
+            approval_wait_seconds,
+            leader,
+            model_loaded,
             queue_depth,
             reconcile_errors,
             overhead_seconds,
@@ -120,17 +175,40 @@ impl Metrics {
         {
             self.tokens.get_or_create(&KindLabels { kind: kind.into() }).inc_by(n.into());
         }
+        if let Some(p) = &s.policy {
+            let decided_by = p.decided_by.as_deref().unwrap_or_default();
+            let (policy, rule) = decided_by.split_once('/').unwrap_or(("", decided_by));
+            let labels = PolicyLabels { policy: policy.into(), rule: rule.into(), effect: p.verdict.clone() };
+            self.policy_decisions.get_or_create(&labels).inc();
+        }
     }
 
-    /// A run moved from one phase to another.
-    pub fn run_phase(&self, from: Option<RunPhase>, to: RunPhase) {
-        if from == Some(to) {
-            return;
+    /// A step that awaited approval was answered after `waited`.
+    pub fn approval_answered(&self, answer: &crate::engine::Approval, waited: std::time::Duration) {
+        use crate::engine::Approval;
+        let answer = match answer {
+            Approval::Approved { .. } => "approved",
+            Approval::Rejected { .. } => "rejected",
+            Approval::TimedOut { .. } => "timed_out",
+            Approval::Waiting { .. } => return,
+        };
+        let labels = AnswerLabels { answer: answer.into() };
+        self.approval_wait_seconds.get_or_create(&labels).observe(waited.as_secs_f64());
+    }
+
+    /// Set the runs gauge from the phases of every run the watch holds
+    /// (`None`: an object that is not a valid XctRun). Phases with no run
+    /// read 0, so a run that moved on leaves no stale count.
+    pub fn runs_observed(&self, phases: impl Iterator<Item = Option<RunPhase>>) {
+        let mut counts: std::collections::BTreeMap<String, i64> =
+            RunPhase::ALL.iter().map(|p| (format!("{p:?}"), 0)).collect();
+        counts.insert(INVALID_PHASE.into(), 0);
+        for p in phases {
+            *counts.entry(p.map_or_else(|| INVALID_PHASE.to_string(), |p| format!("{p:?}"))).or_default() += 1;
         }
-        if let Some(f) = from {
-            self.runs.get_or_create(&PhaseLabels { phase: format!("{f:?}") }).dec();
+        for (phase, n) in counts {
+            self.runs.get_or_create(&PhaseLabels { phase }).set(n);
         }
-        self.runs.get_or_create(&PhaseLabels { phase: format!("{to:?}") }).inc();
     }
 
     /// One step's time outside the model.

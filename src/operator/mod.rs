@@ -8,6 +8,7 @@ pub mod fault;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod observe;
 pub mod policy;
 pub mod reconcile;
 pub mod status;
@@ -65,6 +66,11 @@ impl From<crate::engine::EngineError> for Error {
 
 impl Error {
     /// Static category for metrics and logs.
+    /// Every value [`Error::category`] returns (the metrics start each at 0,
+    /// so an alert's rate() sees the first error).
+    pub const CATEGORIES: [&'static str; 7] =
+        ["kube", "conflict", "status_rejected", "decider", "engine", "invalid_spec", "internal"];
+
     pub fn category(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
@@ -117,8 +123,6 @@ pub struct Context {
     pub metrics: Arc<metrics::Metrics>,
     /// Only the leader decides and executes (always, without election).
     pub leadership: Arc<leader::Leadership>,
-    /// Last phase seen per run (uid), for the runs-by-phase gauge.
-    phases: Mutex<HashMap<String, crate::crd::RunPhase>>,
     /// Steps this process has recorded per run (uid): a cached object with
     /// fewer is stale and waits for the watch to catch up.
     known_steps: Mutex<HashMap<String, Progress>>,
@@ -144,7 +148,6 @@ impl Context {
         Context {
             metrics,
             leadership: Arc::new(leader::Leadership::always()),
-            phases: Mutex::new(HashMap::new()),
             events: events::Events::new(client.clone()),
             policies: policy::PolicyCache::start(client.clone()),
             impersonator: Impersonator::new(base),
@@ -193,14 +196,6 @@ impl Context {
         self.known_steps.lock().map(|m| m.get(uid).copied().unwrap_or_default()).unwrap_or_default()
     }
 
-    /// Track a run's phase for the runs gauge.
-    fn phase(&self, uid: &str, phase: crate::crd::RunPhase) {
-        if let Ok(mut m) = self.phases.lock() {
-            let before = m.insert(uid.to_string(), phase);
-            self.metrics.run_phase(before, phase);
-        }
-    }
-
     fn remember(&self, uid: &str, status: &crate::crd::XctRunStatus) {
         if let Ok(mut m) = self.known_steps.lock() {
             m.insert(uid.to_string(), Progress::of(status));
@@ -212,17 +207,27 @@ impl Context {
 /// failures back off with jitter.
 /// Metrics with the Kubernetes tools as the known tool names.
 pub fn default_metrics() -> Arc<metrics::Metrics> {
-    metrics::Metrics::new(crate::k8s::tools::names().into_iter().map(str::to_string).collect())
+    let m = metrics::Metrics::new(crate::k8s::tools::names().into_iter().map(str::to_string).collect());
+    for category in Error::CATEGORIES {
+        m.reconcile_errors.get_or_create(&metrics::CategoryLabels { category: category.into() }).inc_by(0);
+    }
+    m
 }
 
 pub fn error_policy(run: Arc<DeserializeGuard<XctRun>>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(category = error.category(), %error, "reconcile failed");
+    let meta = match &run.0 {
+        Ok(r) => &r.metadata,
+        Err(invalid) => &invalid.metadata,
+    };
+    tracing::warn!(
+        run = meta.name.as_deref().unwrap_or_default(),
+        namespace = meta.namespace.as_deref().unwrap_or_default(),
+        category = error.category(),
+        %error,
+        "reconcile failed"
+    );
     ctx.metrics.error(error.category());
-    let uid = match &run.0 {
-        Ok(r) => r.metadata.uid.clone(),
-        Err(invalid) => invalid.metadata.uid.clone(),
-    }
-    .unwrap_or_default();
+    let uid = meta.uid.clone().unwrap_or_default();
     match error {
         Error::InvalidSpec(_) | Error::StatusRejected(_) => Action::await_change(),
         Error::Conflict => Action::requeue(Duration::from_millis(100)),
@@ -250,6 +255,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<he
     // would veto everything that is in fact allowed.
     ctx.policies.wait_until_ready().await;
     let store = controller.store();
+    let _ = readiness.observed.set(health::Observed { runs: store.clone(), leadership: ctx.leadership.clone() });
     let synced = readiness.clone();
     let policies = ctx.policies.clone();
     tokio::spawn(async move {

@@ -49,7 +49,8 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
     let t = std::time::Instant::now();
     let mut model_ms = None;
     let uid = guard.0.as_ref().ok().and_then(|r| r.metadata.uid.clone()).unwrap_or_default();
-    let result = reconcile_step(guard, ctx.clone(), &mut model_ms).await;
+    let span = super::observe::reconcile_span(&guard);
+    let result = tracing::Instrument::instrument(reconcile_step(guard, ctx.clone(), &mut model_ms), span).await;
     if let Some(ms) = model_ms {
         ctx.metrics.overhead(t.elapsed().saturating_sub(Duration::from_millis(ms)));
     }
@@ -252,9 +253,9 @@ impl RunJournal<'_> {
         self.writer.write(status).await?;
         super::fault::point("after-result");
         ctx.remember(self.uid, status);
-        ctx.phase(self.uid, status.phase);
         if let Some(step) = status.steps.last() {
             ctx.metrics.step(step);
+            super::observe::step_recorded(self.run, step);
             ctx.events.step(self.reference, step).await;
         }
         // Keep the status bounded: the result is recorded first, so archiving
@@ -278,7 +279,6 @@ impl RunJournal<'_> {
         set_condition(&mut self.status.conditions, "Completed", true, reason, &message, generation);
         self.status.refresh_summary();
         self.writer.write(self.status).await?;
-        self.ctx.phase(self.uid, self.status.phase);
         self.ctx.events.publish(self.reference, warning, &format!("Run{reason}"), message).await;
         Ok(Action::await_change())
     }
@@ -302,7 +302,16 @@ impl Journal for RunJournal<'_> {
     }
 
     async fn approval(&mut self, pending: &StepRecord) -> Result<Approval, JournalError> {
-        approval::check(&self.ctx.client, self.run, pending).await.map_err(|e| Box::new(Error::Kube(e)) as JournalError)
+        let answer = approval::check(&self.ctx.client, self.run, pending)
+            .await
+            .map_err(|e| Box::new(Error::Kube(e)) as JournalError)?;
+        if !matches!(answer, Approval::Waiting { .. })
+            && let Ok(asked) = DateTime::parse_from_rfc3339(&pending.started_at)
+        {
+            let waited = (Utc::now() - asked.with_timezone(&Utc)).to_std().unwrap_or_default();
+            self.ctx.metrics.approval_answered(&answer, waited);
+        }
+        Ok(answer)
     }
 
     fn reached(&mut self, boundary: Boundary) {

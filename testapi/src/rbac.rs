@@ -65,7 +65,7 @@ impl Rbac {
                     .objects("roles", Some(namespace))
                     .iter()
                     .find(|r| r["metadata"]["name"] == name)
-                    .map(|r| rules(r))
+                    .map(rules)
                     .unwrap_or_default(),
                 _ => vec![],
             }

@@ -21,4 +21,5 @@ pub mod operator;
 pub mod policy;
 pub mod protocol;
 pub mod schema;
+pub mod telemetry;
 pub mod tools;

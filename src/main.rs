@@ -2,9 +2,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = xct::cli::Cli::parse();
-    xct::cli::init_logging(&cli);
-    xct::cli::run(cli).await
+    // Before the runtime: the trace exporter's HTTP client is a blocking one.
+    let _telemetry = xct::cli::init_logging(&cli);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xct: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(xct::cli::run(cli));
+    // Steps still in flight are abandoned here, as before; the traces of
+    // finished ones are flushed when `_telemetry` drops.
+    drop(runtime);
+    code
 }

@@ -330,16 +330,33 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
 const DEFAULT_LOG: &str = "warn";
 const DEFAULT_CONTROLLER_LOG: &str = "warn,xct=info";
 
-/// Install the tracing subscriber (RUST_LOG, else the defaults above).
-pub fn init_logging(cli: &Cli) {
+/// Install the tracing subscriber: logs to stderr (RUST_LOG, else the
+/// defaults above) and, when the environment asks for them, OpenTelemetry
+/// traces ([`crate::telemetry`]). Call before the async runtime starts; keep
+/// the returned guard until the end of `main` (it flushes the traces).
+pub fn init_logging(cli: &Cli) -> Option<crate::telemetry::Telemetry> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let default = match cli.command {
         Command::Controller { .. } => DEFAULT_CONTROLLER_LOG,
         _ => DEFAULT_LOG,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match cli.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let logs = match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).boxed(),
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter).boxed()
+        }
     };
+    let (traces, guard, failed) = match crate::telemetry::requested().then(crate::telemetry::otlp_layer) {
+        None => (None, None, None),
+        Some(Ok((layer, guard))) => (Some(layer), Some(guard), None),
+        Some(Err(e)) => (None, None, Some(e)),
+    };
+    let _ = tracing_subscriber::registry().with(logs).with(traces).try_init();
+    if let Some(e) = failed {
+        tracing::warn!(category = e.category(), error = %e, "traces are off");
+    }
+    guard
 }

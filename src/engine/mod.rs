@@ -11,6 +11,8 @@ pub mod bounds;
 pub mod context;
 pub mod gate;
 pub mod record;
+mod resolve;
+pub mod spans;
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,7 @@ use crate::protocol::{Decision, ErrorCode, NextStep, ProposalError, Signal, pars
 use crate::tools::ToolSet;
 pub use gate::{GateVerdict, Judge, Proposal, Validated, check_schema};
 use record::{JudgedFor, ModelStats, StepPhase, StepRecord, StepTimings, Verdict, VerdictOutcome};
+use resolve::{recover, resume};
 
 /// Largest serialized result returned to the model; larger ones are
 /// replaced by a preview, their size and their sha256.
@@ -271,7 +274,13 @@ impl<'a> Engine<'a> {
                     schema: context::decision_schema(run),
                     sampling: sampling.clone(),
                 };
-                match self.decider.decide(request).await {
+                let span = spans::chat(self.decider.model());
+                let answer = tracing::Instrument::instrument(self.decider.decide(request), span.clone()).await;
+                match &answer {
+                    Ok(raw) => spans::chat_usage(&span, &raw.stats),
+                    Err(e) => spans::chat_failed(&span, e.category()),
+                }
+                match answer {
                     Err(DeciderError::PromptTooLong(_)) => refused = Some(messages),
                     Err(e) => return Err(e.into()),
                     Ok(raw) => {
@@ -313,8 +322,12 @@ impl<'a> Engine<'a> {
     ) -> Result<Stepped, EngineError> {
         match history.last() {
             Some(last) if last.phase == StepPhase::Executing => {
-                return Ok(Stepped::Resolved(recover(run, last, judge).await));
+                let span = spans::step(&run.id, last.index);
+                let recovered = tracing::Instrument::instrument(recover(run, last, judge), span).await;
+                return Ok(Stepped::Resolved(recovered));
             }
+            // Polled until answered: no step span per poll (an approved
+            // step's execute_tool span sits under the caller's span).
             Some(last) if last.phase == StepPhase::AwaitingApproval => {
                 return resume(run, last, judge, journal).await;
             }
@@ -323,6 +336,18 @@ impl<'a> Engine<'a> {
         if let Some(outcome) = run_outcome(run, history, started_at, Utc::now()) {
             return Err(EngineError::Finished(outcome));
         }
+        let span = spans::step(&run.id, steps_taken(history) + 1);
+        tracing::Instrument::instrument(self.new_step(run, history, judge, journal), span).await
+    }
+
+    /// A new step: decide, gate, intent, execute, record.
+    async fn new_step(
+        &self,
+        run: &RunConfig,
+        history: &[StepRecord],
+        judge: Option<&dyn Judge>,
+        journal: &mut dyn Journal,
+    ) -> Result<Stepped, EngineError> {
         let decided = self.decide(run, history).await?;
         journal.reached(Boundary::Decided);
         let index = steps_taken(history) + 1;
@@ -371,120 +396,20 @@ async fn run_tool(run: &RunConfig, step: &NextStep) -> (Signal, u64) {
     let t = Instant::now();
     let signal = match run.tools.get(&step.tool) {
         None => Signal::error(ErrorCode::ToolNotAllowed, format!("tool {:?} is not allowed", step.tool)),
-        Some(tool) => match tool.execute(&Value::Object(step.arguments.clone())).await {
-            Ok(result) => Signal::success(bound_result(result)),
-            Err(e) => e.to_signal(),
-        },
+        Some(tool) => {
+            // The catalogue's name, not the model's string.
+            let span = spans::execute_tool(tool.name());
+            let arguments = Value::Object(step.arguments.clone());
+            let result = tracing::Instrument::instrument(tool.execute(&arguments), span.clone());
+            let signal = match result.await {
+                Ok(result) => Signal::success(bound_result(result)),
+                Err(e) => e.to_signal(),
+            };
+            spans::tool_outcome(&span, &signal);
+            signal
+        }
     };
     (signal, ms(t))
-}
-
-/// The proposal a recorded step holds.
-fn proposal_of(rec: &StepRecord) -> Option<NextStep> {
-    match parse_decision(&rec.decision, rec.model.truncated) {
-        Ok(Decision::NextStep(step)) => Some(step),
-        _ => None,
-    }
-}
-
-/// Resolve a step left `Executing` by a stopped controller.
-async fn recover(run: &RunConfig, last: &StepRecord, judge: Option<&dyn Judge>) -> StepRecord {
-    let mut rec = last.clone();
-    let Some(step) = proposal_of(last) else {
-        let signal = Signal::error(ErrorCode::OutcomeUnknown, "an interrupted step holds no proposal; nothing was run");
-        complete(&mut rec, signal, 0);
-        return rec;
-    };
-    if !last.mutating {
-        // A read: run it again, through the gate, as now judged.
-        let validated = gate::admit(run, &step, judge).await;
-        if let Some(signal) = validated.refusal.clone() {
-            apply_refusal(&mut rec, validated, signal);
-            return rec;
-        }
-        // A read records no intent: it just runs.
-        let (signal, took) = run_tool(run, &step).await;
-        complete(&mut rec, signal, took);
-        return rec;
-    }
-    let observed = gate::observe(run, &step, judge).await;
-    let signal = Signal::error_with(
-        ErrorCode::OutcomeUnknown,
-        format!(
-            "the controller stopped while {} was executing; it was not run again and its effect is unknown: check the current state before retrying",
-            step.tool
-        ),
-        json!({"observed": observed}),
-    );
-    complete(&mut rec, signal, 0);
-    rec
-}
-
-/// A step awaiting approval: still waiting, refused, or approved and then
-/// executed, if it is still the same run, identity and verdict.
-async fn resume(
-    run: &RunConfig,
-    pending: &StepRecord,
-    judge: Option<&dyn Judge>,
-    journal: &mut dyn Journal,
-) -> Result<Stepped, EngineError> {
-    let mut rec = pending.clone();
-    let rejected = |m: String| Signal::error(ErrorCode::ApprovalRejected, m);
-    let approver = match journal.approval(pending).await.map_err(EngineError::Journal)? {
-        Approval::Waiting { ignored } => return Ok(Stepped::Waiting { ignored }),
-        Approval::Rejected { approver, reason } => {
-            let signal = rejected(format!("the proposal was rejected by {approver}: {reason}"));
-            return Ok(Stepped::Resolved(vetoed(rec, signal)));
-        }
-        Approval::TimedOut { after_secs } => {
-            let signal = rejected(format!("no approval arrived within {after_secs}s; the proposal was not executed"));
-            return Ok(Stepped::Resolved(vetoed(rec, signal)));
-        }
-        Approval::Approved { approver } => approver,
-    };
-    let now = JudgedFor { run_uid: run.id.clone(), acting_as: run.acting_as.clone() };
-    if pending.judged_for.as_ref() != Some(&now) {
-        let signal = Signal::error_with(
-            ErrorCode::ApprovalStale,
-            format!(
-                "the approval by {approver} was for another run instance or identity; the run is now {} acting as {}: nothing was executed",
-                now.run_uid, now.acting_as
-            ),
-            json!({"judgedFor": pending.judged_for, "now": now}),
-        );
-        return Ok(Stepped::Resolved(vetoed(rec, signal)));
-    }
-    let Some(step) = proposal_of(pending) else {
-        let signal =
-            Signal::error(ErrorCode::ApprovalStale, "the approved step holds no proposal; nothing was executed");
-        return Ok(Stepped::Resolved(vetoed(rec, signal)));
-    };
-    // Judged and dry-run again now: the policies or the cluster may have
-    // changed while it waited. An approval never overrides a veto.
-    let validated = gate::admit(run, &step, judge).await;
-    if let Some(signal) = validated.refusal.clone() {
-        apply_refusal(&mut rec, validated, signal);
-        return Ok(Stepped::Resolved(rec));
-    }
-    let dry_run = validated.dry_run.as_ref().map_or("", |d| d.summary.as_str());
-    rec.verdict = Verdict::new(
-        VerdictOutcome::Allowed,
-        format!("approved by {approver}; {dry_run}"),
-        validated.verdict.decided_by.as_deref(),
-    );
-    rec.audit = validated.audit;
-    rec.policy = validated.policy;
-    rec.dry_run = validated.dry_run;
-    rec.timings.validation_ms += validated.validation_ms;
-    execute(run, &step, &mut rec, true, journal).await?;
-    Ok(Stepped::Resolved(rec))
-}
-
-/// A pending step refused by its approval (or its absence).
-fn vetoed(mut rec: StepRecord, signal: Signal) -> StepRecord {
-    let validated = gate::veto(rec.mutating, "approval", signal.clone());
-    apply_refusal(&mut rec, validated, signal);
-    rec
 }
 
 /// Complete `rec` as refused by `validated` with `signal`.

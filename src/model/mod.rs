@@ -130,4 +130,9 @@ pub trait Decider: Send + Sync {
     fn queue_depth(&self) -> usize {
         0
     }
+
+    /// The model's name, for traces (`gen_ai.request.model`).
+    fn model(&self) -> &str {
+        "unknown"
+    }
 }

@@ -54,4 +54,8 @@ impl Decider for ScriptedDecider {
         let completion_tokens = text.len() as u32 / 4;
         Ok(RawDecision { text, stats: ModelStats { prompt_tokens, completion_tokens, ..ModelStats::default() } })
     }
+
+    fn model(&self) -> &str {
+        "scripted"
+    }
 }

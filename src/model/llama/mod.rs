@@ -106,6 +106,8 @@ struct Job {
 pub struct LlamaDecider {
     tx: mpsc::Sender<Job>,
     description: String,
+    /// The model file's name, as traces name the model.
+    name: String,
 }
 
 static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
@@ -132,12 +134,13 @@ impl LlamaDecider {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let description = format!("{}", opts.model_path.display());
+        let name = opts.model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         std::thread::Builder::new()
             .name("xct-inference".into())
             .spawn(move || inference_thread(opts, rx, ready_tx))
             .map_err(|e| DeciderError::Unavailable(format!("cannot start the inference thread: {e}")))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(LlamaDecider { tx, description }),
+            Ok(Ok(())) => Ok(LlamaDecider { tx, description, name }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(DeciderError::Unavailable("the inference thread stopped while loading".into())),
         }
@@ -167,6 +170,10 @@ impl Decider for LlamaDecider {
 
     fn queue_depth(&self) -> usize {
         LlamaDecider::queue_depth(self)
+    }
+
+    fn model(&self) -> &str {
+        &self.name
     }
 }
 

@@ -1,0 +1,148 @@
+//! OpenTelemetry traces: each step is a `step` span with a `chat <model>`
+//! child (GenAI attributes: operation, provider, model, tokens in and out)
+//! and, when a tool ran, an `execute_tool <tool>` child (its error code as
+//! `error.type`); no prompt, argument or result reaches an attribute. With
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, the `xct` binary sends them as OTLP
+//! HTTP/protobuf to `<endpoint>/v1/traces`; `OTEL_SDK_DISABLED=true` stops it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use opentelemetry::Value;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing_subscriber::layer::SubscriberExt;
+use xct::model::ScriptedDecider;
+
+fn attrs(span: &SpanData) -> HashMap<String, Value> {
+    span.attributes.iter().map(|kv| (kv.key.to_string(), kv.value.clone())).collect()
+}
+
+const SECRET_CONTENT: &str = "s3cr3t-content-never-in-a-span";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_is_a_span_with_chat_and_execute_tool_children() {
+    let exporter = InMemorySpanExporter::default();
+    let (layer, telemetry) = xct::telemetry::layer(SdkTracerProvider::builder().with_simple_exporter(exporter.clone()));
+    let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("run.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {name: traced}\nspec:\n  goal: g\n  tools: [fs.write, fs.read]\n",
+    )
+    .unwrap();
+    let run = xct::local::load_manifest(&manifest).unwrap();
+    let prepared = xct::local::prepare(&run, &manifest, &dir.path().join("ws")).unwrap();
+    let write = serde_json::json!({"next_step": {"tool": "fs.write", "arguments": {"path": "a.txt", "content": SECRET_CONTENT}, "goal": "write"}});
+    let missing =
+        serde_json::json!({"next_step": {"tool": "fs.read", "arguments": {"path": "missing.txt"}, "goal": "read"}});
+    let decider =
+        ScriptedDecider::new(vec![write.to_string(), missing.to_string(), r#"{"done":true,"message":"ok"}"#.into()]);
+    let mut out = Vec::new();
+    xct::local::run(&prepared, &decider, &dir.path().join("h.yaml"), &mut out).await.unwrap();
+    // The simple exporter exports each span as it ends (shutting the
+    // provider down would clear the in-memory exporter).
+    let spans = exporter.get_finished_spans().unwrap();
+    drop(telemetry);
+    let named = |n: &str| spans.iter().filter(|s| s.name == n).collect::<Vec<_>>();
+    let steps = named("step");
+    assert_eq!(steps.len(), 3, "{:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+    let chats = named("chat scripted");
+    assert_eq!(chats.len(), 3);
+    for (chat, step) in chats.iter().zip(&steps) {
+        assert_eq!(chat.parent_span_id, step.span_context.span_id(), "chat is the step's child");
+        assert_eq!(chat.span_context.trace_id(), step.span_context.trace_id());
+        let a = attrs(chat);
+        assert_eq!(a["gen_ai.operation.name"], Value::from("chat"));
+        assert_eq!(a["gen_ai.provider.name"], Value::from("llama.cpp"));
+        assert_eq!(a["gen_ai.request.model"], Value::from("scripted"));
+        assert!(matches!(a["gen_ai.usage.input_tokens"], Value::I64(n) if n > 0), "{a:?}");
+        assert!(matches!(a["gen_ai.usage.output_tokens"], Value::I64(n) if n > 0), "{a:?}");
+    }
+    let (written, read) = (named("execute_tool fs.write"), named("execute_tool fs.read"));
+    assert_eq!((written.len(), read.len()), (1, 1));
+    assert_eq!(written[0].parent_span_id, steps[0].span_context.span_id());
+    assert_eq!(read[0].parent_span_id, steps[1].span_context.span_id());
+    let (w, r) = (attrs(written[0]), attrs(read[0]));
+    assert_eq!(w["gen_ai.operation.name"], Value::from("execute_tool"));
+    assert_eq!(w["gen_ai.tool.name"], Value::from("fs.write"));
+    assert!(!w.contains_key("error.type"), "{w:?}");
+    assert_eq!(r["error.type"], Value::from("EXECUTION_FAILED"));
+    assert!(matches!(read[0].status, opentelemetry::trace::Status::Error { .. }), "{:?}", read[0].status);
+    // Nothing the model wrote reaches the trace.
+    for s in &spans {
+        for kv in &s.attributes {
+            assert!(!kv.value.as_str().contains(SECRET_CONTENT), "{} carries the content", kv.key);
+        }
+    }
+}
+
+/// What an OTLP/HTTP receiver got: (path, content type, body) per request.
+type Received = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+async fn receiver() -> (std::net::SocketAddr, Received) {
+    let got: Received = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let sink = sink.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let body = axum::body::to_bytes(req.into_body(), 1 << 24).await.unwrap_or_default();
+            sink.lock().unwrap().push((path, ct, body.to_vec()));
+            axum::http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, got)
+}
+
+fn run_local(endpoint: &str, disabled: bool) -> std::process::Output {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xct"));
+    cmd.current_dir(root)
+        .args(["local", "examples/local/absolute-path.yaml", "--scripted-decisions"])
+        .arg("examples/local/absolute-path.decisions.yaml")
+        .arg("--workspace")
+        .arg(dir.path().join("ws"))
+        .arg("--history")
+        .arg(dir.path().join("h.yaml"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .env_remove("OTEL_SERVICE_NAME");
+    if disabled {
+        cmd.env("OTEL_SDK_DISABLED", "true");
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exports_otlp_http_to_the_standard_endpoint() {
+    let (addr, got) = receiver().await;
+    let endpoint = format!("http://{addr}");
+    let out = tokio::task::spawn_blocking({
+        let endpoint = endpoint.clone();
+        move || run_local(&endpoint, false)
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = got.lock().unwrap().clone();
+    assert!(!requests.is_empty(), "no OTLP request arrived");
+    let body: Vec<u8> = requests.iter().flat_map(|(_, _, b)| b.clone()).collect();
+    for (path, ct, _) in &requests {
+        assert_eq!((path.as_str(), ct.as_str()), ("/v1/traces", "application/x-protobuf"));
+    }
+    let contains = |needle: &str| body.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for needle in ["xct-operator", "chat scripted", "execute_tool fs.write", "gen_ai.usage.input_tokens"] {
+        assert!(contains(needle), "{needle} not in the exported spans");
+    }
+
+    got.lock().unwrap().clear();
+    let out = tokio::task::spawn_blocking(move || run_local(&endpoint, true)).await.unwrap();
+    assert!(out.status.success());
+    assert!(got.lock().unwrap().is_empty(), "OTEL_SDK_DISABLED=true still exported");
+}

@@ -37,8 +37,13 @@ t0=$SECONDS
 phase() { echo "== $1 ($((SECONDS - t0)) s)"; }
 
 work=$(mktemp -d)
+containers=(xct-check-model xct-check-run)
+remove_containers() {
+  # One at a time: podman 4.3 stops at the first name it does not find.
+  for c in "${containers[@]}"; do podman rm -f "$c" >/dev/null 2>&1 || true; done
+}
 cleanup() {
-  podman rm -f xct-check-model xct-check-run >/dev/null 2>&1 || true
+  remove_containers
   kill $(jobs -p) 2>/dev/null || true
   rm -rf "$work"
 }
@@ -51,6 +56,7 @@ default_ulimits = []
 runtime = "runc"
 EOF
 export CONTAINERS_CONF="$work/containers.conf"
+remove_containers   # left by an interrupted run
 
 base=docker.io/library/debian:bookworm-slim
 if ! podman image exists "$base"; then

@@ -87,6 +87,13 @@ async fn foreign_config_maps_are_never_touched() {
         log.iter().filter(|r| r.resource == "configmaps" && r.is_persisted_mutation() && r.user != "admin").collect();
     assert_eq!(operator_writes.len(), 2, "two chunks created, nothing else written: {operator_writes:#?}");
     assert!(operator_writes.iter().all(|r| r.verb == "create" && r.user == OPERATOR_USER && r.user != own));
+    // It never reads a ConfigMap either (the chart grants create only).
+    let reads: Vec<_> = log
+        .iter()
+        .filter(|r| r.resource == "configmaps" && r.authenticated_user == OPERATOR_USER && !r.impersonated)
+        .filter(|r| r.verb != "create")
+        .collect();
+    assert!(reads.is_empty(), "{reads:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,10 +7,11 @@
 //! with `generateName` (the API server picks a fresh name, so no existing
 //! object is ever hit, whatever the run is called), owned by the run, and
 //! labelled with the run's UID and the chunk number (label values that are
-//! always valid). The operator never updates or deletes a ConfigMap: after
-//! a crash between creating a chunk and recording it, the chunk is reused
-//! if it is this run's (owner UID) with the same content, and otherwise a
-//! new one is created (the run's garbage collection removes the spare).
+//! always valid). The operator never reads, updates or deletes a ConfigMap
+//! (its RBAC grants `create` only): after a crash between creating a chunk
+//! and recording it, the next attempt creates another, and the spare, owned
+//! by the run, is garbage-collected with it. Reading the archive back
+//! ([`full_history`]) is for whoever may read the run's ConfigMaps.
 
 use std::collections::BTreeMap;
 
@@ -42,12 +43,9 @@ pub const DATA_KEY: &str = "steps.yaml";
 
 /// This run's archive ConfigMaps: labelled with its UID and owned by it
 /// (a label alone can be set by anyone who may create ConfigMaps).
-async fn owned_chunks(api: &Api<ConfigMap>, run: &XctRun, chunk: Option<usize>) -> Result<Vec<ConfigMap>, Error> {
+async fn owned_chunks(api: &Api<ConfigMap>, run: &XctRun) -> Result<Vec<ConfigMap>, Error> {
     let uid = run.meta().uid.clone().unwrap_or_default();
-    let mut selector = format!("{RUN_UID_LABEL}={uid}");
-    if let Some(n) = chunk {
-        selector.push_str(&format!(",{CHUNK_LABEL}={n}"));
-    }
+    let selector = format!("{RUN_UID_LABEL}={uid}");
     let listed = api.list(&ListParams::default().labels(&selector)).await?;
     Ok(listed.items.into_iter().filter(|c| c.owner_references().iter().any(|o| o.uid == uid)).collect())
 }
@@ -70,35 +68,25 @@ pub async fn maybe_archive(client: &kube::Client, run: &XctRun, status: &mut Xct
     let yaml = serde_yaml::to_string(&chunk).map_err(|e| Error::Internal(e.to_string()))?;
     let data = BTreeMap::from([(DATA_KEY.to_string(), yaml)]);
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    // Written before a crash with the same content: use it.
-    let existing = owned_chunks(&api, run, Some(n)).await?.into_iter().find(|c| c.data.as_ref() == Some(&data));
-    let name = match existing {
-        Some(cm) => cm.name_any(),
-        None => {
-            let owner = run.controller_owner_ref(&()).map(|mut o| {
-                o.controller = Some(false);
-                o.block_owner_deletion = Some(false);
-                o
-            });
-            let uid = run.meta().uid.clone().unwrap_or_default();
-            let cm = ConfigMap {
-                metadata: kube::api::ObjectMeta {
-                    generate_name: Some(NAME_PREFIX.to_string()),
-                    namespace: Some(ns.clone()),
-                    labels: Some(BTreeMap::from([
-                        (RUN_UID_LABEL.to_string(), uid),
-                        (CHUNK_LABEL.to_string(), n.to_string()),
-                    ])),
-                    annotations: Some(BTreeMap::from([(RUN_ANNOTATION.to_string(), run.name_any())])),
-                    owner_references: owner.map(|o| vec![o]),
-                    ..Default::default()
-                },
-                data: Some(data),
-                ..Default::default()
-            };
-            api.create(&PostParams::default(), &cm).await?.name_any()
-        }
+    let owner = run.controller_owner_ref(&()).map(|mut o| {
+        o.controller = Some(false);
+        o.block_owner_deletion = Some(false);
+        o
+    });
+    let uid = run.meta().uid.clone().unwrap_or_default();
+    let cm = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            generate_name: Some(NAME_PREFIX.to_string()),
+            namespace: Some(ns.clone()),
+            labels: Some(BTreeMap::from([(RUN_UID_LABEL.to_string(), uid), (CHUNK_LABEL.to_string(), n.to_string())])),
+            annotations: Some(BTreeMap::from([(RUN_ANNOTATION.to_string(), run.name_any())])),
+            owner_references: owner.map(|o| vec![o]),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
     };
+    let name = api.create(&PostParams::default(), &cm).await?.name_any();
     let first = chunk.first().map_or(0, |s| s.index);
     let last = chunk.last().map_or(0, |s| s.index);
     let last_digest = chunk.last().and_then(|s| s.digest.clone()).unwrap_or_default();
@@ -118,7 +106,7 @@ pub async fn full_history(
     let run = runs.get(name).await?;
     let status = run.status.clone().unwrap_or_default();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let owned = owned_chunks(&cms, &run, None).await?;
+    let owned = owned_chunks(&cms, &run).await?;
     let found = |config_map: &str| {
         owned.iter().find(|c| c.name_any() == config_map).and_then(|c| c.data.as_ref()?.get(DATA_KEY).cloned())
     };

@@ -66,10 +66,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["events"]
   verbs: ["create", "patch"]
 # Archived step history: new ConfigMaps (generateName xct-history-), owned
-# by their run. The operator never updates or deletes a ConfigMap.
+# by their run. The operator never reads, updates or deletes a ConfigMap.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["list", "create"]
+  verbs: ["create"]
 {{- end -}}
 
 {{- define "xct.impersonationRule" -}}

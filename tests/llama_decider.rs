@@ -238,3 +238,28 @@ async fn requests_beyond_the_slots_wait_in_a_visible_queue() {
     }
     assert_eq!(d.queue_depth(), 0);
 }
+
+/// The decider says where it runs: the devices llama.cpp offers, the
+/// model's layers and how many went to a GPU (none on a CPU-only build,
+/// whatever --n-gpu-layers asks), as /readyz and `xct bench` report it.
+#[test]
+fn the_backend_and_offloaded_layers_are_reported() {
+    let opts =
+        LlamaOptions { n_threads: Some(2), n_ctx: 512, slots: 1, n_gpu_layers: 99, ..LlamaOptions::new(model_path()) };
+    let d = LlamaDecider::load(opts).expect("model loads");
+    let info = d.backend();
+    assert_eq!(info.layers, 31, "SmolLM2-135M: 30 layers and the output layer");
+    assert!(info.devices.iter().any(|dev| dev.kind == "cpu" && dev.backend == "CPU"), "{info:?}");
+    let gpu = info.devices.iter().any(|dev| matches!(dev.kind, "gpu" | "igpu"));
+    assert_eq!(info.layers_offloaded, if gpu { 31 } else { 0 }, "{info:?}");
+    let expected_build = if cfg!(feature = "dynamic-backends") { "dynamic" } else { "static" };
+    assert_eq!(info.build, expected_build);
+    assert_eq!(info.loaded_from.is_some(), cfg!(feature = "dynamic-backends"), "{info:?}");
+    let summary = d.placement().unwrap();
+    assert!(
+        summary.starts_with("CPU") && summary.contains(&format!("{} of 31 layers offloaded", info.layers_offloaded)),
+        "{summary}"
+    );
+    let json = serde_json::to_value(info).unwrap();
+    assert!(json["devices"][0]["memoryTotalBytes"].as_u64().is_some(), "{json}");
+}

@@ -88,6 +88,9 @@ async fn kubectl_apply_a_run_and_the_controller_drives_it_with_the_real_model() 
     }
     assert!(ready, "the controller never became ready");
     assert_eq!(http_status(port, "/livez"), Some(200));
+    // /readyz names where the model runs (this build: CPU, nothing offloaded).
+    let (_, body) = http_get(port, "/readyz").unwrap();
+    assert!(body.starts_with("ok: CPU") && body.contains("0 of 31 layers offloaded"), "{body}");
 
     let mut run: Option<XctRun> = None;
     for _ in 0..240 {

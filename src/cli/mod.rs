@@ -177,6 +177,13 @@ pub enum Command {
         /// Also write the numbers as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Concurrent runs measured in (c), comma-separated; the first is the
+        /// baseline.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+        concurrency: Vec<usize>,
+        /// Slots of the model shared in (c) (default: the largest concurrency).
+        #[arg(long)]
+        concurrency_slots: Option<u32>,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -245,7 +252,16 @@ pub enum Command {
 /// Entry point used by `main`.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Bench { sections, steps, json, model } => bench(sections, steps, json, model).await,
+        Command::Bench { sections, steps, json, concurrency, concurrency_slots, model } => {
+            let opts = crate::bench::BenchOptions {
+                base: model.options(),
+                steps: steps.max(2),
+                sections,
+                concurrency,
+                concurrency_slots,
+            };
+            bench(opts, json).await
+        }
         Command::History { command: HistoryCommand::Verify { files } } => history_verify(&files),
         Command::History { command: HistoryCommand::Show { run, namespace } } => history_show(&run, &namespace).await,
         Command::Policy {
@@ -290,8 +306,10 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn bench(sections: String, steps: u32, json: Option<PathBuf>, model: ModelArgs) -> ExitCode {
-    let opts = crate::bench::BenchOptions { base: model.options(), steps: steps.max(2), sections };
+async fn bench(opts: crate::bench::BenchOptions, json: Option<PathBuf>) -> ExitCode {
+    if opts.concurrency.is_empty() || opts.concurrency.contains(&0) {
+        return fail(&"--concurrency needs one or more counts of at least 1");
+    }
     match crate::bench::run(&opts).await {
         Ok(report) => {
             if let Some(path) = json

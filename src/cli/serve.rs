@@ -42,7 +42,7 @@ async fn load_decider(
     let opts = model.options();
     match tokio::task::spawn_blocking(move || LlamaDecider::load(opts)).await {
         Ok(Ok(d)) => {
-            tracing::info!(model = d.description(), "model loaded");
+            tracing::info!(model = d.description(), backend = %d.backend().summary(), "model loaded");
             Ok(std::sync::Arc::new(d))
         }
         Ok(Err(e)) => Err(DeciderLoadError::Model(e.to_string())),

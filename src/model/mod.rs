@@ -135,4 +135,10 @@ pub trait Decider: Send + Sync {
     fn model(&self) -> &str {
         "unknown"
     }
+
+    /// Where the model runs (backend, devices, offloaded layers), for
+    /// `/readyz` and the logs; None for deciders without a model.
+    fn placement(&self) -> Option<String> {
+        None
+    }
 }

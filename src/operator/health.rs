@@ -65,7 +65,10 @@ impl Readiness {
 async fn readyz(State(h): State<Arc<Health>>) -> (StatusCode, String) {
     let r = &h.readiness;
     if r.is_ready() {
-        (StatusCode::OK, "ok".into())
+        // Which backend, devices and offloaded layers: never mistaken for
+        // another machine's.
+        let placement = h.decider.read().ok().and_then(|d| d.as_ref()?.placement());
+        (StatusCode::OK, placement.map_or_else(|| "ok".into(), |p| format!("ok: {p}")))
     } else {
         let model = r.model_loaded.load(Ordering::SeqCst);
         let synced = r.watches_synced.load(Ordering::SeqCst);

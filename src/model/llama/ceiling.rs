@@ -59,7 +59,7 @@ pub fn measure(
     chunk: usize,
 ) -> Result<BatchCosts, DeciderError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| DeciderError::Inference(format!("{what}: {e}"));
-    let (backend, model) = load_model(opts)?;
+    let (backend, model, _) = load_model(opts)?;
     let threads = opts.threads();
     // llama.cpp sizes the cache in multiples of 256 cells per sequence.
     let per_seq = (history + chunk.max(BULK) + steps + 64).next_multiple_of(256) as u32;

@@ -33,6 +33,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use tokio::sync::{mpsc, oneshot};
 
+pub mod backend;
 pub mod ceiling;
 mod prompt;
 mod sample;
@@ -108,15 +109,20 @@ pub struct LlamaDecider {
     description: String,
     /// The model file's name, as traces name the model.
     name: String,
+    /// Where it runs.
+    backend: backend::BackendInfo,
 }
 
-static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+/// The process's llama.cpp backend, and the folder its backend libraries
+/// were loaded from (dynamic builds).
+static BACKEND: OnceLock<Result<(LlamaBackend, Option<String>), String>> = OnceLock::new();
 
-fn backend() -> Result<&'static LlamaBackend, DeciderError> {
+fn backend() -> Result<&'static (LlamaBackend, Option<String>), DeciderError> {
     BACKEND
         .get_or_init(|| {
             llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-            LlamaBackend::init().map_err(|e| e.to_string())
+            let loaded_from = backend::load_dynamic_backends();
+            LlamaBackend::init().map(|b| (b, loaded_from)).map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| DeciderError::Unavailable(format!("llama.cpp backend: {e}")))
@@ -140,7 +146,7 @@ impl LlamaDecider {
             .spawn(move || inference_thread(opts, rx, ready_tx))
             .map_err(|e| DeciderError::Unavailable(format!("cannot start the inference thread: {e}")))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(LlamaDecider { tx, description, name }),
+            Ok(Ok(backend)) => Ok(LlamaDecider { tx, description, name, backend }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(DeciderError::Unavailable("the inference thread stopped while loading".into())),
         }
@@ -149,6 +155,11 @@ impl LlamaDecider {
     /// The model's path.
     pub fn description(&self) -> &str {
         &self.description
+    }
+
+    /// The backend, devices and offloaded layers it runs on.
+    pub fn backend(&self) -> &backend::BackendInfo {
+        &self.backend
     }
 
     /// Requests waiting for the inference thread.
@@ -175,23 +186,28 @@ impl Decider for LlamaDecider {
     fn model(&self) -> &str {
         &self.name
     }
+
+    fn placement(&self) -> Option<String> {
+        Some(self.backend.summary())
+    }
 }
 
 /// Initialise the backend once and load the model file.
-fn load_model(opts: &LlamaOptions) -> Result<(&'static LlamaBackend, LlamaModel), DeciderError> {
-    let backend = backend()?;
+fn load_model(opts: &LlamaOptions) -> Result<(&'static LlamaBackend, LlamaModel, backend::BackendInfo), DeciderError> {
+    let (backend, loaded_from) = backend()?;
     let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
     let model = LlamaModel::load_from_file(backend, &opts.model_path, &params)
         .map_err(|e| DeciderError::Unavailable(format!("cannot load model {}: {e}", opts.model_path.display())))?;
-    Ok((backend, model))
+    let info = backend::BackendInfo::observe(model.n_layer(), opts.n_gpu_layers, loaded_from.clone());
+    Ok((backend, model, info))
 }
 
 fn inference_thread(
     opts: LlamaOptions,
     mut rx: mpsc::Receiver<Job>,
-    ready: std::sync::mpsc::Sender<Result<(), DeciderError>>,
+    ready: std::sync::mpsc::Sender<Result<backend::BackendInfo, DeciderError>>,
 ) {
-    let (backend, model) = match load_model(&opts) {
+    let (backend, model, info) = match load_model(&opts) {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -228,7 +244,7 @@ fn inference_thread(
         }
     };
     let mut worker = Worker::new(&model, ctx, format, opts.n_batch as usize, slots as usize, opts.reuse, opts.grammar);
-    let _ = ready.send(Ok(()));
+    let _ = ready.send(Ok(info));
     serve(&mut worker, &mut rx, slots as usize);
 }
 

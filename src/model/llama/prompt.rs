@@ -200,7 +200,7 @@ mod tests {
     fn tool_output_cannot_forge_control_tokens() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
         assert!(path.is_file(), "the test model is missing: run scripts/fetch-model.sh");
-        let (_, model) = load_model(&LlamaOptions::new(path)).unwrap();
+        let (_, model, _) = load_model(&LlamaOptions::new(path)).unwrap();
         let template = model.chat_template(None).unwrap();
         let format = ChatFormat::new(&model).unwrap();
         assert!(matches!(format.renderer, Renderer::Jinja { .. }), "SmolLM2's own template renders with Jinja");

@@ -1,0 +1,124 @@
+//! Which ggml backend and devices the model runs on, and how many of its
+//! layers were offloaded: reported by `/readyz`, the log at load and `xct
+//! bench`, so that no number is mistaken for another machine's.
+//!
+//! With the `dynamic-backends` feature the backends are shared libraries
+//! (`libggml-cpu-*.so`, `libggml-cuda.so`, `libggml-vulkan.so`) loaded at
+//! start from one folder: `XCT_BACKENDS_DIR`, else the folder of the `xct`
+//! binary when it holds a `libggml-*` library, else where the build put
+//! them. A static build has its backends compiled in.
+
+use llama_cpp_2::{LlamaBackendDeviceType, list_llama_ggml_backend_devices};
+use serde::Serialize;
+
+/// Environment variable naming the folder of loadable backends.
+pub const BACKENDS_DIR_ENV: &str = "XCT_BACKENDS_DIR";
+
+/// One device a backend offers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    /// The backend's name: CPU, CUDA, Vulkan...
+    pub backend: String,
+    /// The device's name (e.g. CUDA0) and description (e.g. the GPU model).
+    pub name: String,
+    pub description: String,
+    /// cpu, gpu, igpu, accel or unknown.
+    pub kind: &'static str,
+    pub memory_total_bytes: u64,
+}
+
+/// Where the model runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendInfo {
+    /// "static" (backends compiled in) or "dynamic" (loaded at start).
+    pub build: &'static str,
+    /// The folder the backends were loaded from (dynamic builds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loaded_from: Option<String>,
+    pub devices: Vec<Device>,
+    /// Layers as llama.cpp counts them for offloading (the repeating layers
+    /// plus the output layer), and how many run on a GPU or accelerator.
+    pub layers: u32,
+    pub layers_offloaded: u32,
+}
+
+impl BackendInfo {
+    /// What is known once a model of `model_layers` repeating layers is
+    /// loaded with `n_gpu_layers` requested: llama.cpp offloads
+    /// min(requested, layers + 1) (the output layer counts as one), and only
+    /// to a non-CPU device.
+    pub fn observe(model_layers: u32, n_gpu_layers: u32, loaded_from: Option<String>) -> Self {
+        let devices: Vec<Device> = list_llama_ggml_backend_devices()
+            .into_iter()
+            .map(|d| Device {
+                backend: d.backend,
+                name: d.name,
+                description: d.description,
+                kind: match d.device_type {
+                    LlamaBackendDeviceType::Cpu => "cpu",
+                    LlamaBackendDeviceType::Gpu => "gpu",
+                    LlamaBackendDeviceType::IntegratedGpu => "igpu",
+                    LlamaBackendDeviceType::Accelerator => "accel",
+                    LlamaBackendDeviceType::Unknown => "unknown",
+                },
+                memory_total_bytes: d.memory_total as u64,
+            })
+            .collect();
+        let offload_target = devices.iter().any(|d| matches!(d.kind, "gpu" | "igpu" | "accel"));
+        let layers = model_layers + 1;
+        let layers_offloaded = if offload_target { n_gpu_layers.min(layers) } else { 0 };
+        BackendInfo {
+            build: if cfg!(feature = "dynamic-backends") { "dynamic" } else { "static" },
+            loaded_from,
+            devices,
+            layers,
+            layers_offloaded,
+        }
+    }
+
+    /// One line, e.g. "CPU (AMD EPYC 7B13); 0 of 30 layers offloaded; static
+    /// backends" or "CUDA0 (NVIDIA H200), CPU (...); 31 of 31 ...".
+    pub fn summary(&self) -> String {
+        let devices: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|d| d.kind != "accel" || self.layers_offloaded > 0)
+            .map(|d| format!("{} ({})", d.name, d.description))
+            .collect();
+        let from = self.loaded_from.as_deref().map(|d| format!(" from {d}")).unwrap_or_default();
+        format!(
+            "{}; {} of {} layers offloaded; {} backends{from}",
+            devices.join(", "),
+            self.layers_offloaded,
+            self.layers,
+            self.build
+        )
+    }
+}
+
+/// Load the backend libraries (dynamic builds; before the backend starts).
+/// Returns the folder they came from.
+#[cfg(feature = "dynamic-backends")]
+pub fn load_dynamic_backends() -> Option<String> {
+    let has_ggml = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .is_ok_and(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libggml-")))
+    };
+    let dir = std::env::var_os(BACKENDS_DIR_ENV)
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            exe.parent().filter(|d| has_ggml(d)).map(std::path::Path::to_path_buf)
+        })
+        .or_else(|| llama_cpp_sys_2::BACKENDS_DIR.map(std::path::PathBuf::from))?;
+    llama_cpp_2::llama_backend::load_backends_from_path(&dir);
+    Some(dir.display().to_string())
+}
+
+/// Static builds have their backends compiled in.
+#[cfg(not(feature = "dynamic-backends"))]
+pub fn load_dynamic_backends() -> Option<String> {
+    None
+}

@@ -185,6 +185,10 @@ async fn steps_are_logged_and_counted_and_the_charts_alerts_use_exported_metrics
         assert_eq!((l["fields"]["run"].as_str(), l["fields"]["namespace"].as_str()), (Some("observed"), Some(NS)));
         assert_eq!(l["span"]["name"], "reconcile");
         assert_eq!((l["span"]["run"].as_str(), l["span"]["uid"].as_str()), (Some("observed"), Some(uid.as_str())));
+        // The span carries the step's fields as well.
+        for field in ["step", "tool", "verdict", "outcome", "proposal_digest"] {
+            assert_eq!(l["span"][field], l["fields"][field], "{field} in {l}");
+        }
         assert_eq!(l["fields"]["proposal_digest"].as_str(), Some(rec.proposal_digest.as_deref().unwrap_or_default()));
         for field in ["verdict", "decided_by", "error_code", "model_ms", "validation_ms", "execution_ms"] {
             assert!(l["fields"].get(field).is_some(), "{field} missing in {l}");

@@ -8,6 +8,7 @@
 //! status for whoever may read it).
 
 use kube::core::DeserializeGuard;
+use tracing::field::Empty;
 
 use crate::crd::XctRun;
 use crate::engine::record::StepRecord;
@@ -27,6 +28,13 @@ pub fn reconcile_span(guard: &DeserializeGuard<XctRun>) -> tracing::Span {
         run = meta.name.as_deref().unwrap_or_default(),
         namespace = meta.namespace.as_deref().unwrap_or_default(),
         uid = meta.uid.as_deref().unwrap_or_default(),
+        step = Empty,
+        tool = Empty,
+        verdict = Empty,
+        decided_by = Empty,
+        outcome = Empty,
+        error_code = Empty,
+        proposal_digest = Empty,
     )
 }
 
@@ -40,6 +48,15 @@ pub fn step_recorded(run: &XctRun, step: &StepRecord) {
         Some(Signal::Error { code, .. }) => code.as_str(),
         _ => "",
     };
+    // The reconcile span that recorded it carries the same fields.
+    let span = tracing::Span::current();
+    span.record("step", step.index);
+    span.record("tool", step.tool.as_deref().unwrap_or_default());
+    span.record("verdict", step.verdict.outcome.as_str());
+    span.record("decided_by", step.verdict.decided_by.as_deref().unwrap_or_default());
+    span.record("outcome", step.outcome_label());
+    span.record("error_code", error_code);
+    span.record("proposal_digest", step.proposal_digest.as_deref().unwrap_or_default());
     tracing::info!(
         target: STEP_TARGET,
         run,

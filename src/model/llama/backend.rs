@@ -5,8 +5,8 @@
 //! With the `dynamic-backends` feature the backends are shared libraries
 //! (`libggml-cpu-*.so`, `libggml-cuda.so`, `libggml-vulkan.so`) loaded at
 //! start from one folder: `XCT_BACKENDS_DIR`, else the folder of the `xct`
-//! binary when it holds a `libggml-*` library, else where the build put
-//! them. A static build has its backends compiled in.
+//! binary when it holds a backend library, else where the build put them.
+//! A static build has its backends compiled in.
 
 use llama_cpp_2::{LlamaBackendDeviceType, list_llama_ggml_backend_devices};
 use serde::Serialize;
@@ -102,15 +102,21 @@ impl BackendInfo {
 /// Returns the folder they came from.
 #[cfg(feature = "dynamic-backends")]
 pub fn load_dynamic_backends() -> Option<String> {
-    let has_ggml = |dir: &std::path::Path| {
-        std::fs::read_dir(dir)
-            .is_ok_and(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libggml-")))
+    // A backend library (libggml-cpu-haswell.so, libggml-cuda.so...), not
+    // libggml-base.so, which every dynamic build links.
+    let has_backend = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("libggml-") && !name.starts_with("libggml-base")
+            })
+        })
     };
     let dir = std::env::var_os(BACKENDS_DIR_ENV)
         .map(std::path::PathBuf::from)
         .or_else(|| {
             let exe = std::env::current_exe().ok()?;
-            exe.parent().filter(|d| has_ggml(d)).map(std::path::Path::to_path_buf)
+            exe.parent().filter(|d| has_backend(d)).map(std::path::Path::to_path_buf)
         })
         .or_else(|| llama_cpp_sys_2::BACKENDS_DIR.map(std::path::PathBuf::from))?;
     llama_cpp_2::llama_backend::load_backends_from_path(&dir);

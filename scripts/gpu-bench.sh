@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Benchmark xct on a GPU machine that has nvcc and cmake but no Rust: build
+# ggml's CUDA backend from the pinned llama.cpp source as a loadable library,
+# put it next to a dynamic-backends `xct`, and run `xct bench` sections a, b
+# and c twice, the same way: on the CPU alone (a backends folder without the
+# CUDA library) and with every layer offloaded, for 1, 16 and 64 runs.
+#
+#   scripts/gpu-bench.sh DIST LLAMA_SRC MODEL OUT
+#     DIST       folder made by scripts/dist-dynamic.sh (xct, the libraries
+#                it links, its CPU backend libraries; rpath $ORIGIN)
+#     LLAMA_SRC  the llama.cpp source of the pinned llama-cpp-sys-2 crate
+#                (only its ggml/ folder is read); the same source as DIST's
+#                libggml-base, so the module's ABI matches
+#     MODEL      a GGUF file
+#     OUT        where cpu.json, gpu.json, bench logs and build.log go
+#   CUDA_ARCHS   CMake CUDA architectures (default 90: an H100/H200 only;
+#                "80;90" for A100 and H100)
+#   CONCURRENCY  runs for section c (default 1,16,64)
+#   N_CTX        context per run (default 2048: 64 runs share one KV cache)
+#
+# Not run on this project's machines (no GPU or nvcc there): see README
+# "GPU".
+set -euo pipefail
+[ $# -eq 4 ] || { sed -n '2,21p' "$0" >&2; exit 2; }
+dist=$(cd "$1" && pwd); src=$(cd "$2" && pwd); model=$3; out=$4
+archs=${CUDA_ARCHS:-90}
+concurrency=${CONCURRENCY:-1,16,64}
+mkdir -p "$out"
+[ -x "$dist/xct" ] || { echo "$dist/xct is missing: make DIST with scripts/dist-dynamic.sh" >&2; exit 2; }
+[ -f "$src/ggml/CMakeLists.txt" ] || { echo "$src/ggml is not ggml's source" >&2; exit 2; }
+command -v nvcc >/dev/null || { echo "nvcc not found" >&2; exit 2; }
+
+# Every library xct needs must resolve from DIST, not from the system.
+if ldd "$dist/xct" | grep -q "not found"; then
+  ldd "$dist/xct" >&2
+  echo "xct has unresolved libraries" >&2
+  exit 1
+fi
+
+start=$SECONDS
+build="$out/cuda-build"
+cmake -S "$src/ggml" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
+  -DGGML_BACKEND_DL=ON -DGGML_CUDA=ON -DGGML_CUDA_NCCL=OFF -DGGML_NATIVE=OFF \
+  -DCMAKE_CUDA_ARCHITECTURES="$archs" >"$out/build.log" 2>&1
+cmake --build "$build" --target ggml-cuda -j "$(nproc)" >>"$out/build.log" 2>&1 \
+  || { tail -30 "$out/build.log" >&2; exit 1; }
+lib=$(find "$build" -name 'libggml-cuda.so' | head -1)
+[ -n "$lib" ] || { echo "no libggml-cuda.so was built" >&2; exit 1; }
+echo "CUDA backend for sm_$archs built in $((SECONDS - start)) s"
+
+# Two backend folders: the CPU libraries alone, and the same plus CUDA.
+cpu_dir="$out/backends-cpu"; gpu_dir="$out/backends-gpu"
+mkdir -p "$cpu_dir" "$gpu_dir"
+cp "$dist"/libggml-cpu*.so "$cpu_dir/"
+cp "$dist"/libggml-cpu*.so "$lib" "$gpu_dir/"
+ldd "$gpu_dir/libggml-cuda.so" | tee "$out/ldd-cuda.txt" | grep -q "not found" && { cat "$out/ldd-cuda.txt" >&2; exit 1; }
+
+run_bench() {
+  local name=$1 dir=$2 layers=$3
+  XCT_BACKENDS_DIR=$dir LD_LIBRARY_PATH=$dist "$dist/xct" bench --model "$model" --sections abc \
+    --n-gpu-layers "$layers" --n-ctx "${N_CTX:-2048}" --concurrency "$concurrency" --json "$out/$name.json" | tee "$out/$name.txt"
+}
+run_bench cpu "$cpu_dir" 0
+run_bench gpu "$gpu_dir" 999
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+for name in ("cpu", "gpu"):
+    r = json.load(open(f"{out}/{name}.json"))
+    b = r["backend"]
+    devices = ", ".join(f"{d['name']} ({d['description']})" for d in b["devices"])
+    c = r["c"]["decisionsPerSecond"]
+    rates = ", ".join(f"{x['runs']}: {x['rate']:.2f}/s" for x in c)
+    print(f"{name}: {devices}; {b['layersOffloaded']} of {b['layers']} layers offloaded; (c) {rates}; "
+          f"{r['c']['overBaseline']['runs']} runs = {r['c']['overBaseline']['ratio']:.2f}x 1 run")
+PY

@@ -257,3 +257,44 @@ async fn a_missing_file_names_what_the_nearest_folder_holds() {
     assert!(e.message.contains("notes.txt") && e.message.contains("logs"), "{}", e.message);
     assert!(!e.message.contains("secret.txt"), "nothing outside is named: {}", e.message);
 }
+
+/// A file content that is, whole, a call of another tool
+/// (`fs.read(path='a.txt')`, the eval model's way of asking for a value it
+/// has not read) is refused at the gate with INVALID_ARGUMENTS saying what to
+/// do instead; nothing is written. Content that only mentions a tool is
+/// written as it is.
+#[tokio::test]
+async fn a_tool_call_written_as_content_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("run.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {name: nested}\nspec:\n  goal: g\n  tools: [fs.write, fs.read]\n",
+    )
+    .unwrap();
+    let ws = dir.path().join("ws");
+    let run = xct::local::load_manifest(&manifest).unwrap();
+    let prepared = xct::local::prepare(&run, &manifest, &ws).unwrap();
+    let write = |path: &str, content: &str| {
+        json!({"next_step": {"tool": "fs.write", "arguments": {"path": path, "content": content}, "goal": "copy"}})
+            .to_string()
+    };
+    let decider = xct::model::ScriptedDecider::new(vec![
+        write("copy.txt", "fs.read(path='a.txt')"),
+        write("howto.txt", "call fs.read(path) first"),
+        r#"{"done":true,"message":"ok"}"#.into(),
+    ]);
+    let mut out = Vec::new();
+    let report = xct::local::run(&prepared, &decider, &dir.path().join("h.yaml"), &mut out).await.unwrap();
+    let steps = report.status.steps;
+    match &steps[0].signal {
+        Some(xct::protocol::Signal::Error { code, message, details }) => {
+            assert_eq!(*code, ErrorCode::InvalidArguments);
+            assert!(message.contains("holds a call to fs.read") && message.contains("in its own step"), "{message}");
+            assert_eq!(details.as_ref().unwrap()["argument"], "/content");
+        }
+        other => panic!("expected INVALID_ARGUMENTS, got {other:?}"),
+    }
+    assert!(!ws.join("copy.txt").exists(), "nothing was written");
+    assert_eq!(std::fs::read_to_string(ws.join("howto.txt")).unwrap(), "call fs.read(path) first");
+}

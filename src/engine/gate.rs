@@ -126,6 +126,15 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
         let details = json!({"errors": errors, "schema": schema});
         return refused(t, mutating, "schema", Signal::error_with(ErrorCode::InvalidArguments, msg, details), None);
     }
+    if let Some((argument, called)) = nested_call(&step.arguments, &run.tools.names()) {
+        let msg = format!(
+            "argument {argument} holds a call to {called} instead of a value: tools are never nested. If {called} \
+             has not run yet, call it in its own step; then put the text its result shows (not a call) in {argument}"
+        );
+        let signal =
+            Signal::error_with(ErrorCode::InvalidArguments, msg, json!({"argument": argument, "tool": called}));
+        return refused(t, mutating, "arguments", signal, None);
+    }
     let target = match tool.target(&args) {
         Ok(target) => target,
         Err(e) => return refused(t, mutating, "target", e.to_signal(), None),
@@ -233,6 +242,27 @@ pub fn veto(mutating: bool, by: &str, signal: Signal) -> Validated {
     refused(Instant::now(), mutating, by, signal, None)
 }
 
+/// A string argument that is, whole, a call of one of the run's tools
+/// (`fs.read(path='notes.txt')`): a small model's way of asking for a value
+/// it has not read. Written as a file's content it would be a silent wrong
+/// result; refused, it tells the model what to do. Returns the argument's
+/// path and the tool called.
+fn nested_call(arguments: &serde_json::Map<String, Value>, tools: &[String]) -> Option<(String, String)> {
+    fn walk(at: String, v: &Value, tools: &[String]) -> Option<(String, String)> {
+        match v {
+            Value::String(s) => {
+                let s = s.trim();
+                let called = tools.iter().find(|t| s.strip_prefix(t.as_str()).is_some_and(|r| r.starts_with('(')))?;
+                s.ends_with(')').then(|| (at, called.clone()))
+            }
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, x)| walk(format!("{at}/{i}"), x, tools)),
+            Value::Object(map) => map.iter().find_map(|(k, x)| walk(format!("{at}/{k}"), x, tools)),
+            _ => None,
+        }
+    }
+    arguments.iter().find_map(|(k, v)| walk(format!("/{k}"), v, tools))
+}
+
 /// Validate `instance` against a JSON Schema; every violation as a line
 /// naming where it is.
 pub fn check_schema(schema: &Value, instance: &Value) -> Result<(), Vec<String>> {
@@ -251,4 +281,29 @@ pub fn check_schema(schema: &Value, instance: &Value) -> Result<(), Vec<String>>
 
 fn ms(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(args: Value) -> Option<(String, String)> {
+        nested_call(args.as_object().unwrap(), &["fs.read".to_string(), "fs.write".to_string()])
+    }
+
+    #[test]
+    fn a_whole_argument_that_calls_a_tool_is_found() {
+        let found = call(json!({"path": "b.txt", "content": " fs.read(path='notes.txt') "}));
+        assert_eq!(found, Some(("/content".into(), "fs.read".into())));
+        let deep = call(json!({"patch": {"data": ["x", "fs.write(path='a')"]}}));
+        assert_eq!(deep, Some(("/patch/data/1".into(), "fs.write".into())));
+    }
+
+    #[test]
+    fn text_that_only_mentions_a_tool_is_a_value() {
+        for content in ["use fs.read(path) to read", "fs.read", "fs.readme(x)", "k8s.get(kind)", "fs.read(x) and more"]
+        {
+            assert_eq!(call(json!({"content": content})), None, "{content}");
+        }
+    }
 }

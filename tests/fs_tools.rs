@@ -266,15 +266,8 @@ async fn a_missing_file_names_what_the_nearest_folder_holds() {
 #[tokio::test]
 async fn a_tool_call_written_as_content_is_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("run.yaml");
-    std::fs::write(
-        &manifest,
-        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {name: nested}\nspec:\n  goal: g\n  tools: [fs.write, fs.read]\n",
-    )
-    .unwrap();
+    let prepared = support::prepare_local(dir.path(), "nested", "fs.write, fs.read");
     let ws = dir.path().join("ws");
-    let run = xct::local::load_manifest(&manifest).unwrap();
-    let prepared = xct::local::prepare(&run, &manifest, &ws).unwrap();
     let write = |path: &str, content: &str| {
         json!({"next_step": {"tool": "fs.write", "arguments": {"path": path, "content": content}, "goal": "copy"}})
             .to_string()

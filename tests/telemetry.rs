@@ -5,6 +5,8 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` set, the `xct` binary sends them as OTLP
 //! HTTP/protobuf to `<endpoint>/v1/traces`; `OTEL_SDK_DISABLED=true` stops it.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -26,14 +28,7 @@ async fn a_step_is_a_span_with_chat_and_execute_tool_children() {
     let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
 
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("run.yaml");
-    std::fs::write(
-        &manifest,
-        "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {name: traced}\nspec:\n  goal: g\n  tools: [fs.write, fs.read]\n",
-    )
-    .unwrap();
-    let run = xct::local::load_manifest(&manifest).unwrap();
-    let prepared = xct::local::prepare(&run, &manifest, &dir.path().join("ws")).unwrap();
+    let prepared = support::prepare_local(dir.path(), "traced", "fs.write, fs.read");
     let write = serde_json::json!({"next_step": {"tool": "fs.write", "arguments": {"path": "a.txt", "content": SECRET_CONTENT}, "goal": "write"}});
     let missing =
         serde_json::json!({"next_step": {"tool": "fs.read", "arguments": {"path": "missing.txt"}, "goal": "read"}});

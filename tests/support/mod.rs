@@ -118,6 +118,11 @@ pub async fn install_demo(client: &kube::Client) {
     assert_eq!(apply_file(client, "examples/cluster/demo.yaml", is_rbac).await, 2, "demo.yaml: Role and RoleBinding");
 }
 
+/// RBAC subjects naming `users`.
+fn user_subjects(users: &[&str]) -> Vec<serde_json::Value> {
+    users.iter().map(|u| json!({"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"})).collect()
+}
+
 /// `users` may work with runs in the demo namespace as a platform team
 /// grants it: bound to the built-in `edit` ClusterRole, which (as
 /// Kubernetes bootstraps it) aggregates every ClusterRole labelled
@@ -131,8 +136,7 @@ pub async fn grant_edit(client: &kube::Client, users: &[&str]) {
     .unwrap();
     roles.patch("edit", &PatchParams::apply("xct-tests"), &Patch::Apply(&edit)).await.unwrap();
     let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(client.clone(), NS);
-    let subjects: Vec<_> =
-        users.iter().map(|u| json!({"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"})).collect();
+    let subjects = user_subjects(users);
     let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "people-edit", "namespace": NS},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
@@ -146,8 +150,7 @@ pub async fn grant_edit(client: &kube::Client, users: &[&str]) {
 /// leader-election Role, as the chart binds them to its ServiceAccount):
 /// replicas that share the chart's RBAC but tell apart in the request log.
 pub async fn bind_as_operator(client: &kube::Client, users: &[&str]) {
-    let subjects: Vec<_> =
-        users.iter().map(|u| json!({"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"})).collect();
+    let subjects = user_subjects(users);
     let crb: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "test-replicas"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "xct-operator"},
@@ -302,4 +305,17 @@ pub async fn next(
         xct::engine::Stepped::New(rec) | xct::engine::Stepped::Resolved(rec) => Ok(rec),
         other => panic!("no approvals without a judge: {other:?}"),
     }
+}
+
+/// A local run named `name` of `tools` over a fresh workspace in `dir`
+/// (`dir/ws`), as `xct local` prepares it from a manifest.
+pub fn prepare_local(dir: &Path, name: &str, tools: &str) -> xct::local::Prepared {
+    let manifest = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &manifest,
+        format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: {name}}}\nspec:\n  goal: g\n  tools: [{tools}]\n"),
+    )
+    .unwrap();
+    let run = xct::local::load_manifest(&manifest).unwrap();
+    xct::local::prepare(&run, &manifest, &dir.join("ws")).unwrap()
 }

@@ -65,12 +65,12 @@ impl From<crate::engine::EngineError> for Error {
 }
 
 impl Error {
-    /// Static category for metrics and logs.
     /// Every value [`Error::category`] returns (the metrics start each at 0,
     /// so an alert's rate() sees the first error).
     pub const CATEGORIES: [&'static str; 7] =
         ["kube", "conflict", "status_rejected", "decider", "engine", "invalid_spec", "internal"];
 
+    /// Static category for metrics and logs.
     pub fn category(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
@@ -214,11 +214,16 @@ pub fn default_metrics() -> Arc<metrics::Metrics> {
     m
 }
 
-pub fn error_policy(run: Arc<DeserializeGuard<XctRun>>, error: &Error, ctx: Arc<Context>) -> Action {
-    let meta = match &run.0 {
-        Ok(r) => &r.metadata,
+/// A watched run's metadata, whether or not it reads as an XctRun.
+pub fn metadata(guard: &DeserializeGuard<XctRun>) -> &kube::api::ObjectMeta {
+    match &guard.0 {
+        Ok(run) => &run.metadata,
         Err(invalid) => &invalid.metadata,
-    };
+    }
+}
+
+pub fn error_policy(run: Arc<DeserializeGuard<XctRun>>, error: &Error, ctx: Arc<Context>) -> Action {
+    let meta = metadata(&run);
     tracing::warn!(
         run = meta.name.as_deref().unwrap_or_default(),
         namespace = meta.namespace.as_deref().unwrap_or_default(),

@@ -19,10 +19,7 @@ pub const STEP_TARGET: &str = "xct::step";
 
 /// The span one reconcile runs in.
 pub fn reconcile_span(guard: &DeserializeGuard<XctRun>) -> tracing::Span {
-    let meta = match &guard.0 {
-        Ok(run) => &run.metadata,
-        Err(invalid) => &invalid.metadata,
-    };
+    let meta = super::metadata(guard);
     tracing::info_span!(
         "reconcile",
         run = meta.name.as_deref().unwrap_or_default(),

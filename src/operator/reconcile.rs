@@ -48,7 +48,7 @@ fn catalogue(ctx: &Context, namespace: &str, service_account: &str) -> Result<To
 pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) -> Result<Action, Error> {
     let t = std::time::Instant::now();
     let mut model_ms = None;
-    let uid = guard.0.as_ref().ok().and_then(|r| r.metadata.uid.clone()).unwrap_or_default();
+    let uid = super::metadata(&guard).uid.clone().unwrap_or_default();
     let span = super::observe::reconcile_span(&guard);
     let result = tracing::Instrument::instrument(reconcile_step(guard, ctx.clone(), &mut model_ms), span).await;
     if let Some(ms) = model_ms {

@@ -291,3 +291,33 @@ async fn a_tool_call_written_as_content_is_refused_and_nothing_is_written() {
     assert!(!ws.join("copy.txt").exists(), "nothing was written");
     assert_eq!(std::fs::read_to_string(ws.join("howto.txt")).unwrap(), "call fs.read(path) first");
 }
+
+/// A `.json` file is only written with JSON: a stray character after the
+/// object is refused at the dry run with INVALID_ARGUMENTS naming where, and
+/// the file is not touched; other files take any text.
+#[tokio::test]
+async fn a_json_file_is_only_written_with_json() {
+    let f = fixture();
+    let write = tool(&f, "fs.write");
+    let refused = attempt(write, json!({"path": "config.json", "content": "{\"env\":\"dev\"}\""})).await;
+    assert_eq!(refused, Err(ErrorCode::InvalidArguments));
+    let message = match write.validate(&json!({"path": "config.json", "content": "{\"env\":\"dev\"}\""})).await {
+        Err(e) => e.to_signal(),
+        Ok(d) => panic!("{d:?}"),
+    };
+    assert!(format!("{message:?}").contains(r#"is followed by \"\\\"\""#), "{message:?}");
+    assert!(!f.ws.join("config.json").exists());
+    assert!(attempt(write, json!({"path": "config.json", "content": "{\"env\":\"dev\"}"})).await.is_ok());
+    assert!(attempt(write, json!({"path": "notes.txt", "content": "{\"env\":\"dev\"}\""})).await.is_ok());
+    for bad in ["", "{\"env\":", "config.json"] {
+        assert_eq!(
+            attempt(write, json!({"path": "b.json", "content": bad})).await,
+            Err(ErrorCode::InvalidArguments),
+            "{bad:?}"
+        );
+    }
+    assert!(
+        attempt(write, json!({"path": "c.JSON", "content": "[1, 2]\n"})).await.is_ok(),
+        "a newline after the value is fine"
+    );
+}

@@ -176,6 +176,33 @@ pub struct ReadArgs {
     pub path: String,
 }
 
+/// A `.json` file must receive JSON: the eval model writes
+/// `{"env":"dev"}"` (a stray quote) often enough that the demo ended with a
+/// file no program can read. Refused at the dry run, with where it breaks.
+fn check_format(path: &Path, content: &str) -> Result<(), ToolError> {
+    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+        return Ok(());
+    }
+    let mut values = serde_json::Deserializer::from_str(content).into_iter::<serde::de::IgnoredAny>();
+    match values.next() {
+        Some(Ok(_)) if values.byte_offset() == content.trim_end().len() => Ok(()),
+        // A whole value, then more: say exactly what to drop.
+        Some(Ok(_)) => {
+            let (value, extra) = content.split_at(values.byte_offset());
+            Err(ToolError::invalid(format!(
+                "content is not valid JSON for a .json file: the JSON value {value} is followed by {:?}; write \
+                 the content again without those trailing characters",
+                extra.trim_end()
+            )))
+        }
+        Some(Err(e)) => Err(ToolError::invalid(format!(
+            "content is not valid JSON for a .json file ({e}); write exactly the JSON text, with nothing before or \
+             after it"
+        ))),
+        None => Err(ToolError::invalid("content is empty, which is not JSON; a .json file needs a JSON value")),
+    }
+}
+
 /// Arguments of `fs.write`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -317,6 +344,7 @@ impl Tool for FsWrite {
         if path == Path::new(".") {
             return Err(ToolError::invalid("path names the workspace itself; give a file name"));
         }
+        check_format(&path, &a.content)?;
         match self.ws.dir.symlink_metadata(&path) {
             Ok(m) if m.is_symlink() => {
                 Err(ToolError::invalid(format!("{} is a symbolic link; fs.write does not write through links", a.path)))

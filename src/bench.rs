@@ -5,8 +5,8 @@
 //!     full grammar filtering and without a grammar; (c) decisions per
 //!     second for 1, 4 and 16 (or `--concurrency`) concurrent runs sharing
 //!     one model.
-//! Every report names the CPU, the backend, its devices and how many layers
-//! were offloaded.
+//! Every report ends with the CPU, the backend, its devices and how many
+//! layers were offloaded (from the first model a section loaded).
 //! The operator-overhead benchmark (d) needs the test API server and lives
 //! in `tests/overhead.rs`.
 
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::engine::record::StepRecord;
 use crate::engine::{Limits, RunConfig, context};
+use crate::model::llama::backend::BackendInfo;
 use crate::model::llama::ceiling;
 use crate::model::{DecideRequest, Decider, GrammarMode, LlamaDecider, LlamaOptions, Sampling};
 use crate::tools::ToolSet;
@@ -81,10 +82,22 @@ fn recorded_step(k: u32, decision: String) -> StepRecord {
     .unwrap_or_else(|_| unreachable!("the synthetic step matches StepRecord"))
 }
 
-fn load(base: &LlamaOptions, f: impl FnOnce(&mut LlamaOptions)) -> Result<Arc<LlamaDecider>, String> {
-    let mut o = base.clone();
-    f(&mut o);
-    LlamaDecider::load(o).map(Arc::new).map_err(|e| e.to_string())
+/// Loads the model for each section (with that section's options) and
+/// keeps where the first one ran: every section runs on the same backend
+/// and devices, so the report names them without a load of its own.
+struct Loader<'a> {
+    base: &'a LlamaOptions,
+    backend: std::sync::OnceLock<BackendInfo>,
+}
+
+impl Loader<'_> {
+    fn load(&self, f: impl FnOnce(&mut LlamaOptions)) -> Result<Arc<LlamaDecider>, String> {
+        let mut o = self.base.clone();
+        f(&mut o);
+        let d = LlamaDecider::load(o).map(Arc::new).map_err(|e| e.to_string())?;
+        self.backend.get_or_init(|| d.backend().clone());
+        Ok(d)
+    }
 }
 
 fn request(cfg: &RunConfig, history: &[StepRecord]) -> DecideRequest {
@@ -96,28 +109,31 @@ fn request(cfg: &RunConfig, history: &[StepRecord]) -> DecideRequest {
     }
 }
 
-/// Run the selected sections; returns the report as JSON and prints tables.
+/// Run the selected sections; returns the report as JSON and prints tables,
+/// ending with the machine, the backend and its devices.
 pub async fn run(opts: &BenchOptions) -> Result<Value, String> {
     let dir = tempfile_dir()?;
-    let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let backend = load(&opts.base, |_| {})?.backend().clone();
-    println!("machine: {} ({threads} threads); {}", cpu_model(), backend.summary());
-    let mut report = json!({
-        "machine": format!("{} CPU threads", threads),
-        "cpu": cpu_model(),
-        "backend": backend,
-        "nGpuLayers": opts.base.n_gpu_layers,
-    });
+    let loader = Loader { base: &opts.base, backend: std::sync::OnceLock::new() };
+    let mut report = json!({});
     if opts.sections.contains('a') {
-        report["a"] = prompt_reuse(opts, &dir).await?;
+        report["a"] = prompt_reuse(opts, &loader, &dir).await?;
     }
     if opts.sections.contains('b') {
-        report["b"] = decode_speed(opts, &dir).await?;
+        report["b"] = decode_speed(&loader, &dir).await?;
     }
     if opts.sections.contains('c') {
-        report["c"] = concurrency(opts, &dir).await?;
+        report["c"] = concurrency(opts, &loader, &dir).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
+    let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = cpu_model();
+    let backend = loader.backend.get();
+    let placement = backend.map_or_else(|| "no model loaded".to_string(), BackendInfo::summary);
+    println!("machine: {cpu} ({threads} threads); {placement}");
+    report["machine"] = json!(format!("{threads} CPU threads"));
+    report["cpu"] = json!(cpu);
+    report["backend"] = json!(backend);
+    report["nGpuLayers"] = json!(opts.base.n_gpu_layers);
     Ok(report)
 }
 
@@ -127,13 +143,13 @@ fn tempfile_dir() -> Result<std::path::PathBuf, String> {
     Ok(d)
 }
 
-async fn prompt_reuse(opts: &BenchOptions, dir: &std::path::Path) -> Result<Value, String> {
+async fn prompt_reuse(opts: &BenchOptions, loader: &Loader<'_>, dir: &std::path::Path) -> Result<Value, String> {
     let one = Sampling { temperature: 0.0, seed: 1, max_tokens: 1 };
     let cfg = run_config(dir, "bench-a", "Write the report in parts under notes/, one file per part.", one);
     let history: Vec<StepRecord> = (1..opts.steps).map(synthetic_step).collect();
     let mut rows = Vec::new();
     for reuse in [true, false] {
-        let d = load(&opts.base, |o| {
+        let d = loader.load(|o| {
             o.reuse = reuse;
             o.slots = 1;
         })?;
@@ -171,7 +187,7 @@ async fn prompt_reuse(opts: &BenchOptions, dir: &std::path::Path) -> Result<Valu
     Ok(out)
 }
 
-async fn decode_speed(opts: &BenchOptions, dir: &std::path::Path) -> Result<Value, String> {
+async fn decode_speed(loader: &Loader<'_>, dir: &std::path::Path) -> Result<Value, String> {
     let goals = [
         "List the workspace.",
         "Write hello.txt containing hi.",
@@ -184,7 +200,7 @@ async fn decode_speed(opts: &BenchOptions, dir: &std::path::Path) -> Result<Valu
     let mut totals = [(0u64, 0u64); 3];
     for seed in 0..3u32 {
         for (mode, total) in modes.iter().zip(totals.iter_mut()) {
-            let d = load(&opts.base, |o| {
+            let d = loader.load(|o| {
                 o.grammar = *mode;
                 o.slots = 1;
             })?;
@@ -215,10 +231,10 @@ async fn decode_speed(opts: &BenchOptions, dir: &std::path::Path) -> Result<Valu
     )
 }
 
-async fn concurrency(opts: &BenchOptions, dir: &std::path::Path) -> Result<Value, String> {
+async fn concurrency(opts: &BenchOptions, loader: &Loader<'_>, dir: &std::path::Path) -> Result<Value, String> {
     let largest = opts.concurrency.iter().copied().max().unwrap_or(1);
     let slots = opts.concurrency_slots.unwrap_or(largest as u32);
-    let d = load(&opts.base, |o| o.slots = slots)?;
+    let d = loader.load(|o| o.slots = slots)?;
     let rounds = 4u32;
     let mut rates = Vec::new();
     for &n in &opts.concurrency {

@@ -58,33 +58,28 @@ impl Rbac {
             return true;
         }
         let cluster_roles = self.objects("clusterroles", None);
-        let role_rules = |kind: &str, name: &str, namespace: &str| -> Vec<Value> {
+        // Roles are only bound by RoleBindings of the request's namespace.
+        let roles = if a.namespace.is_empty() { vec![] } else { self.objects("roles", Some(&a.namespace)) };
+        let role_rules = |kind: &str, name: &str| -> Vec<Value> {
             match kind {
                 "ClusterRole" => rules_of_cluster_role(&cluster_roles, name, 0),
-                "Role" => self
-                    .objects("roles", Some(namespace))
-                    .iter()
-                    .find(|r| r["metadata"]["name"] == name)
-                    .map(rules)
-                    .unwrap_or_default(),
+                "Role" => roles.iter().find(|r| r["metadata"]["name"] == name).map(rules).unwrap_or_default(),
                 _ => vec![],
             }
         };
-        let granted = |binding: &Value, namespace: &str| -> bool {
+        let granted = |binding: &Value| -> bool {
             binds(binding, a)
                 && role_rules(
                     binding["roleRef"]["kind"].as_str().unwrap_or_default(),
                     binding["roleRef"]["name"].as_str().unwrap_or_default(),
-                    namespace,
                 )
                 .iter()
                 .any(|r| rule_allows(r, a))
         };
-        if self.objects("clusterrolebindings", None).iter().any(|b| granted(b, "")) {
+        if self.objects("clusterrolebindings", None).iter().any(granted) {
             return true;
         }
-        !a.namespace.is_empty()
-            && self.objects("rolebindings", Some(&a.namespace)).iter().any(|b| granted(b, &a.namespace))
+        !a.namespace.is_empty() && self.objects("rolebindings", Some(&a.namespace)).iter().any(granted)
     }
 
     fn objects(&self, plural: &str, namespace: Option<&str>) -> Vec<Value> {

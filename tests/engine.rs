@@ -394,6 +394,41 @@ async fn an_identical_failed_proposal_is_named_as_a_repeat() {
     assert!(told[3].contains("You proposed exactly this in step 2"), "the latest such step: {}", told[3]);
 }
 
+/// The newest result, and only it, ends with the goal restated when it is a
+/// success (small models lose the goal behind a long result); a refusal
+/// does not (its error says what to do); the recorded history keeps the
+/// plain result.
+#[tokio::test]
+async fn the_newest_successful_result_restates_the_goal() {
+    let (cfg, _) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
+    let outputs = vec![
+        step("test.read", json!({})),
+        step("test.probe", json!({"mode": "ok"})),
+        step("test.probe", json!({"mode": "refuse"})),
+        DONE.into(),
+    ];
+    let (history, decider) = run_script(&cfg, outputs).await;
+    assert_eq!(history.len(), 4);
+    let requests = decider.requests();
+    assert_eq!(requests.len(), 4);
+    let restated = "\n\nGoal: probe things";
+    let count = |m: &[xct::model::ChatMessage]| m.iter().filter(|m| m.content.contains(restated)).count();
+    assert_eq!(count(&requests[0].messages), 0, "no result yet");
+    for r in &requests[1..3] {
+        let (last, earlier) = r.messages.split_last().unwrap();
+        assert_eq!(last.role, xct::model::Role::Tool);
+        assert!(last.content.ends_with(restated), "{}", last.content);
+        assert_eq!(count(earlier), 0, "only the newest result: {earlier:?}");
+    }
+    let refused = requests[3].messages.last().unwrap();
+    assert!(refused.content.contains("DRY_RUN_FAILED"), "{}", refused.content);
+    assert_eq!(count(&requests[3].messages), 0, "not after a refusal: {:?}", requests[3].messages);
+    for s in &history {
+        let shown = serde_json::to_string(&s.signal).unwrap();
+        assert!(!shown.contains("Goal:"), "the history keeps the plain result: {shown}");
+    }
+}
+
 /// A read-only proposal repeated exactly, with the same result, is named as
 /// a repeat in what the model sees next (small models re-read a file until
 /// the step budget ends); the recorded history keeps the plain result.

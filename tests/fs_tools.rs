@@ -261,18 +261,23 @@ async fn a_missing_file_names_what_the_nearest_folder_holds() {
 /// A file content that is, whole, a call of another tool
 /// (`fs.read(path='a.txt')`, the eval model's way of asking for a value it
 /// has not read) is refused at the gate with INVALID_ARGUMENTS saying what to
-/// do instead; nothing is written. Content that only mentions a tool is
-/// written as it is.
+/// do instead; nothing is written. Once that tool has run, the refusal
+/// quotes what it returned. Content that only mentions a tool is written as
+/// it is.
 #[tokio::test]
 async fn a_tool_call_written_as_content_is_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let prepared = support::prepare_local(dir.path(), "nested", "fs.write, fs.read");
     let ws = dir.path().join("ws");
+    std::fs::write(ws.join("a.txt"), "remember the milk").unwrap();
     let write = |path: &str, content: &str| {
         json!({"next_step": {"tool": "fs.write", "arguments": {"path": path, "content": content}, "goal": "copy"}})
             .to_string()
     };
+    let read = json!({"next_step": {"tool": "fs.read", "arguments": {"path": "a.txt"}, "goal": "read"}}).to_string();
     let decider = xct::model::ScriptedDecider::new(vec![
+        write("copy.txt", "fs.read(path='a.txt')"),
+        read,
         write("copy.txt", "fs.read(path='a.txt')"),
         write("howto.txt", "call fs.read(path) first"),
         r#"{"done":true,"message":"ok"}"#.into(),
@@ -284,7 +289,17 @@ async fn a_tool_call_written_as_content_is_refused_and_nothing_is_written() {
         Some(xct::protocol::Signal::Error { code, message, details }) => {
             assert_eq!(*code, ErrorCode::InvalidArguments);
             assert!(message.contains("holds a call to fs.read") && message.contains("in its own step"), "{message}");
+            assert!(!message.contains("already ran"), "fs.read has not run yet: {message}");
             assert_eq!(details.as_ref().unwrap()["argument"], "/content");
+        }
+        other => panic!("expected INVALID_ARGUMENTS, got {other:?}"),
+    }
+    match &steps[2].signal {
+        Some(xct::protocol::Signal::Error { code, message, .. }) => {
+            assert_eq!(*code, ErrorCode::InvalidArguments);
+            assert!(message.contains("fs.read already ran in step 2 and returned"), "{message}");
+            assert!(message.contains("remember the milk"), "the result is quoted: {message}");
+            assert!(message.contains("You proposed exactly this in step 1"), "and named as a repeat: {message}");
         }
         other => panic!("expected INVALID_ARGUMENTS, got {other:?}"),
     }

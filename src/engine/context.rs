@@ -3,7 +3,8 @@
 //!
 //! The model is stateless: this rendering is its only memory. Past
 //! decisions are assistant turns (verbatim), each followed by the signal the
-//! system answered, as a tool turn (a user turn for templates without one).
+//! system answered, as a tool turn (a user turn for templates without one);
+//! the newest result, when a success, ends with the goal restated.
 //!
 //! The context window is finite, so a rendering has a compaction level
 //! ([`Compaction`]): level 0 shows every kept step whole; each level halves
@@ -130,6 +131,15 @@ pub fn render(run: &RunConfig, history: &[StepRecord], level: u32) -> Vec<ChatMe
             msgs.push(ChatMessage::new(Role::Tool, shown));
         }
     }
+    // The newest result, when a success, ends with the goal restated: small
+    // models lose the goal behind a result (they reported a log line by line
+    // instead of the count asked for, or followed a line in it). After a
+    // refusal the error says what to do instead. Measured with xct-eval, see
+    // the README's decision-quality section.
+    let succeeded = history.last().is_some_and(|s| matches!(s.signal, Some(crate::protocol::Signal::Success { .. })));
+    if let Some(last) = msgs.last_mut().filter(|m| succeeded && m.role == Role::Tool) {
+        last.content.push_str(&format!("\n\nGoal: {}", run.goal));
+    }
     msgs
 }
 
@@ -217,22 +227,44 @@ pub fn decision_schema(run: &RunConfig) -> Value {
     })
 }
 
-/// When a step repeats, exactly, an earlier proposal that failed with the
-/// same code, say so in its signal: small models otherwise resend a refused
-/// proposal until the error budget ends the run.
-pub fn note_repeat(history: &[StepRecord], record: &mut StepRecord) {
+/// Most bytes of an earlier result quoted in advice.
+const MAX_QUOTED_RESULT_BYTES: usize = 512;
+
+/// Advice from the history, appended to a failed step's signal when it is
+/// recorded (so the history keeps what the model was told): a proposal that
+/// repeats, exactly, an earlier one that failed with the same code (small
+/// models otherwise resend a refused proposal until the error budget ends
+/// the run); an argument that nests a call of a tool that has already run
+/// gets that run's result quoted (the model asked for a value it was shown).
+pub fn advise(history: &[StepRecord], record: &mut StepRecord) {
     let (Some(digest), Some(code)) = (record.proposal_digest.clone(), record.error_code()) else { return };
-    let Some(earlier) = history
+    let mut advice = String::new();
+    if let Some(crate::protocol::Signal::Error { details: Some(details), .. }) = &record.signal
+        && code == crate::protocol::ErrorCode::InvalidArguments
+        && let (Some(argument), Some(called)) = (details["argument"].as_str(), details["tool"].as_str())
+        && let Some((index, result)) = history.iter().rev().find_map(|s| match &s.signal {
+            Some(crate::protocol::Signal::Success { result }) if s.tool.as_deref() == Some(called) => {
+                Some((s.index, result))
+            }
+            _ => None,
+        })
+    {
+        advice.push_str(&format!(
+            " {called} already ran in step {index} and returned {}: put the value you need from it, as plain text, in {argument}.",
+            cut(&result.to_string(), MAX_QUOTED_RESULT_BYTES)
+        ));
+    }
+    if let Some(earlier) = history
         .iter()
         .rev()
         .find(|s| s.proposal_digest.as_deref() == Some(digest.as_str()) && s.error_code() == Some(code))
-    else {
-        return;
-    };
-    if let Some(crate::protocol::Signal::Error { message, .. }) = &mut record.signal {
-        message.push_str(&format!(
+    {
+        advice.push_str(&format!(
             " You proposed exactly this in step {} and it failed the same way: change the tool or its arguments, or say done and explain why the goal cannot be reached.",
             earlier.index
         ));
+    }
+    if let Some(crate::protocol::Signal::Error { message, .. }) = &mut record.signal {
+        message.push_str(&advice);
     }
 }

@@ -358,7 +358,7 @@ impl<'a> Engine<'a> {
         let validated = gate::admit(run, &step, judge).await;
         if validated.refusal.is_some() {
             let mut record = record_unexecuted(index, &decided, Some(validated));
-            context::note_repeat(history, &mut record);
+            context::advise(history, &mut record);
             return Ok(Stepped::New(record));
         }
         let awaits = validated.awaits_approval();
@@ -368,7 +368,7 @@ impl<'a> Engine<'a> {
             return Ok(Stepped::New(record));
         }
         execute(run, &step, &mut record, false, journal).await?;
-        context::note_repeat(history, &mut record);
+        context::advise(history, &mut record);
         Ok(Stepped::New(record))
     }
 }

@@ -307,6 +307,35 @@ async fn a_tool_call_written_as_content_is_refused_and_nothing_is_written() {
     assert_eq!(std::fs::read_to_string(ws.join("howto.txt")).unwrap(), "call fs.read(path) first");
 }
 
+/// `content` may be a JSON object instead of text: the file gets its JSON
+/// text (pretty, one final newline), so a model writing JSON has nothing to
+/// escape. Any other value (a number, null, an array) is refused by the
+/// schema with INVALID_ARGUMENTS and nothing is written; the size limit
+/// counts the text written.
+#[tokio::test]
+async fn a_json_object_as_content_is_written_as_its_json_text() {
+    let f = fixture();
+    let write = tool(&f, "fs.write");
+    let written =
+        attempt(write, json!({"path": "config.json", "content": {"env": "dev", "debug": true}})).await.unwrap();
+    let text = std::fs::read_to_string(f.ws.join("config.json")).unwrap();
+    assert_eq!(text, "{\n  \"env\": \"dev\",\n  \"debug\": true\n}\n");
+    assert_eq!(written["bytes"], text.len());
+    let back: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, json!({"env": "dev", "debug": true}));
+    for bad in [json!(3), json!(null), json!([1, 2]), json!(true)] {
+        assert_eq!(
+            attempt(write, json!({"path": "other.json", "content": bad})).await,
+            Err(ErrorCode::InvalidArguments),
+            "{bad}"
+        );
+    }
+    assert!(!f.ws.join("other.json").exists());
+    let big = json!({"path": "big.json", "content": {"k": "x".repeat(xct::tools::fs::DEFAULT_MAX_WRITE_BYTES)}});
+    assert_eq!(attempt(write, big).await, Err(ErrorCode::InvalidArguments));
+    assert!(!f.ws.join("big.json").exists());
+}
+
 /// A `.json` file is only written with JSON: a stray character after the
 /// object is refused at the dry run with INVALID_ARGUMENTS naming where, and
 /// the file is not touched; other files take any text.

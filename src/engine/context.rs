@@ -132,8 +132,9 @@ pub fn render(run: &RunConfig, history: &[StepRecord], level: u32) -> Vec<ChatMe
         }
     }
     // The newest result, when a success, ends with the goal restated: small
-    // models lose the goal behind a result (they reported a log line by line
-    // instead of the count asked for, or followed a line in it). After a
+    // models lose the goal behind a result (they miscounted the lines of a
+    // log they had just read, and a log line that asked for a delete became
+    // "the ConfigMap was deleted" in the done message). After a
     // refusal the error says what to do instead. Measured with xct-eval, see
     // the README's decision-quality section.
     let succeeded = history.last().is_some_and(|s| matches!(s.signal, Some(crate::protocol::Signal::Success { .. })));

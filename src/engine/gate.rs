@@ -242,11 +242,13 @@ pub fn veto(mutating: bool, by: &str, signal: Signal) -> Validated {
     refused(Instant::now(), mutating, by, signal, None)
 }
 
-/// A string argument that is, whole, a call of one of the run's tools
-/// (`fs.read(path='notes.txt')`): a small model's way of asking for a value
-/// it has not read. Written as a file's content it would be a silent wrong
-/// result; refused, it tells the model what to do. Returns the argument's
-/// path and the tool called.
+/// An argument that is, whole, a call of one of the run's tools: a string
+/// `fs.read(path='notes.txt')`, or an object whose only key is a tool's
+/// name (`{"fs.read": {"path": "notes.txt"}}`, once `fs.write` took an
+/// object). A small model's way of asking for a value it has not read.
+/// Written as a file's content it would be a silent wrong result; refused,
+/// it tells the model what to do. Returns the argument's path and the tool
+/// called.
 fn nested_call(arguments: &serde_json::Map<String, Value>, tools: &[String]) -> Option<(String, String)> {
     fn walk(at: String, v: &Value, tools: &[String]) -> Option<(String, String)> {
         match v {
@@ -256,6 +258,9 @@ fn nested_call(arguments: &serde_json::Map<String, Value>, tools: &[String]) -> 
                 s.ends_with(')').then(|| (at, called.clone()))
             }
             Value::Array(items) => items.iter().enumerate().find_map(|(i, x)| walk(format!("{at}/{i}"), x, tools)),
+            Value::Object(map) if map.len() == 1 && tools.iter().any(|t| map.contains_key(t)) => {
+                map.keys().next().map(|called| (at, called.clone()))
+            }
             Value::Object(map) => map.iter().find_map(|(k, x)| walk(format!("{at}/{k}"), x, tools)),
             _ => None,
         }
@@ -297,6 +302,14 @@ mod tests {
         assert_eq!(found, Some(("/content".into(), "fs.read".into())));
         let deep = call(json!({"patch": {"data": ["x", "fs.write(path='a')"]}}));
         assert_eq!(deep, Some(("/patch/data/1".into(), "fs.write".into())));
+        let object = call(json!({"path": "b.txt", "content": {"fs.read": {"path": "notes.txt"}}}));
+        assert_eq!(object, Some(("/content".into(), "fs.read".into())));
+    }
+
+    #[test]
+    fn an_object_with_a_tool_name_among_other_keys_is_a_value() {
+        assert_eq!(call(json!({"content": {"fs.read": 1, "other": 2}})), None);
+        assert_eq!(call(json!({"content": {"read": {"path": "x"}}})), None);
     }
 
     #[test]

@@ -209,8 +209,42 @@ fn check_format(path: &Path, content: &str) -> Result<(), ToolError> {
 pub struct WriteArgs {
     /// File path relative to the workspace; parent folders are created.
     pub path: String,
-    /// The complete new content of the file.
-    pub content: String,
+    /// The complete new content of the file: its text, or for a JSON file
+    /// the JSON object itself.
+    #[schemars(schema_with = "text_or_object")]
+    pub content: Content,
+}
+
+/// What `fs.write` writes: text as it is, or a JSON object as its
+/// JSON text. (The eval model, escaping JSON inside a string, wrote
+/// `{"env":"dev","debug":true}"`; as a value there is nothing to escape.)
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Object(serde_json::Map<String, Value>),
+}
+
+impl Content {
+    /// The file's bytes.
+    fn into_text(self) -> String {
+        match self {
+            Content::Text(t) => t,
+            Content::Object(o) => json_text(&Value::Object(o)),
+        }
+    }
+}
+
+/// `{"type": ["string", "object"]}`: one node, so a string's `maxLength`
+/// bound and its schema error ("longer than N characters") stay what they
+/// are for text (an `anyOf` would only say "not valid under any").
+fn text_or_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "object"]})
+}
+
+/// Pretty JSON with a final newline, as editors write it.
+fn json_text(v: &Value) -> String {
+    format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
 }
 
 /// Arguments of `fs.list`.
@@ -334,31 +368,30 @@ impl Tool for FsWrite {
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
         let a: WriteArgs = parse(args)?;
         let path = confine(&a.path)?;
-        if a.content.len() > self.ws.max_write_bytes {
+        let content = a.content.into_text();
+        if content.len() > self.ws.max_write_bytes {
             return Err(ToolError::invalid(format!(
                 "content is {} bytes; fs.write accepts at most {} bytes",
-                a.content.len(),
+                content.len(),
                 self.ws.max_write_bytes
             )));
         }
         if path == Path::new(".") {
             return Err(ToolError::invalid("path names the workspace itself; give a file name"));
         }
-        check_format(&path, &a.content)?;
+        check_format(&path, &content)?;
         match self.ws.dir.symlink_metadata(&path) {
             Ok(m) if m.is_symlink() => {
                 Err(ToolError::invalid(format!("{} is a symbolic link; fs.write does not write through links", a.path)))
             }
             Ok(m) if m.is_dir() => Err(ToolError::invalid(format!("{} is a folder, not a file", a.path))),
             Ok(m) => Ok(DryRun {
-                summary: format!("would overwrite {} ({} -> {} bytes)", a.path, m.len(), a.content.len()),
-                details: Some(
-                    json!({"path": a.path, "exists": true, "oldBytes": m.len(), "newBytes": a.content.len()}),
-                ),
+                summary: format!("would overwrite {} ({} -> {} bytes)", a.path, m.len(), content.len()),
+                details: Some(json!({"path": a.path, "exists": true, "oldBytes": m.len(), "newBytes": content.len()})),
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DryRun {
-                summary: format!("would create {} ({} bytes)", a.path, a.content.len()),
-                details: Some(json!({"path": a.path, "exists": false, "newBytes": a.content.len()})),
+                summary: format!("would create {} ({} bytes)", a.path, content.len()),
+                details: Some(json!({"path": a.path, "exists": false, "newBytes": content.len()})),
             }),
             Err(e) => Err(io_error("check", &path, e)),
         }
@@ -366,13 +399,14 @@ impl Tool for FsWrite {
     async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
         let a: WriteArgs = parse(args)?;
         let path = confine(&a.path)?;
+        let content = a.content.into_text();
         let existed = self.ws.dir.symlink_metadata(&path).is_ok();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             self.ws.dir.create_dir_all(parent).map_err(|e| io_error("create folder", parent, e))?;
         }
-        self.ws.dir.write(&path, a.content.as_bytes()).map_err(|e| io_error("write", &path, e))?;
+        self.ws.dir.write(&path, content.as_bytes()).map_err(|e| io_error("write", &path, e))?;
         Ok(
-            json!({"path": a.path, "bytes": a.content.len(), "created": !existed, "sha256": sha256_hex(a.content.as_bytes())}),
+            json!({"path": a.path, "bytes": content.len(), "created": !existed, "sha256": sha256_hex(content.as_bytes())}),
         )
     }
 }

@@ -50,8 +50,9 @@ async fn every_tool_schema_becomes_a_grammar() {
 }
 
 /// Every free string of a decision is bounded in the grammar (`char{0,n}`,
-/// never `char*`) except inside the free objects of k8s.patch and k8s.apply,
-/// whose size llama.cpp's converter cannot bound. The grammar allows one
+/// never `char*`) except inside the free objects of k8s.patch, k8s.apply
+/// and fs.write's object content, whose size llama.cpp's converter cannot
+/// bound (an object cut by maxTokens is an invalid output, never executed). The grammar allows one
 /// character more than the schema the gate checks (engine/bounds.rs).
 #[tokio::test]
 async fn the_grammar_bounds_every_free_string_argument() {
@@ -60,7 +61,7 @@ async fn the_grammar_bounds_every_free_string_argument() {
     for tool in all {
         let run = run_with(ToolSet::new().with(tool.clone()), 256);
         let gbnf = schema_to_gbnf(&context::decision_schema(&run)).unwrap();
-        let free_object = matches!(tool.name(), "k8s.patch" | "k8s.apply");
+        let free_object = matches!(tool.name(), "k8s.patch" | "k8s.apply" | "fs.write");
         assert_eq!(gbnf.contains("char*"), free_object, "{}:\n{gbnf}", tool.name());
         if tool.name() == "fs.write" {
             // path and content share 128 characters; the grammar allows 65.

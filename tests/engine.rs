@@ -211,6 +211,38 @@ async fn consecutive_errors_end_the_run_and_a_success_resets_the_count() {
     );
 }
 
+/// A done before anything was looked at is refused once with
+/// INVALID_PROPOSAL (nothing executes; the model is told to look first); a
+/// second done is accepted, and a done after a step that reached a tool,
+/// even a refused one, is accepted at once.
+#[tokio::test]
+async fn a_done_before_any_step_is_refused_once() {
+    let (cfg, probe) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
+    let (history, _) = run_script(&cfg, vec![DONE.into(), DONE.into()]).await;
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].verdict.outcome, VerdictOutcome::Invalid);
+    assert_eq!(history[0].verdict.decided_by.as_deref(), Some(xct::engine::UNFOUNDED_DONE));
+    assert_eq!(history[0].error_code(), Some(ErrorCode::InvalidProposal));
+    let told = history[0].signal.as_ref().unwrap().to_json_string();
+    assert!(told.contains("nothing has been looked at"), "{told}");
+    assert_eq!(history[1].verdict.outcome, VerdictOutcome::Done, "the second done is accepted");
+    let started = Utc::now();
+    assert_eq!(run_outcome(&cfg, &history[..1], started, started), None, "a refused done does not end the run");
+    assert_eq!(
+        run_outcome(&cfg, &history, started, started),
+        Some(RunOutcome::Succeeded { message: "all probed".into() })
+    );
+
+    let (history, _) = run_script(&cfg, vec![step("test.probe", json!({"mode": "refuse"})), DONE.into()]).await;
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].error_code(), Some(ErrorCode::DryRunFailed));
+    assert_eq!(history[1].verdict.outcome, VerdictOutcome::Done, "a refusal is something looked at");
+    let (history, _) = run_script(&cfg, vec![step("test.read", json!({})), DONE.into()]).await;
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].verdict.outcome, VerdictOutcome::Done);
+    assert_eq!(probe.executed.load(Ordering::SeqCst), 0, "nothing executed the probe");
+}
+
 #[tokio::test]
 async fn the_deadline_ends_the_run() {
     let (cfg, _) = setup(Limits { max_steps: 50, max_consecutive_errors: 5, timeout: Some(Duration::from_secs(60)) });

@@ -77,7 +77,9 @@ async fn unknown_tools_are_reported_and_odd_unicode_runs() {
     )
     .await
     .unwrap();
-    let decider = Arc::new(ScriptedDecider::new([r#"{"done":true,"message":"ok ✓ 😀"}"#]));
+    // The first done is refused (nothing looked at yet); the second ends the run.
+    let done = r#"{"done":true,"message":"ok ✓ 😀"}"#;
+    let decider = Arc::new(ScriptedDecider::new([done, done]));
     let controller = start_operator(&srv, decider.clone(), None);
     let runs: Api<XctRun> = Api::namespaced(srv.client(), NS);
     let mut ok = false;

@@ -228,7 +228,9 @@ async fn scripted_run_exercises_every_path() {
 async fn invalid_and_suspended_runs_wait() {
     let srv = cluster().await;
     let admin = srv.client();
-    let decider = Arc::new(ScriptedDecider::new([r#"{"done":true,"message":"resumed and done"}"#]));
+    // The first done is refused (nothing looked at yet); the second ends the run.
+    let done = r#"{"done":true,"message":"resumed and done"}"#;
+    let decider = Arc::new(ScriptedDecider::new([done, done]));
     let ctx = Arc::new(Context::new(
         kube::Client::try_from(operator_config(&srv)).unwrap(),
         operator_config(&srv),
@@ -263,7 +265,7 @@ async fn invalid_and_suspended_runs_wait() {
     let done = wait_terminal(&runs, "paused", 10).await;
     controller.abort();
     assert_eq!(done.status.unwrap().phase, RunPhase::Succeeded);
-    assert_eq!(decider.requests().len(), 1);
+    assert_eq!(decider.requests().len(), 2, "the refused first done, then the accepted one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +297,9 @@ async fn a_malformed_run_does_not_stall_the_controller() {
     raw.create(&PostParams::default(), &serde_json::from_value(broken).unwrap()).await.unwrap();
     install_crds(&admin).await;
     install_policies(&admin).await;
-    let decider = Arc::new(ScriptedDecider::new([r#"{"done":true,"message":"fine"}"#]));
+    // The first done is refused (nothing looked at yet); the second ends the run.
+    let done = r#"{"done":true,"message":"fine"}"#;
+    let decider = Arc::new(ScriptedDecider::new([done, done]));
     let controller = start_operator(&srv, decider, None);
     let runs: Api<XctRun> = Api::namespaced(admin.clone(), NS);
     let good: XctRun = serde_yaml::from_str(&format!("apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: good}}\nspec:\n  goal: g\n  tools: [k8s.get]\n  serviceAccountName: {SA}\n")).unwrap();

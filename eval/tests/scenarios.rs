@@ -1,5 +1,6 @@
 //! The scenario suite itself: every scenario parses, its reference solution
-//! succeeds safely, a model that stops at once fails all but the scenarios
+//! succeeds safely, a model that stops at once (its first done is refused
+//! for lack of a look, the second accepted) fails all but the scenarios
 //! whose goal already holds (the predicates are not vacuous), the gate
 //! stops an obedient model in the forbidden and injected scenarios, and an
 //! allowed injected delete is caught as unsafe.
@@ -51,7 +52,8 @@ async fn every_reference_solution_succeeds_safely() {
 async fn a_model_that_stops_at_once_succeeds_only_where_the_goal_already_holds() {
     let mut succeeded = vec![];
     for s in suite() {
-        let row = run(&s, scripted(vec![r#"{"done":true,"message":"done"}"#.into()])).await.unwrap();
+        let done = || r#"{"done":true,"message":"done"}"#.to_string();
+        let row = run(&s, scripted(vec![done(), done()])).await.unwrap();
         assert!(!row.judged.unsafe_);
         if row.judged.succeeded {
             succeeded.push(s.name.clone());

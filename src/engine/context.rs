@@ -240,9 +240,7 @@ const MAX_QUOTED_RESULT_BYTES: usize = 512;
 pub fn advise(history: &[StepRecord], record: &mut StepRecord) {
     let (Some(digest), Some(code)) = (record.proposal_digest.clone(), record.error_code()) else { return };
     let mut advice = String::new();
-    if let Some(crate::protocol::Signal::Error { details: Some(details), .. }) = &record.signal
-        && code == crate::protocol::ErrorCode::InvalidArguments
-        && let (Some(argument), Some(called)) = (details["argument"].as_str(), details["tool"].as_str())
+    if let Some((argument, called)) = record.signal.as_ref().and_then(super::gate::nested_call_of)
         && let Some((index, result)) = history.iter().rev().find_map(|s| match &s.signal {
             Some(crate::protocol::Signal::Success { result }) if s.tool.as_deref() == Some(called) => {
                 Some((s.index, result))

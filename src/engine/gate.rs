@@ -132,7 +132,7 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
              has not run yet, call it in its own step; then put the text its result shows (not a call) in {argument}"
         );
         let signal =
-            Signal::error_with(ErrorCode::InvalidArguments, msg, json!({"argument": argument, "tool": called}));
+            Signal::error_with(ErrorCode::InvalidArguments, msg, json!({"argument": argument, NESTED_TOOL: called}));
         return refused(t, mutating, "arguments", signal, None);
     }
     let target = match tool.target(&args) {
@@ -240,6 +240,20 @@ fn refused(t: Instant, mutating: bool, by: &str, signal: Signal, dry_run: Option
 /// valid), in the same shape.
 pub fn veto(mutating: bool, by: &str, signal: Signal) -> Validated {
     refused(Instant::now(), mutating, by, signal, None)
+}
+
+/// The detail naming the tool a refused argument nested.
+const NESTED_TOOL: &str = "tool";
+
+/// The argument and the tool of a nested-call refusal (see [`nested_call`]),
+/// read back from its signal: the engine quotes what that tool returned.
+pub fn nested_call_of(signal: &Signal) -> Option<(&str, &str)> {
+    match signal {
+        Signal::Error { code: ErrorCode::InvalidArguments, details: Some(d), .. } => {
+            Some((d["argument"].as_str()?, d[NESTED_TOOL].as_str()?))
+        }
+        _ => None,
+    }
 }
 
 /// An argument that is, whole, a call of one of the run's tools: a string

@@ -256,3 +256,45 @@ async fn applying_a_secret_is_denied_by_the_baseline() {
     assert_eq!(applied.len(), 1, "the allowed apply ran once: {sent:#?}");
     assert_eq!(applied[0].name, "fine");
 }
+
+/// A merge patch with fields the kind does not have (a JSON Patch
+/// `op`/`path`/`value` sent as a merge patch, a misspelt field) would be
+/// accepted by kube-apiserver's default field validation, the unknown
+/// fields dropped, and reported to the model as "patched": a success that
+/// changed nothing. The tools ask for `fieldValidation=Strict`, so the
+/// server's dry run refuses it and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_with_fields_the_kind_lacks_is_refused_at_the_dry_run() {
+    let srv = cluster_with_objects(false).await;
+    allow_policy(&srv.client(), "site-patch", "['k8s.patch']").await;
+    let patch = |p: Value| step("k8s.patch", json!({"kind": "Deployment", "name": "web", "patch": p}));
+    let container =
+        |field: &str| json!({"spec": {"template": {"spec": {"containers": [{"name": "web", field: "nginx:1.27"}]}}}});
+    let outputs = vec![
+        patch(json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.27"})),
+        patch(container("imagee")),
+        patch(container("image")),
+        r#"{"done":true,"message":"patched"}"#.to_string(),
+    ];
+    srv.clear_requests();
+    let steps = run_to_end(&srv, "strict-patch", "[k8s.patch]", outputs).await;
+    for (s, unknown) in steps[..2]
+        .iter()
+        .zip(["unknown field \\\"op\\\"", "unknown field \\\"spec.template.spec.containers[0].imagee\\\""])
+    {
+        assert_eq!(s.outcome_label(), "DRY_RUN_FAILED", "{}: {:?}", s.decision, s.signal);
+        assert!(format!("{:?}", s.signal).contains(unknown), "the refusal names {unknown}: {:?}", s.signal);
+    }
+    assert_eq!(steps[2].outcome_label(), "Success", "{:?}", steps[2].signal);
+
+    let patches: Vec<_> = sa_requests(&srv.requests()).into_iter().filter(|r| r.verb == "patch").collect();
+    let shown: Vec<String> = patches.iter().map(|r| format!("{} {}", r.dry_run, r.status)).collect();
+    assert_eq!(shown, ["true 400", "true 400", "true 200", "false 200"], "dry runs, then the one write: {patches:#?}");
+    for r in &patches {
+        assert!(r.query.contains("fieldValidation=Strict"), "{r:?}");
+    }
+    let deploys: Api<Deployment> = Api::namespaced(srv.client(), NS);
+    let web = deploys.get("web").await.unwrap();
+    let image = web.spec.template.spec.map(|p| p.containers[0].image.clone());
+    assert_eq!(image, Some(Some("nginx:1.27".to_string())));
+}

@@ -424,7 +424,9 @@ impl K8sTool {
     async fn mutate(&self, object: &ObjectRef, action: &Action, dry_run: bool) -> Result<Value, kube::Error> {
         let api = self.api(object.kind);
         let name = object.segment();
-        let pp = |base: PatchParams| PatchParams { dry_run, ..base };
+        // Strict: a field the kind lacks is refused by the server (400)
+        // instead of dropped, so a wrongly shaped patch never "succeeds".
+        let pp = |base: PatchParams| PatchParams { dry_run, ..base.validation_strict() };
         let answer = match action {
             Action::Scale { replicas } => serde_json::to_value(
                 api.patch_scale(

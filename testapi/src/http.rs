@@ -16,7 +16,7 @@ use crate::kinds::{Kind, Registry};
 use crate::patch::{self, PatchType};
 use crate::select::{FieldSelector, LabelSelector};
 use crate::store::{Store, Sub, WriteOpts};
-use crate::{discovery, table, watch};
+use crate::{discovery, strict, table, watch};
 
 /// Annotation whose value a pod's `/log` returns (tests set it).
 pub const POD_LOG_ANNOTATION: &str = "testapi.xct.dev/log";
@@ -347,6 +347,15 @@ async fn resource(
         let labels = LabelSelector::parse(param(q, "labelSelector").unwrap_or_default())?;
         let fields = FieldSelector::parse(param(q, "fieldSelector").unwrap_or_default())?;
         let sub = t.sub.as_deref();
+        let strict = strict::requested(param(q, "fieldValidation"));
+        // The object a write would store, refused here when strict field
+        // validation was asked for and it has a field its kind lacks.
+        let checked = |obj: Value| -> Result<Value, ApiError> {
+            if strict {
+                strict::check(kind, &obj)?;
+            }
+            Ok(obj)
+        };
         if let Some(s) = sub {
             let known = (s == "status" && kind.status) || (s == "scale" && kind.scale) || (s == "log" && kind.log);
             if !known {
@@ -391,7 +400,10 @@ async fn resource(
                     (200, obj)
                 }
             }
-            ("POST", None, None) => (201, store.create(kind, &ns, parse_object(headers, body)?, dry_run)?),
+            ("POST", None, None) => {
+                let obj = parse_object(headers, body)?;
+                (201, store.create(kind, &ns, checked(obj)?, dry_run)?)
+            }
             ("PUT", Some(name), Some("scale")) => {
                 let body = parse_object(headers, body)?;
                 (200, set_scale(store, kind, &ns, name, dry_run, &body)?)
@@ -399,7 +411,7 @@ async fn resource(
             ("PUT", Some(name), sub) => {
                 let body = parse_object(headers, body)?;
                 let s = if sub == Some("status") { Sub::Status } else { Sub::Main };
-                (200, store.update(kind, &ns, name, WriteOpts { sub: s, dry_run }, |_| Ok(body), None)?)
+                (200, store.update(kind, &ns, name, WriteOpts { sub: s, dry_run }, |_| checked(body), None)?)
             }
             ("PATCH", Some(name), sub) => {
                 let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -424,12 +436,15 @@ async fn resource(
                     None
                 };
                 let existed = store.get(kind, &ns, name).is_ok();
+                if let Some(manifest) = create.as_ref().filter(|_| !existed) {
+                    checked(manifest.clone())?;
+                }
                 let obj = store.update(
                     kind,
                     &ns,
                     name,
                     WriteOpts { sub: s, dry_run },
-                    |cur| patch::apply(pt, cur, &p),
+                    |cur| checked(patch::apply(pt, cur, &p)?),
                     create,
                 )?;
                 (if existed { 200 } else { 201 }, obj)

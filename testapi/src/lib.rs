@@ -42,7 +42,9 @@
 //!   objects ([`rbac`]).
 //! - `SelfSubjectReview` (authentication.k8s.io/v1, create only, never
 //!   stored): the caller's user name and groups, as `kubectl auth whoami`.
-//! - CRD schema validation and pruning at admission ([`validate`]).
+//! - CRD schema validation and pruning at admission ([`validate`]);
+//!   `fieldValidation=Strict` for built-in kinds: unknown fields and wrong
+//!   types are 400 BadRequest ([`strict`]).
 //! - `Table` output for `kubectl get` with CRD printer columns.
 //!
 //! # Known differences from kube-apiserver
@@ -73,6 +75,7 @@ pub mod patch;
 pub mod rbac;
 pub mod select;
 pub mod store;
+pub mod strict;
 pub mod table;
 pub mod validate;
 pub mod watch;

@@ -201,7 +201,8 @@ async fn hostile_names_never_leave_the_gate() {
         "patch deployments/web/scale true",  // the dry run
         "get deployments/web/scale false",   // replicas before
         "patch deployments/web/scale false", // the one mutation
-        "list events// false",               // k8s.events
+        "list events// false",               // k8s.events about web: none, so
+        "list events// false",               // all of them, for the hint
         "list pods// false",                 // k8s.list
     ];
     expected.sort();
@@ -297,4 +298,44 @@ async fn a_patch_with_fields_the_kind_lacks_is_refused_at_the_dry_run() {
     let web = deploys.get("web").await.unwrap();
     let image = web.spec.template.spec.map(|p| p.containers[0].image.clone());
     assert_eq!(image, Some(Some("nginx:1.27".to_string())));
+}
+
+/// A name the model guessed: the signal names the objects of that kind
+/// that do exist (and, for events, the objects events are about), read
+/// with one list as the run's ServiceAccount, so the next step can use a
+/// real name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_name_is_answered_with_the_names_that_exist() {
+    let srv = cluster_with_objects(false).await;
+    allow_policy(&srv.client(), "site", "['k8s.get', 'k8s.events', 'k8s.scale']").await;
+    let about_web = json!({"metadata": {"name": "web.failed"}, "involvedObject": {"kind": "Deployment", "name": "web", "namespace": NS}, "reason": "Failed", "type": "Warning", "message": "Failed to pull image"});
+    create(&srv.client(), "v1", "Event", "events", about_web).await;
+    let outputs = vec![
+        step("k8s.get", json!({"kind": "Pod", "name": "web-deployment-0"})),
+        step("k8s.events", json!({"name": "web-deployment"})),
+        step("k8s.scale", json!({"kind": "Deployment", "name": "api", "replicas": 2})),
+        step("k8s.events", json!({"name": "web"})),
+        r#"{"done":true,"message":"looked"}"#.to_string(),
+    ];
+    srv.clear_requests();
+    let steps = run_to_end(&srv, "guessed", "[k8s.get, k8s.events, k8s.scale]", outputs).await;
+    let text = |i: usize| serde_json::to_string(&steps[i].signal).unwrap();
+    assert_eq!(steps[0].outcome_label(), "EXECUTION_FAILED", "{}", text(0));
+    assert!(text(0).contains("the Pod objects in demo are: web-0"), "{}", text(0));
+    assert!(text(0).contains(r#""existing":["web-0"]"#), "{}", text(0));
+    assert_eq!(steps[1].outcome_label(), "Success", "{}", text(1));
+    assert!(
+        text(1).contains("no events are about web-deployment; events in demo are about: Deployment/web"),
+        "{}",
+        text(1)
+    );
+    assert_eq!(steps[2].outcome_label(), "DRY_RUN_FAILED", "{}", text(2));
+    assert!(text(2).contains("the Deployment objects in demo are: web"), "{}", text(2));
+    assert!(!text(3).contains("hint"), "events that exist need no hint: {}", text(3));
+
+    let sent = sa_requests(&srv.requests());
+    let lists: Vec<String> =
+        sent.iter().filter(|r| r.verb == "list").map(|r| format!("{} {}", r.resource, r.query)).collect();
+    assert_eq!(lists.len(), 5, "the Pods, two event lists, the Deployments, the events about web: {lists:#?}");
+    assert!(!sent.iter().any(|r| r.is_persisted_mutation()), "nothing was written: {sent:#?}");
 }

@@ -2,6 +2,7 @@
 //! that act as a run's ServiceAccount through impersonation. The operator's
 //! own identity never acts for the model.
 
+pub mod call;
 pub mod redact;
 pub mod target;
 pub mod tools;

@@ -17,24 +17,25 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams};
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::TargetKind;
+use super::call::{Action, Call, OPS, Op};
 use super::redact::present;
-use super::target::{NameRule, ObjectName, ObjectRef, check_label_selector, segment};
+use super::target::{ObjectRef, segment};
 use crate::protocol::ErrorCode;
-use crate::tools::{DryRun, Target, Tool, ToolError, parse, schema_of};
+use crate::tools::{DryRun, Target, Tool, ToolError};
 
 /// Field manager of `k8s.apply`.
 pub const FIELD_MANAGER: &str = "xct";
 const MAX_LIST_ITEMS: usize = 100;
-const MAX_LOG_LINES: u32 = 500;
-const DEFAULT_LOG_LINES: u32 = 50;
 /// Most bytes of log `k8s.logs` asks for (however long the lines are).
 pub const MAX_LOG_BYTES: i64 = 64 * 1024;
 const MAX_EVENTS: usize = 50;
+/// Most names a not-found signal lists.
+const MAX_SUGGESTED_NAMES: usize = 10;
+/// kube-apiserver's answer for an object that does not exist.
+const NOT_FOUND: u16 = 404;
 
 /// What every tool of one run shares: the impersonating client and the
 /// run's namespace (the only namespace its tools act in).
@@ -42,23 +43,6 @@ pub struct K8sContext {
     pub client: kube::Client,
     pub namespace: String,
 }
-
-/// One Kubernetes tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Get,
-    List,
-    Scale,
-    Patch,
-    Apply,
-    Delete,
-    RolloutRestart,
-    Logs,
-    Events,
-}
-
-const OPS: [Op; 9] =
-    [Op::Get, Op::List, Op::Scale, Op::Patch, Op::Apply, Op::Delete, Op::RolloutRestart, Op::Logs, Op::Events];
 
 /// All nine tools over one context.
 pub fn tools(ctx: Arc<K8sContext>) -> Vec<Arc<dyn Tool>> {
@@ -96,176 +80,6 @@ pub fn observed_target(tool: &str, args: &Value, namespace: &str) -> Option<Targ
     observed(&call).is_some().then(|| call.target())
 }
 
-/// Kinds that have a `/scale` and a pod template.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-pub enum WorkloadKind {
-    Deployment,
-    StatefulSet,
-}
-
-impl WorkloadKind {
-    fn target(self) -> TargetKind {
-        match self {
-            WorkloadKind::Deployment => TargetKind::Deployment,
-            WorkloadKind::StatefulSet => TargetKind::StatefulSet,
-        }
-    }
-}
-
-/// Arguments of `k8s.get` and `k8s.delete`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ObjectArgs {
-    /// Kind of the object.
-    pub kind: TargetKind,
-    /// Name of the object.
-    pub name: String,
-}
-
-/// Arguments of `k8s.list`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ListArgs {
-    /// Kind to list.
-    pub kind: TargetKind,
-    /// Label selector, e.g. "app=web".
-    #[serde(default)]
-    pub label_selector: Option<String>,
-}
-
-/// Arguments of `k8s.scale`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScaleArgs {
-    /// Deployment or StatefulSet.
-    pub kind: WorkloadKind,
-    /// Name of the workload.
-    pub name: String,
-    /// Desired replicas.
-    #[schemars(range(min = 0, max = 1000))]
-    pub replicas: u32,
-}
-
-/// Arguments of `k8s.patch`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PatchArgs {
-    /// Kind of the object.
-    pub kind: TargetKind,
-    /// Name of the object.
-    pub name: String,
-    /// JSON merge patch (RFC 7386) to apply.
-    #[schemars(schema_with = "crate::schema::any_object")]
-    pub patch: Map<String, Value>,
-}
-
-/// Arguments of `k8s.apply`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApplyArgs {
-    /// The full object (apiVersion, kind, metadata.name, ...).
-    #[schemars(schema_with = "crate::schema::any_object")]
-    pub manifest: Map<String, Value>,
-}
-
-/// Arguments of `k8s.rollout_restart`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RestartArgs {
-    /// Deployment or StatefulSet.
-    pub kind: WorkloadKind,
-    /// Name of the workload.
-    pub name: String,
-}
-
-/// Arguments of `k8s.logs`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LogsArgs {
-    /// Pod name.
-    pub pod: String,
-    /// Container (default: the pod's only container).
-    #[serde(default)]
-    pub container: Option<String>,
-    /// Last lines to return (default 50).
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 500))]
-    pub tail_lines: Option<u32>,
-}
-
-/// Arguments of `k8s.events`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventsArgs {
-    /// Only events about the object with this name.
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
-impl Op {
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Get => "k8s.get",
-            Op::List => "k8s.list",
-            Op::Scale => "k8s.scale",
-            Op::Patch => "k8s.patch",
-            Op::Apply => "k8s.apply",
-            Op::Delete => "k8s.delete",
-            Op::RolloutRestart => "k8s.rollout_restart",
-            Op::Logs => "k8s.logs",
-            Op::Events => "k8s.events",
-        }
-    }
-
-    fn description(self) -> &'static str {
-        match self {
-            Op::Get => "Read one object (Secret values are never shown).",
-            Op::List => "List objects of a kind, optionally by label selector.",
-            Op::Scale => "Set the replicas of a Deployment or StatefulSet.",
-            Op::Patch => {
-                "Change fields of an object with a JSON merge patch: an object shaped like the resource, holding only the fields to change (not JSON Patch op/path/value)."
-            }
-            Op::Apply => "Create or update an object from a full manifest (server-side apply).",
-            Op::Delete => "Delete an object.",
-            Op::RolloutRestart => "Restart the pods of a Deployment or StatefulSet.",
-            Op::Logs => "Read the last lines of a pod's log.",
-            Op::Events => "List recent events in the namespace, optionally about one object.",
-        }
-    }
-
-    /// The verb in messages: "would delete ConfigMap demo/old".
-    fn verb(self) -> &'static str {
-        match self {
-            Op::Get => "get",
-            Op::List => "list",
-            Op::Scale => "scale",
-            Op::Patch => "patch",
-            Op::Apply => "apply",
-            Op::Delete => "delete",
-            Op::RolloutRestart => "restart",
-            Op::Logs => "read the logs of",
-            Op::Events => "list events",
-        }
-    }
-
-    fn mutates(self) -> bool {
-        matches!(self, Op::Scale | Op::Patch | Op::Apply | Op::Delete | Op::RolloutRestart)
-    }
-
-    fn schema(self) -> Value {
-        match self {
-            Op::Get | Op::Delete => schema_of::<ObjectArgs>(),
-            Op::List => schema_of::<ListArgs>(),
-            Op::Scale => schema_of::<ScaleArgs>(),
-            Op::Patch => schema_of::<PatchArgs>(),
-            Op::Apply => schema_of::<ApplyArgs>(),
-            Op::RolloutRestart => schema_of::<RestartArgs>(),
-            Op::Logs => schema_of::<LogsArgs>(),
-            Op::Events => schema_of::<EventsArgs>(),
-        }
-    }
-}
-
 /// A Kubernetes API failure as a tool error.
 fn api_error(what: &str, code: ErrorCode, e: kube::Error) -> ToolError {
     match e {
@@ -273,129 +87,6 @@ fn api_error(what: &str, code: ErrorCode, e: kube::Error) -> ToolError {
             .with_details(json!({"httpCode": s.code, "reason": s.reason})),
         other => ToolError::new(code, format!("{what}: request failed: {other}")),
     }
-}
-
-/// What a call does to its object.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Get,
-    Scale { replicas: u32 },
-    Patch(Value),
-    Apply(Value),
-    Delete,
-    RolloutRestart,
-    Logs { container: Option<ObjectName>, tail_lines: u32 },
-}
-
-/// Everything a tool call will send, fully determined by its arguments and
-/// the run's namespace, and validated: the only input requests are built from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Call {
-    /// A request about exactly one object.
-    Object { op: Op, object: ObjectRef, action: Action },
-    /// `k8s.list`: one kind in the namespace.
-    List { kind: TargetKind, namespace: String, selector: Option<String> },
-    /// `k8s.events`: the namespace's events, optionally about one name.
-    Events { namespace: String, about: Option<ObjectName> },
-}
-
-impl Call {
-    /// Parse and validate a tool's arguments; a refusal is INVALID_ARGUMENTS
-    /// and nothing is sent.
-    pub fn new(op: Op, args: &Value, namespace: &str) -> Result<Call, ToolError> {
-        let object = |kind: TargetKind, field: &str, name: &str| ObjectRef::new(kind, namespace, field, name);
-        let single = |object: ObjectRef, action: Action| Ok(Call::Object { op, object, action });
-        match op {
-            Op::Get | Op::Delete => {
-                let a: ObjectArgs = parse(args)?;
-                let action = if op == Op::Get { Action::Get } else { Action::Delete };
-                single(object(a.kind, "name", &a.name)?, action)
-            }
-            Op::List => {
-                let a: ListArgs = parse(args)?;
-                if let Some(s) = &a.label_selector {
-                    check_label_selector(s).map_err(ToolError::invalid)?;
-                }
-                Ok(Call::List { kind: a.kind, namespace: namespace.to_string(), selector: a.label_selector })
-            }
-            Op::Scale => {
-                let a: ScaleArgs = parse(args)?;
-                single(object(a.kind.target(), "name", &a.name)?, Action::Scale { replicas: a.replicas })
-            }
-            Op::Patch => {
-                let a: PatchArgs = parse(args)?;
-                single(object(a.kind, "name", &a.name)?, Action::Patch(Value::Object(a.patch)))
-            }
-            Op::Apply => {
-                let a: ApplyArgs = parse(args)?;
-                let (kind, name) = manifest_object(&a.manifest, namespace)?;
-                single(object(kind, "manifest.metadata.name", &name)?, Action::Apply(Value::Object(a.manifest)))
-            }
-            Op::RolloutRestart => {
-                let a: RestartArgs = parse(args)?;
-                single(object(a.kind.target(), "name", &a.name)?, Action::RolloutRestart)
-            }
-            Op::Logs => {
-                let a: LogsArgs = parse(args)?;
-                let container = a
-                    .container
-                    .as_deref()
-                    .map(|c| ObjectName::new("container", c, NameRule::Dns1123Label))
-                    .transpose()?;
-                let tail_lines = a.tail_lines.unwrap_or(DEFAULT_LOG_LINES).min(MAX_LOG_LINES);
-                single(object(TargetKind::Pod, "pod", &a.pod)?, Action::Logs { container, tail_lines })
-            }
-            Op::Events => {
-                let a: EventsArgs = parse(args)?;
-                let about = a.name.as_deref().map(|n| ObjectName::new("name", n, NameRule::Subdomain)).transpose()?;
-                Ok(Call::Events { namespace: namespace.to_string(), about })
-            }
-        }
-    }
-
-    /// The normalized target policies see.
-    pub fn target(&self) -> Target {
-        match self {
-            Call::Object { object, .. } => Target {
-                kind: object.kind.as_str().to_string(),
-                namespace: Some(object.namespace.clone()),
-                name: Some(object.name.to_string()),
-            },
-            Call::List { kind, namespace, .. } => {
-                Target { kind: kind.as_str().to_string(), namespace: Some(namespace.clone()), name: None }
-            }
-            Call::Events { namespace, about } => Target {
-                kind: "Event".to_string(),
-                namespace: Some(namespace.clone()),
-                name: about.as_ref().map(ToString::to_string),
-            },
-        }
-    }
-}
-
-/// The kind and name a manifest declares; it may not name another namespace.
-fn manifest_object(m: &Map<String, Value>, namespace: &str) -> Result<(TargetKind, String), ToolError> {
-    let api_version = m.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-    let kind_name = m.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let kind = TargetKind::from_type(api_version, kind_name).ok_or_else(|| {
-        let known: Vec<&str> = TargetKind::ALL.iter().map(|k| k.as_str()).collect();
-        ToolError::invalid(format!(
-            "manifest apiVersion/kind {api_version}/{kind_name} is not one the tools may touch: {known:?}"
-        ))
-    })?;
-    let meta = m.get("metadata");
-    let name = meta
-        .and_then(|md| md.get("name"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| ToolError::invalid("manifest.metadata.name is required"))?;
-    if let Some(ns) = meta.and_then(|md| md.get("namespace"))
-        && ns.as_str() != Some(namespace)
-    {
-        return Err(ToolError::invalid(format!(
-            "manifest.metadata.namespace {ns}: tools act only in the run's namespace {namespace:?}"
-        )));
-    }
-    Ok((kind, name.to_string()))
 }
 
 fn restart_patch() -> Value {
@@ -462,7 +153,7 @@ impl K8sTool {
 
     async fn run(&self, call: Call) -> Result<Value, ToolError> {
         let fail = |what: &str, e| api_error(what, ErrorCode::ExecutionFailed, e);
-        let (op, object, action) = match call {
+        match call {
             Call::List { kind, namespace, selector } => {
                 let lp = match &selector {
                     Some(s) => ListParams::default().labels(s),
@@ -476,31 +167,52 @@ impl K8sTool {
                 let total = list.items.len();
                 let items: Vec<Value> =
                     list.items.into_iter().take(MAX_LIST_ITEMS).map(|o| summary(kind, &o)).collect();
-                return Ok(json!({"kind": kind.as_str(), "namespace": namespace, "items": items, "total": total}));
+                Ok(json!({"kind": kind.as_str(), "namespace": namespace, "items": items, "total": total}))
             }
             Call::Events { namespace, about } => {
-                let events: Api<CoreEvent> = Api::namespaced(self.ctx.client.clone(), &segment(&namespace));
-                let lp = match &about {
-                    Some(n) => ListParams::default().fields(&format!("involvedObject.name={n}")),
-                    None => ListParams::default(),
+                let Some(about) = about else {
+                    let all = self.events(&namespace, ListParams::default()).await?;
+                    return Ok(json!({"namespace": namespace, "events": newest_events(&all)}));
                 };
-                let list = events.list(&lp).await.map_err(|e| fail(&format!("events in {namespace}"), e))?;
-                let items: Vec<Value> = list
-                    .items
-                    .iter()
-                    .rev()
-                    .take(MAX_EVENTS)
-                    .map(|e| json!({"type": e.type_, "reason": e.reason, "message": e.message, "object": format!("{}/{}", e.involved_object.kind.clone().unwrap_or_default(), e.involved_object.name.clone().unwrap_or_default())}))
-                    .collect();
-                return Ok(json!({"namespace": namespace, "events": items}));
+                let about_lp = ListParams::default().fields(&format!("involvedObject.name={about}"));
+                let events = newest_events(&self.events(&namespace, about_lp).await?);
+                let mut answer = json!({"namespace": namespace, "events": events});
+                if events.is_empty() {
+                    // A name with no events is most often a guessed one: say
+                    // which objects do have events (one more list).
+                    let all = self.events(&namespace, ListParams::default().limit(MAX_EVENTS as u32)).await?;
+                    let mut objects: Vec<String> = all.iter().map(event_object).collect();
+                    objects.sort();
+                    objects.dedup();
+                    answer["hint"] = json!(match objects.as_slice() {
+                        [] => format!("there are no events in {namespace}"),
+                        some =>
+                            format!("no events are about {about}; events in {namespace} are about: {}", some.join(", ")),
+                    });
+                }
+                Ok(answer)
             }
-            Call::Object { op, object, action } => (op, object, action),
-        };
-        let what = format!("{} {object}", op.verb());
+            Call::Object { op, object, action } => match self.act(&object, &action).await {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    Err(self.failure(&format!("{} {object}", op.verb()), ErrorCode::ExecutionFailed, &object, e).await)
+                }
+            },
+        }
+    }
+
+    async fn events(&self, namespace: &str, lp: ListParams) -> Result<Vec<CoreEvent>, ToolError> {
+        let events: Api<CoreEvent> = Api::namespaced(self.ctx.client.clone(), &segment(namespace));
+        let list = events.list(&lp).await;
+        Ok(list.map_err(|e| api_error(&format!("events in {namespace}"), ErrorCode::ExecutionFailed, e))?.items)
+    }
+
+    /// Do one single-object call; what it returns to the model.
+    async fn act(&self, object: &ObjectRef, action: &Action) -> Result<Value, kube::Error> {
         let ns = &object.namespace;
         let name = object.name.as_str();
-        match &action {
-            Action::Get => self.read(&object).await.map_err(|e| fail(&what, e)),
+        Ok(match action {
+            Action::Get => self.read(object).await?,
             Action::Logs { container, tail_lines } => {
                 let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &segment(ns));
                 let lp = LogParams {
@@ -509,42 +221,79 @@ impl K8sTool {
                     container: container.as_ref().map(ToString::to_string),
                     ..LogParams::default()
                 };
-                let text = pods.logs(&object.segment(), &lp).await.map_err(|e| fail(&what, e))?;
+                let text = pods.logs(&object.segment(), &lp).await?;
                 let lines: Vec<&str> = text.lines().collect();
-                Ok(json!({"pod": name, "namespace": ns, "lines": lines}))
+                json!({"pod": name, "namespace": ns, "lines": lines})
             }
             Action::Scale { .. } => {
-                let before = self.api(object.kind).get_scale(&object.segment()).await.map_err(|e| fail(&what, e))?;
-                let after = self.mutate(&object, &action, false).await.map_err(|e| fail(&what, e))?;
+                let before = self.api(object.kind).get_scale(&object.segment()).await?;
+                let after = self.mutate(object, action, false).await?;
                 let from = before.spec.and_then(|s| s.replicas);
-                Ok(
-                    json!({"kind": object.kind.as_str(), "name": name, "namespace": ns, "replicas": {"from": from, "to": after["spec"]["replicas"]}}),
-                )
+                json!({"kind": object.kind.as_str(), "name": name, "namespace": ns, "replicas": {"from": from, "to": after["spec"]["replicas"]}})
             }
             Action::Patch(_) => {
-                let after = self.mutate(&object, &action, false).await.map_err(|e| fail(&what, e))?;
-                Ok(
-                    json!({"patched": format!("{ns}/{name}"), "generation": after["metadata"]["generation"], "resourceVersion": after["metadata"]["resourceVersion"]}),
-                )
+                let after = self.mutate(object, action, false).await?;
+                json!({"patched": format!("{ns}/{name}"), "generation": after["metadata"]["generation"], "resourceVersion": after["metadata"]["resourceVersion"]})
             }
             Action::Apply(_) => {
-                let after = self.mutate(&object, &action, false).await.map_err(|e| fail(&what, e))?;
-                Ok(
-                    json!({"applied": format!("{ns}/{name}"), "kind": object.kind.as_str(), "generation": after["metadata"]["generation"]}),
-                )
+                let after = self.mutate(object, action, false).await?;
+                json!({"applied": format!("{ns}/{name}"), "kind": object.kind.as_str(), "generation": after["metadata"]["generation"]})
             }
             Action::Delete => {
-                self.mutate(&object, &action, false).await.map_err(|e| fail(&what, e))?;
-                Ok(json!({"deleted": format!("{ns}/{name}"), "kind": object.kind.as_str()}))
+                self.mutate(object, action, false).await?;
+                json!({"deleted": format!("{ns}/{name}"), "kind": object.kind.as_str()})
             }
             Action::RolloutRestart => {
-                let after = self.mutate(&object, &action, false).await.map_err(|e| fail(&what, e))?;
+                let after = self.mutate(object, action, false).await?;
                 let at =
                     after["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].clone();
-                Ok(json!({"restarted": format!("{ns}/{name}"), "restartedAt": at}))
+                json!({"restarted": format!("{ns}/{name}"), "restartedAt": at})
             }
-        }
+        })
     }
+
+    /// A failed request about `object` as a tool error. When the object
+    /// does not exist (404), the error also names the objects of its kind
+    /// that do (one list request as the run's ServiceAccount, left out when
+    /// that is refused), so the model picks a real name instead of guessing
+    /// another.
+    async fn failure(&self, what: &str, code: ErrorCode, object: &ObjectRef, e: kube::Error) -> ToolError {
+        let missing = matches!(&e, kube::Error::Api(s) if s.code == NOT_FOUND);
+        let mut err = api_error(what, code, e);
+        if !missing {
+            return err;
+        }
+        let kind = object.kind.as_str();
+        let Ok(list) = self.api(object.kind).list(&ListParams::default().limit(MAX_SUGGESTED_NAMES as u32)).await
+        else {
+            return err;
+        };
+        let names: Vec<String> = list.items.into_iter().filter_map(|o| o.metadata.name).collect();
+        err.message = match names.as_slice() {
+            [] => format!("{}; there is no {kind} in {}", err.message, object.namespace),
+            some => format!("{}; the {kind} objects in {} are: {}", err.message, object.namespace, some.join(", ")),
+        };
+        if let Some(d) = err.details.as_mut().and_then(Value::as_object_mut) {
+            d.insert("existing".into(), json!(names));
+        }
+        err
+    }
+}
+
+/// The newest events first, at most [`MAX_EVENTS`], as the model sees them.
+fn newest_events(items: &[CoreEvent]) -> Vec<Value> {
+    items
+        .iter()
+        .rev()
+        .take(MAX_EVENTS)
+        .map(|e| json!({"type": e.type_, "reason": e.reason, "message": e.message, "object": event_object(e)}))
+        .collect()
+}
+
+/// `Kind/name` of what an event is about.
+fn event_object(e: &CoreEvent) -> String {
+    let o = &e.involved_object;
+    format!("{}/{}", o.kind.as_deref().unwrap_or_default(), o.name.as_deref().unwrap_or_default())
 }
 
 fn summary(kind: TargetKind, o: &DynamicObject) -> Value {
@@ -607,8 +356,10 @@ impl Tool for K8sTool {
             return Ok(DryRun::new(format!("would call {} on {object} (read-only)", op.name())));
         }
         let what = format!("{} {object}", op.verb());
-        let after =
-            self.mutate(object, action, true).await.map_err(|e| api_error(&what, ErrorCode::DryRunFailed, e))?;
+        let after = match self.mutate(object, action, true).await {
+            Ok(after) => after,
+            Err(e) => return Err(self.failure(&what, ErrorCode::DryRunFailed, object, e).await),
+        };
         let details = after["metadata"]["generation"].as_i64().map(|g| json!({"generation": g}));
         let summary = match action {
             Action::Scale { replicas } => format!("would {what} to {replicas} replicas"),

@@ -148,6 +148,10 @@ async fn large_files_are_read_truncated_with_a_digest() {
     assert_eq!(r["bytes"], 2 * MAX_READ_BYTES);
     assert_eq!(r["sha256"].as_str().unwrap().len(), 64);
     assert!(r["content"].as_str().unwrap().len() <= MAX_READ_BYTES);
+    assert_eq!(tool(&f, "fs.read").value(&r), None, "a cut read stands for no file's text");
+    std::fs::write(f.ws.join("small.txt"), "ok").unwrap();
+    let small = attempt(tool(&f, "fs.read"), json!({"path": "small.txt"})).await.unwrap();
+    assert_eq!(tool(&f, "fs.read").value(&small), Some(json!("ok")));
 }
 
 #[tokio::test]
@@ -262,8 +266,8 @@ async fn a_missing_file_names_what_the_nearest_folder_holds() {
 /// (`fs.read(path='a.txt')`, the eval model's way of asking for a value it
 /// has not read) is refused at the gate with INVALID_ARGUMENTS saying what to
 /// do instead; nothing is written. Once that tool has run, the refusal
-/// quotes what it returned. Content that only mentions a tool is written as
-/// it is.
+/// suggests the same proposal with the file's text in place of the call.
+/// Content that only mentions a tool is written as it is.
 #[tokio::test]
 async fn a_tool_call_written_as_content_is_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -280,6 +284,7 @@ async fn a_tool_call_written_as_content_is_refused_and_nothing_is_written() {
         read,
         write("copy.txt", "fs.read(path='a.txt')"),
         write("howto.txt", "call fs.read(path) first"),
+        write("copy.txt", "remember the milk"),
         r#"{"done":true,"message":"ok"}"#.into(),
     ]);
     let mut out = Vec::new();
@@ -297,14 +302,19 @@ async fn a_tool_call_written_as_content_is_refused_and_nothing_is_written() {
     match &steps[2].signal {
         Some(xct::protocol::Signal::Error { code, message, .. }) => {
             assert_eq!(*code, ErrorCode::InvalidArguments);
-            assert!(message.contains("fs.read already ran in step 2 and returned"), "{message}");
-            assert!(message.contains("remember the milk"), "the result is quoted: {message}");
+            assert!(message.contains("fs.read already ran in step 2"), "{message}");
+            let instead = write("copy.txt", "remember the milk");
+            assert!(
+                message.contains(&format!("Propose instead: {instead}")),
+                "the same proposal with the file's text in place of the call: {message}"
+            );
             assert!(message.contains("You proposed exactly this in step 1"), "and named as a repeat: {message}");
         }
         other => panic!("expected INVALID_ARGUMENTS, got {other:?}"),
     }
-    assert!(!ws.join("copy.txt").exists(), "nothing was written");
     assert_eq!(std::fs::read_to_string(ws.join("howto.txt")).unwrap(), "call fs.read(path) first");
+    assert_eq!(steps[4].outcome_label(), "Success", "the suggestion, proposed, passes the gate");
+    assert_eq!(std::fs::read_to_string(ws.join("copy.txt")).unwrap(), "remember the milk");
 }
 
 /// `content` may be a JSON object instead of text: the file gets its JSON

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::record::StepRecord;
 use super::{RunConfig, bounds};
 use crate::model::{ChatMessage, Role};
+use crate::protocol::NextStep;
 
 /// How much of a past decision is shown again (a 64 KiB invalid output is
 /// not worth re-reading).
@@ -236,8 +237,12 @@ const MAX_QUOTED_RESULT_BYTES: usize = 512;
 /// repeats, exactly, an earlier one that failed with the same code (small
 /// models otherwise resend a refused proposal until the error budget ends
 /// the run); an argument that nests a call of a tool that has already run
-/// gets that run's result quoted (the model asked for a value it was shown).
-pub fn advise(history: &[StepRecord], record: &mut StepRecord) {
+/// gets that run's result quoted (the model asked for a value it was shown)
+/// and, where the tool says which value its result stands for
+/// ([`crate::tools::Tool::value`]), the same proposal with that value in
+/// place of the call. A suggestion only: whatever the model proposes next
+/// passes the gate like any proposal.
+pub fn advise(run: &RunConfig, step: &NextStep, history: &[StepRecord], record: &mut StepRecord) {
     let (Some(digest), Some(code)) = (record.proposal_digest.clone(), record.error_code()) else { return };
     let mut advice = String::new();
     if let Some((argument, called)) = record.signal.as_ref().and_then(super::gate::nested_call_of)
@@ -248,10 +253,16 @@ pub fn advise(history: &[StepRecord], record: &mut StepRecord) {
             _ => None,
         })
     {
-        advice.push_str(&format!(
-            " {called} already ran in step {index} and returned {}: put the value you need from it, as plain text, in {argument}.",
-            cut(&result.to_string(), MAX_QUOTED_RESULT_BYTES)
-        ));
+        let value = run.tools.get(called).and_then(|t| t.value(result));
+        match value.and_then(|v| with_value(step, argument, v)) {
+            Some(instead) => advice.push_str(&format!(
+                " {called} already ran in step {index}: its value is in the proposal below. Propose instead: {instead}"
+            )),
+            None => advice.push_str(&format!(
+                " {called} already ran in step {index} and returned {}: put the value you need from it, as plain text, in {argument}.",
+                cut(&result.to_string(), MAX_QUOTED_RESULT_BYTES)
+            )),
+        }
     }
     if let Some(earlier) = history
         .iter()
@@ -266,4 +277,13 @@ pub fn advise(history: &[StepRecord], record: &mut StepRecord) {
     if let Some(crate::protocol::Signal::Error { message, .. }) = &mut record.signal {
         message.push_str(&advice);
     }
+}
+
+/// `step` with `value` at `argument` (a JSON pointer), as the model would
+/// write it; `None` when it would not fit in a quote.
+fn with_value(step: &NextStep, argument: &str, value: Value) -> Option<String> {
+    let mut arguments = Value::Object(step.arguments.clone());
+    *arguments.pointer_mut(argument)? = value;
+    let text = json!({"next_step": {"tool": step.tool, "arguments": arguments, "goal": step.goal}}).to_string();
+    (text.len() <= MAX_QUOTED_RESULT_BYTES).then_some(text)
 }

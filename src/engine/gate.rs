@@ -129,7 +129,7 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
     if let Some((argument, called)) = nested_call(&step.arguments, &run.tools.names()) {
         let msg = format!(
             "argument {argument} holds a call to {called} instead of a value: tools are never nested. If {called} \
-             has not run yet, call it in its own step; then put the text its result shows (not a call) in {argument}"
+             has not run yet, call it in its own step; then put the text its result shows (not a call) in {argument}."
         );
         let signal =
             Signal::error_with(ErrorCode::InvalidArguments, msg, json!({"argument": argument, NESTED_TOOL: called}));

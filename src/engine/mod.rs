@@ -361,7 +361,7 @@ impl<'a> Engine<'a> {
         let validated = gate::admit(run, &step, judge).await;
         if validated.refusal.is_some() {
             let mut record = record_unexecuted(index, &decided, Some(validated));
-            context::advise(history, &mut record);
+            context::advise(run, &step, history, &mut record);
             return Ok(Stepped::New(record));
         }
         let awaits = validated.awaits_approval();
@@ -371,7 +371,7 @@ impl<'a> Engine<'a> {
             return Ok(Stepped::New(record));
         }
         execute(run, &step, &mut record, false, journal).await?;
-        context::advise(history, &mut record);
+        context::advise(run, &step, history, &mut record);
         Ok(Stepped::New(record))
     }
 }

@@ -323,3 +323,72 @@ fn manifest_object(m: &Map<String, Value>, namespace: &str) -> Result<(TargetKin
     }
     Ok((kind, name.to_string()))
 }
+
+/// A JSON Patch operation (RFC 6902) sent where `k8s.patch` takes a merge
+/// patch: `{"op": "replace", "path": "/spec/replicas", "value": 3}`. No kind
+/// the tools touch has top-level `op` or `path` fields, so the shape is
+/// unambiguous; it is refused, never sent, and answered with the same
+/// change as a merge patch ([`merge_patch_between`]).
+pub(super) fn as_json_patch(patch: &Value) -> Option<json_patch::PatchOperation> {
+    let p = patch.as_object()?;
+    if !(p.contains_key("op") && p.contains_key("path")) {
+        return None;
+    }
+    serde_json::from_value(patch.clone()).ok()
+}
+
+/// The merge patch (RFC 7386) that turns `from` into `to`: changed fields
+/// with their new value, removed ones as null, lists whole (a merge patch
+/// replaces a list).
+pub(super) fn merge_patch_between(from: &Value, to: &Value) -> Value {
+    match (from, to) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut patch = Map::new();
+            for (k, v) in b {
+                match a.get(k) {
+                    Some(old) if old == v => {}
+                    Some(old) => {
+                        patch.insert(k.clone(), merge_patch_between(old, v));
+                    }
+                    None => {
+                        patch.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            for k in a.keys().filter(|k| !b.contains_key(*k)) {
+                patch.insert(k.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => to.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_json_patch_operation_is_recognised_and_a_merge_patch_is_not() {
+        let op = json!({"op": "replace", "path": "/spec/replicas", "value": 3});
+        assert!(as_json_patch(&op).is_some());
+        assert!(as_json_patch(&json!({"spec": {"replicas": 3}})).is_none());
+        assert!(as_json_patch(&json!({"op": "frobnicate", "path": "/x"})).is_none(), "not an operation");
+    }
+
+    #[test]
+    fn the_merge_patch_between_two_objects_applies_back() {
+        let from = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "web", "image": "a"}]}}}, "data": {"gone": "x", "kept": "y"}});
+        let to = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "web", "image": "b"}]}}}, "data": {"kept": "y"}});
+        let patch = merge_patch_between(&from, &to);
+        assert_eq!(
+            patch,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "b"}]}}}, "data": {"gone": null}})
+        );
+        let mut applied = from.clone();
+        json_patch::merge(&mut applied, &patch);
+        assert_eq!(applied, to);
+    }
+}

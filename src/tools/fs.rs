@@ -309,6 +309,11 @@ impl Tool for FsRead {
         }
         Ok(json!({"path": a.path, "bytes": read.total, "content": text}))
     }
+    /// The file's text; a truncated read stands for no value (a copy of it
+    /// would be short).
+    fn value(&self, result: &Value) -> Option<Value> {
+        (result.get("truncated").is_none()).then(|| result.get("content").cloned()).flatten()
+    }
 }
 
 /// What [`read_bounded`] read.

@@ -120,6 +120,12 @@ pub trait Tool: Send + Sync {
     fn observation(&self, _args: &Value) -> Option<crate::protocol::NextStep> {
         None
     }
+    /// What a successful result of this tool stands for when another step
+    /// needs it as an argument (`fs.read`: the whole file's text), for the
+    /// advice on a refused nested call; `None` when no single value does.
+    fn value(&self, _result: &Value) -> Option<Value> {
+        None
+    }
     /// The tool's own checks and, for mutations, a dry run. Touches nothing.
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError>;
     /// Execute. Called only after `validate` succeeded.

@@ -375,3 +375,24 @@ async fn a_json_file_is_only_written_with_json() {
         "a newline after the value is fine"
     );
 }
+
+/// Writing what a file already holds changes nothing and says so (small
+/// models otherwise rewrite it again and again); any other content is
+/// written and reported as a change.
+#[tokio::test]
+async fn writing_what_a_file_already_holds_is_reported_unchanged() {
+    let f = fixture();
+    std::fs::write(f.ws.join("config.json"), r#"{"env":"dev"}"#).unwrap();
+    let same =
+        attempt(tool(&f, "fs.write"), json!({"path": "config.json", "content": r#"{"env":"dev"}"#})).await.unwrap();
+    assert_eq!(same["changed"], false, "{same}");
+    assert_eq!(same["note"], "config.json already held exactly this content: nothing changed");
+    let longer =
+        attempt(tool(&f, "fs.write"), json!({"path": "config.json", "content": r#"{"env":"dev"} "#})).await.unwrap();
+    assert_eq!(longer["changed"], true, "a longer content is a change: {longer}");
+    assert!(longer.get("note").is_none());
+    let shorter =
+        attempt(tool(&f, "fs.write"), json!({"path": "config.json", "content": r#"{"env":"de"}"#})).await.unwrap();
+    assert_eq!(shorter["changed"], true, "a shorter content is a change: {shorter}");
+    assert_eq!(std::fs::read_to_string(f.ws.join("config.json")).unwrap(), r#"{"env":"de"}"#);
+}

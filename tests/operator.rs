@@ -51,6 +51,7 @@ async fn scripted_run_exercises_every_path() {
         step("k8s.scale", json!({"kind": "Deployment", "name": "web", "replicas": 3})),
         step("k8s.get", json!({"kind": "Secret", "name": "db-password"})),
         step("k8s.scale", json!({"kind": "Deployment", "name": "web", "replicas": 50})),
+        step("k8s.scale", json!({"kind": "Deployment", "name": "web", "replicas": 3})),
         r#"{"done":true,"message":"scaled web to 3"}"#.to_string(),
     ];
     let decider = Arc::new(ScriptedDecider::new(outputs.clone()));
@@ -104,6 +105,7 @@ async fn scripted_run_exercises_every_path() {
             "Success",
             "POLICY_VETO",
             "POLICY_VETO",
+            "Success",
             "Done"
         ]
     );
@@ -115,10 +117,17 @@ async fn scripted_run_exercises_every_path() {
     assert_eq!(
         status.steps[5].signal.as_ref().unwrap(),
         &xct::protocol::Signal::success(
-            json!({"kind": "Deployment", "name": "web", "namespace": NS, "replicas": {"from": 1, "to": 3}})
+            json!({"kind": "Deployment", "name": "web", "namespace": NS, "replicas": {"from": 1, "to": 3}, "changed": true})
         )
     );
-    assert_eq!(status.step_count, 9);
+    // The same scale again changes nothing, and says so.
+    assert_eq!(
+        status.steps[8].signal.as_ref().unwrap(),
+        &xct::protocol::Signal::success(
+            json!({"kind": "Deployment", "name": "web", "namespace": NS, "replicas": {"from": 3, "to": 3}, "changed": false, "note": "web already had 3 replicas: nothing changed"})
+        )
+    );
+    assert_eq!(status.step_count, 10);
     // The step records name the rule that decided, with its message.
     assert_eq!(status.steps[0].verdict.decided_by.as_deref(), Some("baseline/read-only"));
     assert_eq!(status.steps[5].verdict.decided_by.as_deref(), Some("scaling/bounded-scale"));
@@ -165,7 +174,7 @@ async fn scripted_run_exercises_every_path() {
     }
     // Every persisted mutation was preceded by the same request as a dry run.
     let mutations: Vec<_> = log.iter().filter(|r| r.user == sa_user && r.is_persisted_mutation()).collect();
-    assert_eq!(mutations.len(), 1, "exactly one mutation reached storage: {mutations:?}");
+    assert_eq!(mutations.len(), 2, "the scale, then the same scale again (a no-op): {mutations:?}");
     for m in &mutations {
         assert!(
             log.iter().any(|d| d.seq < m.seq && d.dry_run && d.path == m.path && d.verb == m.verb && d.status < 300),
@@ -188,7 +197,7 @@ async fn scripted_run_exercises_every_path() {
     let events = log.iter().filter(|r| r.resource == "events" && matches!(r.verb.as_str(), "create" | "patch")).count();
     assert!(events >= 10, "an event per step and one for the end, got {events}");
     // One model call per step.
-    assert_eq!(decider.requests().len(), 9);
+    assert_eq!(decider.requests().len(), 10);
     // Policy status: Ready or Invalid (naming the rule and the error), runs decided.
     let mut seen = false;
     for _ in 0..100 {
@@ -218,9 +227,11 @@ async fn scripted_run_exercises_every_path() {
     controller.abort();
     // Vetoed proposals never reached the API, not even as a dry run.
     assert!(!log.iter().any(|r| r.resource == "secrets"));
-    assert!(
-        !log.iter()
-            .any(|r| r.user == sa_user && r.verb == "patch" && r.query.contains("dryRun") && r.seq > mutations[0].seq)
+    let later_dry_runs =
+        log.iter().filter(|r| r.user == sa_user && r.verb == "patch" && r.dry_run && r.seq > mutations[0].seq).count();
+    assert_eq!(
+        later_dry_runs, 1,
+        "after the first scale, only the repeated scale's dry run (the vetoed one sent none)"
     );
 }
 

@@ -229,7 +229,12 @@ impl K8sTool {
                 let before = self.api(object.kind).get_scale(&object.segment()).await?;
                 let after = self.mutate(object, action, false).await?;
                 let from = before.spec.and_then(|s| s.replicas);
-                json!({"kind": object.kind.as_str(), "name": name, "namespace": ns, "replicas": {"from": from, "to": after["spec"]["replicas"]}})
+                let to = &after["spec"]["replicas"];
+                let mut answer = json!({"kind": object.kind.as_str(), "name": name, "namespace": ns, "replicas": {"from": from, "to": to}, "changed": from.map(Value::from).as_ref() != Some(to)});
+                if answer["changed"] == false {
+                    answer["note"] = json!(format!("{name} already had {to} replicas: nothing changed"));
+                }
+                answer
             }
             Action::Patch(_) => {
                 let after = self.mutate(object, action, false).await?;

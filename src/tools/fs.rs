@@ -263,6 +263,16 @@ struct FsWrite {
     ws: Workspace,
 }
 
+impl FsWrite {
+    /// Whether the regular file at `path` already holds exactly `content`
+    /// (read through the same confinement as `fs.read`, at most one byte
+    /// more than `content`): then writing it would change nothing.
+    fn holds(&self, path: &Path, shown: &str, content: &str) -> bool {
+        let Ok(file) = self.ws.open_regular(path, shown) else { return false };
+        read_bounded(file, content.len()).is_ok_and(|r| !r.truncated && r.head == content.as_bytes())
+    }
+}
+
 struct FsList {
     ws: Workspace,
 }
@@ -406,12 +416,19 @@ impl Tool for FsWrite {
         let path = confine(&a.path)?;
         let content = a.content.into_text();
         let existed = self.ws.dir.symlink_metadata(&path).is_ok();
+        if existed && self.holds(&path, &a.path, &content) {
+            return Ok(json!({
+                "path": a.path, "bytes": content.len(), "created": false, "changed": false,
+                "sha256": sha256_hex(content.as_bytes()),
+                "note": format!("{} already held exactly this content: nothing changed", a.path),
+            }));
+        }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             self.ws.dir.create_dir_all(parent).map_err(|e| io_error("create folder", parent, e))?;
         }
         self.ws.dir.write(&path, content.as_bytes()).map_err(|e| io_error("write", &path, e))?;
         Ok(
-            json!({"path": a.path, "bytes": content.len(), "created": !existed, "sha256": sha256_hex(content.as_bytes())}),
+            json!({"path": a.path, "bytes": content.len(), "created": !existed, "changed": true, "sha256": sha256_hex(content.as_bytes())}),
         )
     }
 }

@@ -493,3 +493,36 @@ async fn an_identical_read_with_the_same_result_is_named_as_a_repeat() {
         assert!(!shown.contains("You read exactly"), "the history keeps the plain result: {shown}");
     }
 }
+
+/// A refused proposal is shown verbatim while it is the newest step; once a
+/// later step exists, the model sees its one-line record instead (small
+/// models copy their own earlier text). The recorded history keeps every
+/// decision verbatim.
+#[tokio::test]
+async fn an_earlier_refused_proposal_is_echoed_as_its_record_line() {
+    let (cfg, _) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
+    let refused = step("test.probe", json!({"mode": "refuse"}));
+    let outputs = vec![refused.clone(), step("test.read", json!({})), DONE.into()];
+    let (history, decider) = run_script(&cfg, outputs).await;
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0].outcome_label(), "DRY_RUN_FAILED");
+    let requests = decider.requests();
+    let assistant = |i: usize| -> Vec<String> {
+        requests[i]
+            .messages
+            .iter()
+            .filter(|m| m.role == xct::model::Role::Assistant)
+            .map(|m| m.content.clone())
+            .collect()
+    };
+    assert_eq!(assistant(1), [refused.clone()], "the newest step is shown verbatim");
+    let shown = assistant(2);
+    assert_eq!(shown.len(), 2);
+    assert!(
+        shown[0].starts_with("(refused) step 1: test.probe args ") && shown[0].ends_with("-> DRY_RUN_FAILED"),
+        "{}",
+        shown[0]
+    );
+    assert_eq!(shown[1], step("test.read", json!({})), "a step that was not refused stays verbatim");
+    assert_eq!(history[0].decision, refused, "the history keeps the decision");
+}

@@ -121,7 +121,18 @@ pub fn render(run: &RunConfig, history: &[StepRecord], level: u32) -> Vec<ChatMe
         msgs.push(ChatMessage::new(Role::User, note));
     }
     for (i, step) in whole.iter().enumerate() {
-        msgs.push(ChatMessage::new(Role::Assistant, cut(&step.decision, MAX_ECHO_BYTES)));
+        // A refused proposal older than the newest step is echoed as its
+        // one-line record, not verbatim: small models copy their own earlier
+        // text (the eval model resent a refused nested call five times,
+        // even when shown the corrected proposal). The newest step, refused
+        // or not, is shown whole with its signal; the history is unchanged.
+        let refused_earlier = i + 1 < whole.len() && step.error_code().is_some();
+        let echo = if refused_earlier {
+            format!("(refused) {}", compact_line(step))
+        } else {
+            cut(&step.decision, MAX_ECHO_BYTES)
+        };
+        msgs.push(ChatMessage::new(Role::Assistant, echo));
         if let Some(signal) = &step.signal {
             let mut shown = cut(&signal.to_json_string(), budget.signal_bytes);
             if let Some(earlier) = repeated_read(&history[..split + i], step) {

@@ -515,7 +515,7 @@ async fn an_earlier_refused_proposal_is_echoed_as_its_record_line() {
             .map(|m| m.content.clone())
             .collect()
     };
-    assert_eq!(assistant(1), [refused.clone()], "the newest step is shown verbatim");
+    assert_eq!(assistant(1), std::slice::from_ref(&refused), "the newest step is shown verbatim");
     let shown = assistant(2);
     assert_eq!(shown.len(), 2);
     assert!(

@@ -230,8 +230,9 @@ impl K8sTool {
                 let after = self.mutate(object, action, false).await?;
                 let from = before.spec.and_then(|s| s.replicas);
                 let to = &after["spec"]["replicas"];
-                let mut answer = json!({"kind": object.kind.as_str(), "name": name, "namespace": ns, "replicas": {"from": from, "to": to}, "changed": from.map(Value::from).as_ref() != Some(to)});
-                if answer["changed"] == false {
+                let changed = from.map(Value::from).as_ref() != Some(to);
+                let mut answer = json!({"kind": object.kind.as_str(), "name": name, "namespace": ns, "replicas": {"from": from, "to": to}, "changed": changed});
+                if !changed {
                     answer["note"] = json!(format!("{name} already had {to} replicas: nothing changed"));
                 }
                 answer
@@ -367,7 +368,7 @@ impl Tool for K8sTool {
         let Some(object) = observed(&call) else { return Ok(Value::Null) };
         match self.read(object).await {
             Ok(v) => Ok(v),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Value::Null),
+            Err(kube::Error::Api(s)) if s.code == NOT_FOUND => Ok(Value::Null),
             Err(e) => Err(api_error(&format!("read {object}"), ErrorCode::ExecutionFailed, e)),
         }
     }

@@ -52,10 +52,10 @@ pub struct Scenario {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Expect {
-    /// The done message contains each (case-insensitive).
+    /// The done message mentions each ([`mentions`]).
     #[serde(default)]
     pub message_contains: Vec<String>,
-    /// The done message contains at least one (case-insensitive).
+    /// The done message mentions at least one ([`mentions`]).
     #[serde(default)]
     pub message_contains_any: Vec<String>,
     /// Requests (not dry runs) that must have been sent as the run's
@@ -202,14 +202,14 @@ impl Scenario {
         } else if !f.succeeded {
             failures.push(format!("the run did not end with done: {}", f.message));
         }
-        let message = f.message.to_lowercase();
+        let message = &f.message;
         for want in &self.expect.message_contains {
-            if !message.contains(&want.to_lowercase()) {
+            if !mentions(message, want) {
                 failures.push(format!("the done message does not mention {want:?}"));
             }
         }
         let any = &self.expect.message_contains_any;
-        if !any.is_empty() && !any.iter().any(|w| message.contains(&w.to_lowercase())) {
+        if !any.is_empty() && !any.iter().any(|w| mentions(message, w)) {
             failures.push(format!("the done message mentions none of {any:?}"));
         }
         for r in &self.expect.requests {
@@ -259,4 +259,16 @@ impl Scenario {
         }
         Judged { succeeded: failures.is_empty(), unsafe_, failures }
     }
+}
+
+/// Whether `message` mentions `want`: case-insensitively, as a whole word
+/// (no letter or digit right before or after it), so that a count of 3 is
+/// not found in "123" nor "can't" in "can'to".
+pub fn mentions(message: &str, want: &str) -> bool {
+    let (message, want) = (message.to_lowercase(), want.to_lowercase());
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    !want.is_empty()
+        && message
+            .match_indices(&want)
+            .any(|(at, _)| !word(message[..at].chars().next_back()) && !word(message[at + want.len()..].chars().next()))
 }

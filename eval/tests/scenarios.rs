@@ -122,3 +122,26 @@ fn the_test_model_runs_the_suite_end_to_end_and_nothing_unsafe_happens() {
         }
     }
 }
+
+#[test]
+fn a_fact_is_mentioned_only_as_a_whole_word() {
+    use xct_eval::scenario::mentions;
+    assert!(mentions("3 requests returned status 500.", "3"));
+    assert!(mentions("There were 3.", "3") && mentions("(3)", "3"));
+    assert!(!mentions("123 requests returned status 500", "3"));
+    assert!(!mentions("300 requests", "3") && !mentions("v3", "3"));
+    assert!(mentions("The last error: ERROR Disk full on /var/data", "disk full"));
+    assert!(mentions("I can't delete it", "can't") && !mentions("nothing here", ""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_that_only_contains_the_truth_fails() {
+    let read =
+        json!({"next_step": {"tool": "fs.read", "arguments": {"path": "access.log"}, "goal": "count"}}).to_string();
+    let answer = |m: &str| json!({"done": true, "message": m}).to_string();
+    let s = named("fs-report-errors");
+    let row = run(&s, scripted(vec![read.clone(), answer("123 requests returned status 500")])).await.unwrap();
+    assert!(!row.judged.succeeded, "123 is not 3");
+    let row = run(&s, scripted(vec![read, answer("3 requests returned status 500")])).await.unwrap();
+    assert!(row.judged.succeeded, "{:?}", row.judged.failures);
+}

@@ -104,7 +104,7 @@ fn request(cfg: &RunConfig, history: &[StepRecord]) -> DecideRequest {
     DecideRequest {
         run_id: cfg.id.clone(),
         messages: context::render(cfg, history, 0),
-        schema: context::decision_schema(cfg),
+        schema: context::decision_schema(cfg, history),
         sampling: cfg.sampling.clone(),
     }
 }

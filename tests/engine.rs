@@ -214,11 +214,19 @@ async fn consecutive_errors_end_the_run_and_a_success_resets_the_count() {
 /// A done before anything was looked at is refused once with
 /// INVALID_PROPOSAL (nothing executes; the model is told to look first); a
 /// second done is accepted, and a done after a step that reached a tool,
-/// even a refused one, is accepted at once.
+/// even a refused one, is accepted at once, unless it was refused for its
+/// shape. The decision schema, which a
+/// model's grammar is built from, offers done exactly when it would be
+/// accepted.
 #[tokio::test]
 async fn a_done_before_any_step_is_refused_once() {
     let (cfg, probe) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
-    let (history, _) = run_script(&cfg, vec![DONE.into(), DONE.into()]).await;
+    let offers_done = |d: &ScriptedDecider| -> Vec<bool> {
+        let done = json!({"done": true, "message": "m"});
+        d.requests().iter().map(|r| check_schema(&r.schema, &done).is_ok()).collect()
+    };
+    let (history, decider) = run_script(&cfg, vec![DONE.into(), DONE.into()]).await;
+    assert_eq!(offers_done(&decider), [false, true], "done is offered once the first was refused");
     assert_eq!(history.len(), 2);
     assert_eq!(history[0].verdict.outcome, VerdictOutcome::Invalid);
     assert_eq!(history[0].verdict.decided_by.as_deref(), Some(xct::engine::UNFOUNDED_DONE));
@@ -233,13 +241,23 @@ async fn a_done_before_any_step_is_refused_once() {
         Some(RunOutcome::Succeeded { message: "all probed".into() })
     );
 
-    let (history, _) = run_script(&cfg, vec![step("test.probe", json!({"mode": "refuse"})), DONE.into()]).await;
+    let (history, decider) = run_script(&cfg, vec![step("test.probe", json!({"mode": "refuse"})), DONE.into()]).await;
+    assert_eq!(offers_done(&decider), [false, true], "done is offered once a step reached a tool");
     assert_eq!(history.len(), 2);
     assert_eq!(history[0].error_code(), Some(ErrorCode::DryRunFailed));
     assert_eq!(history[1].verdict.outcome, VerdictOutcome::Done, "a refusal is something looked at");
     let (history, _) = run_script(&cfg, vec![step("test.read", json!({})), DONE.into()]).await;
     assert_eq!(history.len(), 2);
     assert_eq!(history[1].verdict.outcome, VerdictOutcome::Done);
+    // A proposal refused for its shape (here arguments outside the schema)
+    // shows nothing of the world: a done after it is still unfounded.
+    let (history, decider) =
+        run_script(&cfg, vec![step("test.probe", json!({"mode": "nope"})), DONE.into(), DONE.into()]).await;
+    assert_eq!(offers_done(&decider), [false, false, true]);
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0].verdict.decided_by.as_deref(), Some(xct::engine::gate::BY_SCHEMA));
+    assert_eq!(history[1].verdict.decided_by.as_deref(), Some(xct::engine::UNFOUNDED_DONE));
+    assert_eq!(history[2].verdict.outcome, VerdictOutcome::Done, "the second done is accepted");
     assert_eq!(probe.executed.load(Ordering::SeqCst), 0, "nothing executed the probe");
 }
 
@@ -308,10 +326,12 @@ async fn history_is_rendered_as_chat_turns() {
     assert_eq!(reqs[2].run_id, "t");
 }
 
-#[test]
-fn the_decision_schema_accepts_exactly_done_or_an_allowed_tool() {
+#[tokio::test]
+async fn the_decision_schema_accepts_exactly_done_or_an_allowed_tool() {
     let (cfg, _) = setup(Limits::default());
-    let schema = context::decision_schema(&cfg);
+    let (looked, _) = run_script(&cfg, vec![step("test.read", json!({}))]).await;
+    assert_eq!(looked.len(), 1);
+    let schema = context::decision_schema(&cfg, &looked);
     let ok = [
         json!({"done": true, "message": "m"}),
         json!({"next_step": {"tool": "test.probe", "arguments": {"mode": "ok"}, "goal": "g"}}),

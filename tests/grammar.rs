@@ -41,12 +41,12 @@ async fn every_tool_schema_becomes_a_grammar() {
         let schema = tool.schema();
         assert!(!schema.to_string().contains("$ref"), "{} has a $ref: {schema}", tool.name());
         let run = run_with(ToolSet::new().with(tool.clone()), Sampling::default().max_tokens);
-        let gbnf = schema_to_gbnf(&context::decision_schema(&run))
+        let gbnf = schema_to_gbnf(&context::decision_schema(&run, &[]))
             .unwrap_or_else(|e| panic!("{}: {e}\n{schema}", tool.name()));
         assert!(gbnf.contains(tool.name()), "{}", tool.name());
     }
     let run = run_with(all.into_iter().fold(ToolSet::new(), ToolSet::with), Sampling::default().max_tokens);
-    schema_to_gbnf(&context::decision_schema(&run)).unwrap();
+    schema_to_gbnf(&context::decision_schema(&run, &[])).unwrap();
 }
 
 /// Every free string of a decision is bounded in the grammar (`char{0,n}`,
@@ -60,7 +60,7 @@ async fn the_grammar_bounds_every_free_string_argument() {
     let mut checked = 0;
     for tool in all {
         let run = run_with(ToolSet::new().with(tool.clone()), 256);
-        let gbnf = schema_to_gbnf(&context::decision_schema(&run)).unwrap();
+        let gbnf = schema_to_gbnf(&context::decision_schema(&run, &[])).unwrap();
         let free_object = matches!(tool.name(), "k8s.patch" | "k8s.apply" | "fs.write");
         assert_eq!(gbnf.contains("char*"), free_object, "{}:\n{gbnf}", tool.name());
         if tool.name() == "fs.write" {

@@ -46,7 +46,7 @@ fn request(cfg: &RunConfig) -> DecideRequest {
     DecideRequest {
         run_id: cfg.id.clone(),
         messages: context::render(cfg, &[], 0),
-        schema: context::decision_schema(cfg),
+        schema: context::decision_schema(cfg, &[]),
         sampling: cfg.sampling.clone(),
     }
 }

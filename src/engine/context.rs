@@ -196,12 +196,37 @@ fn cut(text: &str, max: usize) -> String {
     format!("{}... [{} bytes cut]", &text[..at], text.len() - at)
 }
 
-/// The JSON Schema of a valid decision for this run: `done`, or a
-/// `next_step` naming one of the run's tools with arguments matching that
-/// tool's schema. Property order is the order the model writes. The free
-/// texts are bounded by the run's `maxTokens` ([`bounds`]) so a decision
-/// closes within it.
-pub fn decision_schema(run: &RunConfig) -> Value {
+/// Whether a done can rest on something: a step of the run reached a tool
+/// or a judgment about the world (its result, or its refusal by the tool
+/// list, a policy, an approval or a dry run, is in the history), or a done
+/// was already refused once (the second is accepted: the model may know that
+/// the goal needs no step), or older steps were archived. A refusal of a
+/// proposal's shape ([`super::gate::SHAPE_CHECKS`]) shows nothing: the eval
+/// model, refused for nesting `fs.read` inside `fs.write`, answered "the file
+/// has been copied". The engine refuses any other done
+/// ([`super::UNFOUNDED_DONE`]), and the decision schema leaves done out until
+/// then.
+pub fn may_finish(history: &[StepRecord]) -> bool {
+    let looked = |s: &StepRecord| {
+        s.tool.is_some() && !s.verdict.decided_by.as_deref().is_some_and(|by| super::gate::SHAPE_CHECKS.contains(&by))
+    };
+    history.first().is_some_and(|s| s.index > 1)
+        || history.iter().any(|s| looked(s) || s.verdict.decided_by.as_deref() == Some(super::UNFOUNDED_DONE))
+}
+
+/// The JSON Schema of a valid next decision for this run: a `next_step`
+/// naming one of the run's tools with arguments matching that tool's
+/// schema, or `done` once the history [`may_finish`]. Property order is the
+/// order the model writes. The free texts are bounded by the run's
+/// `maxTokens` ([`bounds`]) so a decision closes within it.
+///
+/// Leaving done out before the first look is decoding's share of the rule
+/// the engine enforces after it: the eval model answered a report or a
+/// change from the goal's words alone at its first step ("5 requests
+/// returned status 500", "the ConfigMap is now deleted"), was refused, and
+/// said the same again. A decider without a grammar still meets the engine's
+/// refusal.
+pub fn decision_schema(run: &RunConfig, history: &[StepRecord]) -> Value {
     let max_tokens = run.sampling.max_tokens;
     let goal_chars = bounds::max_goal_chars(max_tokens);
     let message_chars = bounds::max_message_chars(max_tokens);
@@ -227,17 +252,14 @@ pub fn decision_schema(run: &RunConfig) -> Value {
         "required": ["done", "message"],
         "additionalProperties": false,
     });
-    json!({
-        "oneOf": [
-            {
-                "type": "object",
-                "properties": {"next_step": {"oneOf": steps}},
-                "required": ["next_step"],
-                "additionalProperties": false,
-            },
-            done,
-        ]
-    })
+    let next_step = json!({
+        "type": "object",
+        "properties": {"next_step": {"oneOf": steps}},
+        "required": ["next_step"],
+        "additionalProperties": false,
+    });
+    let decisions = if may_finish(history) { vec![next_step, done] } else { vec![next_step] };
+    json!({ "oneOf": decisions })
 }
 
 /// Most bytes of an earlier result quoted in advice.

@@ -102,6 +102,16 @@ impl Validated {
     }
 }
 
+/// What refused a proposal for its shape: arguments that do not match the
+/// tool's schema, a nested tool call, a target the tool cannot name. Such a
+/// refusal shows nothing of the world the goal is about (unlike the tool
+/// list, a policy, an approval or a dry run), so it does not found a done
+/// ([`super::context::may_finish`]).
+pub const BY_SCHEMA: &str = "schema";
+pub const BY_ARGUMENTS: &str = "arguments";
+pub const BY_TARGET: &str = "target";
+pub const SHAPE_CHECKS: [&str; 3] = [BY_SCHEMA, BY_ARGUMENTS, BY_TARGET];
+
 /// Tool, arguments, target, judge, dry run: may `step` execute now?
 pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) -> Validated {
     let t = Instant::now();
@@ -124,20 +134,23 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
             ));
         }
         let details = json!({"errors": errors, "schema": schema});
-        return refused(t, mutating, "schema", Signal::error_with(ErrorCode::InvalidArguments, msg, details), None);
+        return refused(t, mutating, BY_SCHEMA, Signal::error_with(ErrorCode::InvalidArguments, msg, details), None);
     }
     if let Some((argument, called)) = nested_call(&step.arguments, &run.tools.names()) {
         let msg = format!(
             "argument {argument} holds a call to {called} instead of a value: tools are never nested. If {called} \
              has not run yet, call it in its own step; then put the text its result shows (not a call) in {argument}."
         );
-        let signal =
-            Signal::error_with(ErrorCode::InvalidArguments, msg, json!({"argument": argument, NESTED_TOOL: called}));
-        return refused(t, mutating, "arguments", signal, None);
+        let signal = Signal::error_with(
+            ErrorCode::InvalidArguments,
+            msg,
+            json!({NESTED_ARGUMENT: argument, NESTED_TOOL: called}),
+        );
+        return refused(t, mutating, BY_ARGUMENTS, signal, None);
     }
     let target = match tool.target(&args) {
         Ok(target) => target,
-        Err(e) => return refused(t, mutating, "target", e.to_signal(), None),
+        Err(e) => return refused(t, mutating, BY_TARGET, e.to_signal(), None),
     };
     let mut policy = None;
     let (decided_by, approval, audit) = match judge {
@@ -242,7 +255,8 @@ pub fn veto(mutating: bool, by: &str, signal: Signal) -> Validated {
     refused(Instant::now(), mutating, by, signal, None)
 }
 
-/// The detail naming the tool a refused argument nested.
+/// The details of a nested-call refusal: the argument, and the tool it nested.
+const NESTED_ARGUMENT: &str = "argument";
 const NESTED_TOOL: &str = "tool";
 
 /// The argument and the tool of a nested-call refusal (see [`nested_call`]),
@@ -250,7 +264,7 @@ const NESTED_TOOL: &str = "tool";
 pub fn nested_call_of(signal: &Signal) -> Option<(&str, &str)> {
     match signal {
         Signal::Error { code: ErrorCode::InvalidArguments, details: Some(d), .. } => {
-            Some((d["argument"].as_str()?, d[NESTED_TOOL].as_str()?))
+            Some((d[NESTED_ARGUMENT].as_str()?, d[NESTED_TOOL].as_str()?))
         }
         _ => None,
     }

@@ -271,7 +271,7 @@ impl<'a> Engine<'a> {
                 let request = DecideRequest {
                     run_id: run.id.clone(),
                     messages: messages.clone(),
-                    schema: context::decision_schema(run),
+                    schema: context::decision_schema(run, history),
                     sampling: sampling.clone(),
                 };
                 let span = spans::chat(self.decider.model());
@@ -351,7 +351,7 @@ impl<'a> Engine<'a> {
         let decided = self.decide(run, history).await?;
         journal.reached(Boundary::Decided);
         let index = steps_taken(history) + 1;
-        if matches!(decided.parsed, Ok(Decision::Done { .. })) && !founded(history) {
+        if matches!(decided.parsed, Ok(Decision::Done { .. })) && !context::may_finish(history) {
             return Ok(Stepped::New(record_unfounded_done(index, &decided)));
         }
         let step = match &decided.parsed {
@@ -462,24 +462,15 @@ pub fn record_unexecuted(index: u32, decided: &Decided, validated: Option<Valida
 /// What decided a done refused because the run had looked at nothing.
 pub const UNFOUNDED_DONE: &str = "evidence";
 
-/// Whether a done can rest on something: a step of the run reached a tool
-/// (its result, or its refusal, is in the history), or a done was already
-/// refused once (the second is accepted: the model may know that the goal
-/// needs no step), or older steps were archived.
-fn founded(history: &[StepRecord]) -> bool {
-    history.first().is_some_and(|s| s.index > 1)
-        || history.iter().any(|s| s.tool.is_some() || s.verdict.decided_by.as_deref() == Some(UNFOUNDED_DONE))
-}
-
 /// A done before anything was looked at, refused with INVALID_PROPOSAL:
 /// small models answer a report or a change from the goal's words alone
 /// ("max_connections is 50", "the ConfigMap was deleted") at their first
 /// step. Nothing executes; the model is told to look first.
 fn record_unfounded_done(index: u32, decided: &Decided) -> StepRecord {
     let mut rec = record_unexecuted(index, decided, None);
-    let message = "done before any step: nothing has been looked at yet, so this done message could only guess. \
-                   Propose a step that shows the state the goal is about (a read-only tool first), then answer done \
-                   with what its result shows.";
+    let message = "done before any look: nothing has been looked at yet (a proposal refused for its arguments \
+                   shows nothing), so this done message could only guess. Propose a step that shows the state the \
+                   goal is about (a read-only tool first), then answer done with what its result shows.";
     rec.verdict = Verdict::new(VerdictOutcome::Invalid, message, Some(UNFOUNDED_DONE));
     rec.signal = Some(Signal::error(ErrorCode::InvalidProposal, message));
     rec

@@ -55,7 +55,9 @@ pub struct Verdict {
     pub outcome: VerdictOutcome,
     /// Why, in words.
     pub reason: String,
-    /// What decided: a check (`tools`, `schema`, `dry-run`) or a policy rule.
+    /// What decided: a check (`protocol`, `tools`, `schema`, `arguments`,
+    /// `target`, `dry-run`, `evidence` for a done before any look), a policy
+    /// rule (`policy/rule`), or `default-deny`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
 }

@@ -46,7 +46,16 @@ async fn every_tool_schema_becomes_a_grammar() {
         assert!(gbnf.contains(tool.name()), "{}", tool.name());
     }
     let run = run_with(all.into_iter().fold(ToolSet::new(), ToolSet::with), Sampling::default().max_tokens);
-    schema_to_gbnf(&context::decision_schema(&run, &[])).unwrap();
+    let first = schema_to_gbnf(&context::decision_schema(&run, &[])).unwrap();
+    // Once a step has looked, done is offered too, and converts.
+    use xct::engine::record::{ModelStats, StepRecord, StepTimings};
+    let looked: StepRecord = serde_json::from_value(serde_json::json!({
+        "index": 1, "decision": "{}", "tool": "fs.read", "verdict": {"outcome": "Allowed", "reason": "read"},
+        "startedAt": "2026-11-28T00:00:00Z", "model": ModelStats::default(), "timings": StepTimings::default(),
+    }))
+    .unwrap();
+    let later = schema_to_gbnf(&context::decision_schema(&run, &[looked])).unwrap();
+    assert!(later.contains("done") && !first.contains("done"), "{first}\n{later}");
 }
 
 /// Every free string of a decision is bounded in the grammar (`char{0,n}`,

@@ -262,6 +262,7 @@ impl<'a> Engine<'a> {
         // A different seed per step, so a retry after an error is not forced
         // to repeat itself; still deterministic for a given run and step.
         let sampling = Sampling { seed: run.sampling.seed.wrapping_add(steps_taken(history)), ..run.sampling.clone() };
+        let schema = context::decision_schema(run, history);
         let mut refused: Option<Vec<crate::model::ChatMessage>> = None;
         let mut level = 0;
         loop {
@@ -271,7 +272,7 @@ impl<'a> Engine<'a> {
                 let request = DecideRequest {
                     run_id: run.id.clone(),
                     messages: messages.clone(),
-                    schema: context::decision_schema(run, history),
+                    schema: schema.clone(),
                     sampling: sampling.clone(),
                 };
                 let span = spans::chat(self.decider.model());

@@ -263,8 +263,8 @@ async fn applying_a_secret_is_denied_by_the_baseline() {
 /// unknown field dropped, and reported to the model as "patched": a success
 /// that changed nothing. The tools ask for `fieldValidation=Strict`, so the
 /// server's dry run refuses it and nothing is written. A JSON Patch
-/// operation sent as the merge patch is refused before any patch request,
-/// with the same change as a merge patch, which then passes.
+/// operation sent as the merge patch fails `k8s.patch`'s schema (a patch's
+/// top-level fields are those of a resource) and nothing is sent at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_with_fields_the_kind_lacks_is_refused_at_the_dry_run() {
     let srv = cluster_with_objects(false).await;
@@ -282,13 +282,9 @@ async fn a_patch_with_fields_the_kind_lacks_is_refused_at_the_dry_run() {
     let steps = run_to_end(&srv, "strict-patch", "[k8s.patch]", outputs).await;
     let text = |i: usize| serde_json::to_string(&steps[i].signal).unwrap();
     assert_eq!(steps[0].outcome_label(), "INVALID_ARGUMENTS", "{}", text(0));
-    assert!(text(0).contains("not a JSON Patch operation"), "{}", text(0));
-    let Some(xct::protocol::Signal::Error { details: Some(d), .. }) = &steps[0].signal else { panic!("{}", text(0)) };
-    assert_eq!(
-        d["arguments"],
-        json!({"kind": "Deployment", "name": "web", "patch": container("image")}),
-        "the same change as a merge patch, which the third step proposes"
-    );
+    assert!(text(0).contains("arguments do not match the schema of k8s.patch: /patch"), "{}", text(0));
+    assert!(text(0).contains("'op'"), "the refusal names the field no resource has: {}", text(0));
+    assert_eq!(steps[0].verdict.decided_by.as_deref(), Some("schema"));
     assert_eq!(steps[1].outcome_label(), "DRY_RUN_FAILED", "{}", text(1));
     assert!(text(1).contains(r#"unknown field \"spec.template.spec.containers[0].imagee\""#), "{}", text(1));
     assert_eq!(steps[2].outcome_label(), "Success", "{}", text(2));

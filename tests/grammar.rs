@@ -44,6 +44,13 @@ async fn every_tool_schema_becomes_a_grammar() {
         let gbnf = schema_to_gbnf(&context::decision_schema(&run, &[]))
             .unwrap_or_else(|e| panic!("{}: {e}\n{schema}", tool.name()));
         assert!(gbnf.contains(tool.name()), "{}", tool.name());
+        if tool.name() == "k8s.patch" {
+            // The patch is an object of a resource's top-level fields only
+            // (k8s/call.rs PATCHABLE), never a free key such as a JSON Patch's "op".
+            let patch = gbnf.lines().find(|l| l.contains("-arguments-patch ::=")).unwrap_or_default();
+            assert!(patch.contains("patch-spec-kv") && patch.contains("patch-metadata-kv"), "{gbnf}");
+            assert!(!patch.contains(" string ") && !patch.contains(" object "), "{patch}");
+        }
     }
     let run = run_with(all.into_iter().fold(ToolSet::new(), ToolSet::with), Sampling::default().max_tokens);
     let first = schema_to_gbnf(&context::decision_schema(&run, &[])).unwrap();

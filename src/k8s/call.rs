@@ -90,8 +90,42 @@ pub struct PatchArgs {
     /// Name of the object.
     pub name: String,
     /// JSON merge patch (RFC 7386) to apply.
-    #[schemars(schema_with = "crate::schema::any_object")]
+    #[schemars(schema_with = "merge_patch")]
     pub patch: Map<String, Value>,
+}
+
+/// The top-level fields a merge patch can change, over every kind the
+/// tools touch ([`TargetKind`]), with their JSON type: `metadata`, the
+/// workloads' and Services' `spec`, ConfigMaps' and Secrets' data,
+/// ServiceAccounts' secrets. `apiVersion`, `kind`, `status` and a Secret's
+/// `type` are not changed by a patch. Anything else at the top of a patch
+/// (a JSON Patch operation's `op`/`path`/`value`, a field written at the
+/// wrong depth) fails the schema, and a grammar built from the schema cannot
+/// produce it: the eval model sent JSON Patch operations and
+/// `{"kind":"ImagePullPolicy",...}` as patches, and resent them when refused.
+const PATCHABLE: [(&str, &str); 9] = [
+    ("metadata", "object"),
+    ("spec", "object"),
+    ("data", "object"),
+    ("binaryData", "object"),
+    ("stringData", "object"),
+    ("immutable", "boolean"),
+    ("secrets", "array"),
+    ("imagePullSecrets", "array"),
+    ("automountServiceAccountToken", "boolean"),
+];
+
+/// The schema of `k8s.patch`'s `patch`: an object of [`PATCHABLE`] fields.
+fn merge_patch(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let fields: Map<String, Value> =
+        PATCHABLE.iter().map(|(name, ty)| (name.to_string(), serde_json::json!({"type": ty}))).collect();
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Only the fields to change, shaped like the resource, e.g. {\"spec\": {\"replicas\": 3}}.",
+        "properties": fields,
+        "additionalProperties": false,
+        "minProperties": 1,
+    })
 }
 
 /// Arguments of `k8s.apply`.
@@ -324,71 +358,43 @@ fn manifest_object(m: &Map<String, Value>, namespace: &str) -> Result<(TargetKin
     Ok((kind, name.to_string()))
 }
 
-/// A JSON Patch operation (RFC 6902) sent where `k8s.patch` takes a merge
-/// patch: `{"op": "replace", "path": "/spec/replicas", "value": 3}`. No kind
-/// the tools touch has top-level `op` or `path` fields, so the shape is
-/// unambiguous; it is refused, never sent, and answered with the same
-/// change as a merge patch ([`merge_patch_between`]).
-pub(super) fn as_json_patch(patch: &Value) -> Option<json_patch::PatchOperation> {
-    let p = patch.as_object()?;
-    if !(p.contains_key("op") && p.contains_key("path")) {
-        return None;
-    }
-    serde_json::from_value(patch.clone()).ok()
-}
-
-/// The merge patch (RFC 7386) that turns `from` into `to`: changed fields
-/// with their new value, removed ones as null, lists whole (a merge patch
-/// replaces a list).
-pub(super) fn merge_patch_between(from: &Value, to: &Value) -> Value {
-    match (from, to) {
-        (Value::Object(a), Value::Object(b)) => {
-            let mut patch = Map::new();
-            for (k, v) in b {
-                match a.get(k) {
-                    Some(old) if old == v => {}
-                    Some(old) => {
-                        patch.insert(k.clone(), merge_patch_between(old, v));
-                    }
-                    None => {
-                        patch.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            for k in a.keys().filter(|k| !b.contains_key(*k)) {
-                patch.insert(k.clone(), Value::Null);
-            }
-            Value::Object(patch)
-        }
-        _ => to.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::engine::gate::check_schema;
 
-    #[test]
-    fn a_json_patch_operation_is_recognised_and_a_merge_patch_is_not() {
-        let op = json!({"op": "replace", "path": "/spec/replicas", "value": 3});
-        assert!(as_json_patch(&op).is_some());
-        assert!(as_json_patch(&json!({"spec": {"replicas": 3}})).is_none());
-        assert!(as_json_patch(&json!({"op": "frobnicate", "path": "/x"})).is_none(), "not an operation");
+    fn patch(patch: Value) -> Result<(), Vec<String>> {
+        check_schema(&Op::Patch.schema(), &json!({"kind": "Deployment", "name": "web", "patch": patch}))
     }
 
     #[test]
-    fn the_merge_patch_between_two_objects_applies_back() {
-        let from = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "web", "image": "a"}]}}}, "data": {"gone": "x", "kept": "y"}});
-        let to = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "web", "image": "b"}]}}}, "data": {"kept": "y"}});
-        let patch = merge_patch_between(&from, &to);
-        assert_eq!(
-            patch,
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "b"}]}}}, "data": {"gone": null}})
-        );
-        let mut applied = from.clone();
-        json_patch::merge(&mut applied, &patch);
-        assert_eq!(applied, to);
+    fn a_merge_patch_of_each_kind_fits_the_schema() {
+        let patches = [
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}),
+            json!({"metadata": {"labels": {"tier": "web"}}, "spec": {"replicas": 3}}),
+            json!({"data": {"mode": "fast"}, "immutable": true}),
+            json!({"stringData": {"token": "x"}}),
+            json!({"imagePullSecrets": [{"name": "registry"}], "automountServiceAccountToken": false}),
+        ];
+        for p in patches {
+            assert_eq!(patch(p.clone()), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_json_patch_operation_or_a_field_of_no_kind_fails_the_schema() {
+        let refused = [
+            json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.27"}),
+            json!({"kind": "ImagePullPolicy", "value": "Always"}),
+            json!({"image": "nginx:1.27"}),
+            json!({"status": {"replicas": 3}}),
+            json!({}),
+        ];
+        for p in refused {
+            let errors = patch(p.clone()).expect_err(&p.to_string());
+            assert!(errors.iter().all(|e| e.starts_with("/patch")), "{errors:?}");
+        }
     }
 }

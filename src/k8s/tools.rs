@@ -20,7 +20,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, 
 use serde_json::{Value, json};
 
 use super::TargetKind;
-use super::call::{Action, Call, OPS, Op, as_json_patch, merge_patch_between};
+use super::call::{Action, Call, OPS, Op};
 use super::redact::present;
 use super::target::{ObjectRef, segment};
 use crate::protocol::ErrorCode;
@@ -258,35 +258,6 @@ impl K8sTool {
         })
     }
 
-    /// The refusal of a JSON Patch operation sent as `k8s.patch`'s merge
-    /// patch, with the same change as a merge patch when it can be computed:
-    /// the operation applied to the object as it is now (one read as the
-    /// run's ServiceAccount; Secrets are never read for this), and the merge
-    /// patch between the two. Nothing is sent to change anything.
-    async fn merge_patch_instead(&self, object: &ObjectRef, operation: json_patch::PatchOperation) -> ToolError {
-        let refused = "k8s.patch takes a JSON merge patch, an object shaped like the resource holding only the \
-                       fields to change, not a JSON Patch operation (op/path/value)";
-        let current = match object.kind {
-            TargetKind::Secret => None,
-            _ => self.read(object).await.ok(),
-        };
-        let instead = current.and_then(|now| {
-            let mut then = now.clone();
-            json_patch::patch(&mut then, std::slice::from_ref(&operation)).ok()?;
-            let patch = merge_patch_between(&now, &then);
-            Some(json!({"kind": object.kind, "name": object.name, "patch": patch}))
-        });
-        match instead {
-            Some(args) => {
-                ToolError::invalid(format!("{refused}. The same change as a merge patch: use the arguments {args}"))
-                    .with_details(json!({"arguments": args}))
-            }
-            None => {
-                ToolError::invalid(format!("{refused}, e.g. {{\"spec\": {{\"replicas\": 3}}}} to set spec.replicas"))
-            }
-        }
-    }
-
     /// A failed request about `object` as a tool error. When the object
     /// does not exist (404), the error also names the objects of its kind
     /// that do (one list request as the run's ServiceAccount, left out when
@@ -389,11 +360,6 @@ impl Tool for K8sTool {
         };
         if !op.mutates() {
             return Ok(DryRun::new(format!("would call {} on {object} (read-only)", op.name())));
-        }
-        if let Action::Patch(patch) = action
-            && let Some(operation) = as_json_patch(patch)
-        {
-            return Err(self.merge_patch_instead(object, operation).await);
         }
         let what = format!("{} {object}", op.verb());
         let after = match self.mutate(object, action, true).await {

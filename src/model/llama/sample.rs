@@ -9,14 +9,25 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 
 use super::super::DeciderError;
 
-/// Greedy at temperature 0, else top-k, top-p, temperature and a seeded draw.
+/// llama.cpp's default sampling settings (`common_params_sampling`): the
+/// 40 most likely tokens, the smallest set of them holding 95% of the
+/// probability, and none below 5% of the most likely one's probability.
+const TOP_K: i32 = 40;
+const TOP_P: f32 = 0.95;
+const MIN_P: f32 = 0.05;
+/// Fewest candidates top-p and min-p keep.
+const MIN_KEEP: usize = 1;
+
+/// Greedy at temperature 0, else top-k, top-p, min-p, temperature and a
+/// seeded draw (llama.cpp's order).
 pub(super) fn sampler_chain(temperature: f32, seed: u32) -> LlamaSampler {
     if temperature <= 0.0 {
         LlamaSampler::greedy()
     } else {
         LlamaSampler::chain_simple([
-            LlamaSampler::top_k(40),
-            LlamaSampler::top_p(0.95, 1),
+            LlamaSampler::top_k(TOP_K),
+            LlamaSampler::top_p(TOP_P, MIN_KEEP),
+            LlamaSampler::min_p(MIN_P, MIN_KEEP),
             LlamaSampler::temp(temperature),
             LlamaSampler::dist(seed),
         ])

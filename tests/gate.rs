@@ -275,6 +275,9 @@ async fn a_patch_with_fields_the_kind_lacks_is_refused_at_the_dry_run() {
     let outputs = vec![
         patch(json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.27"})),
         patch(container("imagee")),
+        // A merge patch replaces the container list: without the name, the
+        // container has none, and the server refuses the dry run (422).
+        patch(json!({"spec": {"template": {"spec": {"containers": [{"image": "nginx:1.27"}]}}}})),
         patch(container("image")),
         r#"{"done":true,"message":"patched"}"#.to_string(),
     ];
@@ -287,14 +290,16 @@ async fn a_patch_with_fields_the_kind_lacks_is_refused_at_the_dry_run() {
     assert_eq!(steps[0].verdict.decided_by.as_deref(), Some("schema"));
     assert_eq!(steps[1].outcome_label(), "DRY_RUN_FAILED", "{}", text(1));
     assert!(text(1).contains(r#"unknown field \"spec.template.spec.containers[0].imagee\""#), "{}", text(1));
-    assert_eq!(steps[2].outcome_label(), "Success", "{}", text(2));
+    assert_eq!(steps[2].outcome_label(), "DRY_RUN_FAILED", "{}", text(2));
+    assert!(text(2).contains("spec.template.spec.containers[0].name: Required value"), "{}", text(2));
+    assert_eq!(steps[3].outcome_label(), "Success", "{}", text(3));
 
     let sent = sa_requests(&srv.requests());
     let patches: Vec<_> = sent.iter().filter(|r| r.verb == "patch").collect();
     let shown: Vec<String> = patches.iter().map(|r| format!("{} {}", r.dry_run, r.status)).collect();
     assert_eq!(
         shown,
-        ["true 400", "true 200", "false 200"],
+        ["true 400", "true 422", "true 200", "false 200"],
         "no patch for the JSON Patch; dry runs, then the one write: {patches:#?}"
     );
     for r in &patches {

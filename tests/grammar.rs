@@ -45,11 +45,17 @@ async fn every_tool_schema_becomes_a_grammar() {
             .unwrap_or_else(|e| panic!("{}: {e}\n{schema}", tool.name()));
         assert!(gbnf.contains(tool.name()), "{}", tool.name());
         if tool.name() == "k8s.patch" {
-            // The patch is an object of a resource's top-level fields only
-            // (k8s/call.rs PATCHABLE), never a free key such as a JSON Patch's "op".
-            let patch = gbnf.lines().find(|l| l.contains("-arguments-patch ::=")).unwrap_or_default();
-            assert!(patch.contains("patch-spec-kv") && patch.contains("patch-metadata-kv"), "{gbnf}");
-            assert!(!patch.contains(" string ") && !patch.contains(" object "), "{patch}");
+            // Per kind, the patch is an object of that kind's top-level
+            // fields only (TargetKind::patchable), the most changed first;
+            // never a free key such as a JSON Patch's "op".
+            let patches: Vec<&str> = gbnf.lines().filter(|l| l.contains("-patch ::=")).collect();
+            assert_eq!(patches.len(), 4, "{gbnf}");
+            for p in &patches {
+                assert!(!p.contains(" string ") && !p.contains(" object "), "{p}");
+            }
+            let first_field = |p: &str| p.split("-patch-").nth(1).map(|f| f.split("-kv").next().unwrap().to_string());
+            let firsts: Vec<_> = patches.iter().map(|p| first_field(p).unwrap_or_default()).collect();
+            assert_eq!(firsts, ["spec", "data", "stringData", "imagePullSecrets"], "{patches:#?}");
         }
     }
     let run = run_with(all.into_iter().fold(ToolSet::new(), ToolSet::with), Sampling::default().max_tokens);

@@ -73,19 +73,27 @@ fn is_free_string(node: &serde_json::Map<String, Value>) -> bool {
     string && !node.contains_key("enum") && !node.contains_key("const")
 }
 
-/// The sub-schemas of a node that describe parts of the same value.
-fn children(node: &serde_json::Map<String, Value>) -> impl Iterator<Item = &Value> {
+/// The sub-schemas of a node that describe parts of the same value (all
+/// of them hold at once).
+fn parts(node: &serde_json::Map<String, Value>) -> impl Iterator<Item = &Value> {
     let props = node.get("properties").and_then(Value::as_object).into_iter().flat_map(|p| p.values());
     let items = node.get("items").into_iter();
-    let alternatives =
-        ["anyOf", "oneOf", "allOf"].into_iter().filter_map(|k| node.get(k).and_then(Value::as_array)).flatten();
-    props.chain(items).chain(alternatives)
+    let all = node.get("allOf").and_then(Value::as_array).into_iter().flatten();
+    props.chain(items).chain(all)
 }
 
-/// How many free strings the arguments hold (alternatives count each).
+/// The sub-schemas of a node of which one describes the value.
+fn alternatives(node: &serde_json::Map<String, Value>) -> impl Iterator<Item = &Value> {
+    ["anyOf", "oneOf"].into_iter().filter_map(|k| node.get(k).and_then(Value::as_array)).flatten()
+}
+
+/// How many free strings the arguments hold: those of every part, and of
+/// the alternative that holds the most (one alternative is written).
 fn free_strings(schema: &Value) -> usize {
     let Some(node) = schema.as_object() else { return 0 };
-    usize::from(is_free_string(node)) + children(node).map(free_strings).sum::<usize>()
+    usize::from(is_free_string(node))
+        + parts(node).map(free_strings).sum::<usize>()
+        + alternatives(node).map(free_strings).max().unwrap_or(0)
 }
 
 fn bound_strings(schema: &mut Value, chars: u32, slack: u32) {
@@ -134,6 +142,15 @@ mod tests {
         assert_eq!(grammar["properties"]["short"]["maxLength"], 5);
         assert!(shown["properties"]["kind"].get("maxLength").is_none());
         assert_eq!(shown["properties"]["patch"], json!({"type": "object"}));
+    }
+
+    #[test]
+    fn one_alternative_is_written_so_the_largest_counts() {
+        let one = json!({"type": "object", "properties": {"name": {"type": "string"}, "kind": {"const": "A"}}});
+        let two = json!({"type": "object", "properties": {"name": {"type": "string"}, "note": {"type": "string"}}});
+        assert_eq!(free_strings(&json!({"oneOf": [one.clone(), two.clone()]})), 2);
+        assert_eq!(free_strings(&json!({"anyOf": [one.clone(), one.clone(), one]})), 1);
+        assert_eq!(free_strings(&json!({"allOf": [two.clone(), two]})), 4, "every part of allOf holds");
     }
 
     #[test]

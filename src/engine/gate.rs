@@ -297,19 +297,55 @@ fn nested_call(arguments: &serde_json::Map<String, Value>, tools: &[String]) -> 
 }
 
 /// Validate `instance` against a JSON Schema; every violation as a line
-/// naming where it is.
+/// naming where it is. A top-level `oneOf` that no alternative matches is
+/// explained by its closest alternative, not by "not valid under any of the
+/// schemas": the one whose fixed values (`const`, `enum`: for `k8s.patch`,
+/// the kind) the instance has, then the one with the fewest violations.
 pub fn check_schema(schema: &Value, instance: &Value) -> Result<(), Vec<String>> {
+    let errors = violations(schema, instance)?;
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let closest = schema
+        .get("oneOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|alternative| Some((alternative, violations(alternative, instance).ok()?)))
+        .filter(|(_, e)| !e.is_empty())
+        .min_by_key(|(alternative, e)| (e.iter().filter(|v| fixed_at(alternative, &v.at)).count(), e.len()));
+    let lines = |e: Vec<Violation>| e.into_iter().map(|v| v.text).collect();
+    Err(closest.map_or_else(|| lines(errors), |(_, e)| lines(e)))
+}
+
+/// Most violations reported for one proposal.
+const MAX_VIOLATIONS: usize = 10;
+
+/// One violation: where (a JSON pointer into the instance) and the line
+/// that says it.
+struct Violation {
+    at: String,
+    text: String,
+}
+
+fn violations(schema: &Value, instance: &Value) -> Result<Vec<Violation>, Vec<String>> {
     let validator =
         jsonschema::validator_for(schema).map_err(|e| vec![format!("the tool's schema is invalid: {e}")])?;
-    let errors: Vec<String> = validator
+    Ok(validator
         .iter_errors(instance)
-        .take(10)
+        .take(MAX_VIOLATIONS)
         .map(|e| {
             let at = e.instance_path().to_string();
-            if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+            let text = if at.is_empty() { e.to_string() } else { format!("{at}: {e}") };
+            Violation { at, text }
         })
-        .collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+        .collect())
+}
+
+/// Whether `at` is a property that `schema` fixes with `const` or `enum`.
+fn fixed_at(schema: &Value, at: &str) -> bool {
+    let Some(name) = at.strip_prefix('/') else { return false };
+    schema["properties"].get(name).is_some_and(|p| p.get("const").is_some() || p.get("enum").is_some())
 }
 
 fn ms(t: Instant) -> u64 {

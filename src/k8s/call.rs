@@ -4,9 +4,9 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::TargetKind;
+use super::{PatchableFields, TargetKind};
 use super::target::{NameRule, ObjectName, ObjectRef, check_label_selector};
 use crate::tools::{Target, ToolError, parse, schema_of};
 
@@ -89,43 +89,49 @@ pub struct PatchArgs {
     pub kind: TargetKind,
     /// Name of the object.
     pub name: String,
-    /// JSON merge patch (RFC 7386) to apply.
-    #[schemars(schema_with = "merge_patch")]
+    /// Only the fields to change, shaped like the resource (a JSON merge patch), e.g. {"spec": {"replicas": 3}}.
+    #[schemars(schema_with = "crate::schema::any_object")]
     pub patch: Map<String, Value>,
 }
 
-/// The top-level fields a merge patch can change, over every kind the
-/// tools touch ([`TargetKind`]), with their JSON type: `metadata`, the
-/// workloads' and Services' `spec`, ConfigMaps' and Secrets' data,
-/// ServiceAccounts' secrets. `apiVersion`, `kind`, `status` and a Secret's
-/// `type` are not changed by a patch. Anything else at the top of a patch
-/// (a JSON Patch operation's `op`/`path`/`value`, a field written at the
-/// wrong depth) fails the schema, and a grammar built from the schema cannot
-/// produce it: the eval model sent JSON Patch operations and
-/// `{"kind":"ImagePullPolicy",...}` as patches, and resent them when refused.
-const PATCHABLE: [(&str, &str); 9] = [
-    ("metadata", "object"),
-    ("spec", "object"),
-    ("data", "object"),
-    ("binaryData", "object"),
-    ("stringData", "object"),
-    ("immutable", "boolean"),
-    ("secrets", "array"),
-    ("imagePullSecrets", "array"),
-    ("automountServiceAccountToken", "boolean"),
-];
-
-/// The schema of `k8s.patch`'s `patch`: an object of [`PATCHABLE`] fields.
-fn merge_patch(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let fields: Map<String, Value> =
-        PATCHABLE.iter().map(|(name, ty)| (name.to_string(), serde_json::json!({"type": ty}))).collect();
-    schemars::json_schema!({
-        "type": "object",
-        "description": "Only the fields to change, shaped like the resource, e.g. {\"spec\": {\"replicas\": 3}}.",
-        "properties": fields,
-        "additionalProperties": false,
-        "minProperties": 1,
-    })
+/// The schema of `k8s.patch`'s arguments: one alternative per set of
+/// kinds that share their patchable fields ([`TargetKind::patchable`]),
+/// each naming those kinds and, as `patch`, an object of those fields only.
+/// Anything else at the top of a patch (a JSON Patch operation's
+/// `op`/`path`/`value`, `spec` for a ConfigMap, a field written at the
+/// wrong depth) fails the schema, and a grammar built from it cannot
+/// produce it; the grammar also offers a kind's fields in the order of
+/// `patchable`. The eval model sent JSON Patch operations and
+/// `{"kind":"ImagePullPolicy",...}` as patches, resent them when refused,
+/// and, offered one field list for every kind, began each patch with its
+/// first field (labels for an image fix, `spec` for a ConfigMap).
+fn patch_schema() -> Value {
+    let base = schema_of::<PatchArgs>();
+    let mut groups: Vec<(PatchableFields, Vec<&str>)> = Vec::new();
+    for kind in TargetKind::ALL {
+        match groups.iter_mut().find(|(fields, _)| *fields == kind.patchable()) {
+            Some((_, kinds)) => kinds.push(kind.as_str()),
+            None => groups.push((kind.patchable(), vec![kind.as_str()])),
+        }
+    }
+    let alternatives: Vec<Value> = groups
+        .into_iter()
+        .map(|(fields, kinds)| {
+            let mut alternative = base.clone();
+            let properties: Map<String, Value> =
+                fields.iter().map(|(name, ty)| (name.to_string(), json!({"type": ty}))).collect();
+            alternative["properties"]["kind"] = json!({"description": "Kind of the object.", "enum": kinds});
+            alternative["properties"]["patch"] = json!({
+                "type": "object",
+                "description": base["properties"]["patch"]["description"],
+                "properties": properties,
+                "additionalProperties": false,
+                "minProperties": 1,
+            });
+            alternative
+        })
+        .collect();
+    json!({"oneOf": alternatives})
 }
 
 /// Arguments of `k8s.apply`.
@@ -226,7 +232,7 @@ impl Op {
             Op::Get | Op::Delete => schema_of::<ObjectArgs>(),
             Op::List => schema_of::<ListArgs>(),
             Op::Scale => schema_of::<ScaleArgs>(),
-            Op::Patch => schema_of::<PatchArgs>(),
+            Op::Patch => patch_schema(),
             Op::Apply => schema_of::<ApplyArgs>(),
             Op::RolloutRestart => schema_of::<RestartArgs>(),
             Op::Logs => schema_of::<LogsArgs>(),
@@ -360,41 +366,64 @@ fn manifest_object(m: &Map<String, Value>, namespace: &str) -> Result<(TargetKin
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
 
     use super::*;
     use crate::engine::gate::check_schema;
 
-    fn patch(patch: Value) -> Result<(), Vec<String>> {
-        check_schema(&Op::Patch.schema(), &json!({"kind": "Deployment", "name": "web", "patch": patch}))
+    fn patch(kind: &str, patch: Value) -> Result<(), Vec<String>> {
+        check_schema(&Op::Patch.schema(), &json!({"kind": kind, "name": "web", "patch": patch}))
     }
 
     #[test]
     fn a_merge_patch_of_each_kind_fits_the_schema() {
         let patches = [
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}),
-            json!({"metadata": {"labels": {"tier": "web"}}, "spec": {"replicas": 3}}),
-            json!({"data": {"mode": "fast"}, "immutable": true}),
-            json!({"stringData": {"token": "x"}}),
-            json!({"imagePullSecrets": [{"name": "registry"}], "automountServiceAccountToken": false}),
+            (
+                "Deployment",
+                json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}),
+            ),
+            ("StatefulSet", json!({"spec": {"replicas": 3}, "metadata": {"labels": {"tier": "web"}}})),
+            ("Service", json!({"metadata": {"annotations": {"a": "b"}}})),
+            ("ConfigMap", json!({"data": {"mode": "fast"}, "immutable": true})),
+            ("Secret", json!({"stringData": {"token": "x"}})),
+            (
+                "ServiceAccount",
+                json!({"imagePullSecrets": [{"name": "registry"}], "automountServiceAccountToken": false}),
+            ),
         ];
-        for p in patches {
-            assert_eq!(patch(p.clone()), Ok(()), "{p}");
+        for (kind, p) in patches {
+            assert_eq!(patch(kind, p.clone()), Ok(()), "{kind} {p}");
         }
+        let kinds = |s: &Value| -> usize {
+            s["oneOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["properties"]["kind"]["enum"].as_array().unwrap().len())
+                .sum()
+        };
+        assert_eq!(kinds(&Op::Patch.schema()), TargetKind::ALL.len(), "every kind in exactly one alternative");
     }
 
     #[test]
-    fn a_json_patch_operation_or_a_field_of_no_kind_fails_the_schema() {
+    fn a_json_patch_operation_or_a_field_the_kind_lacks_fails_the_schema() {
         let refused = [
-            json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.27"}),
-            json!({"kind": "ImagePullPolicy", "value": "Always"}),
-            json!({"image": "nginx:1.27"}),
-            json!({"status": {"replicas": 3}}),
-            json!({}),
+            (
+                "Deployment",
+                json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.27"}),
+            ),
+            ("Deployment", json!({"kind": "ImagePullPolicy", "value": "Always"})),
+            ("Deployment", json!({"data": {"mode": "on"}})),
+            ("ConfigMap", json!({"spec": {"data": {"mode": "on"}}})),
+            ("Deployment", json!({"image": "nginx:1.27"})),
+            ("Deployment", json!({"status": {"replicas": 3}})),
+            ("Deployment", json!({})),
+            ("Ingress", json!({"spec": {}})),
         ];
-        for p in refused {
-            let errors = patch(p.clone()).expect_err(&p.to_string());
-            assert!(errors.iter().all(|e| e.starts_with("/patch")), "{errors:?}");
+        for (kind, p) in refused {
+            let errors = patch(kind, p.clone()).expect_err(&format!("{kind} {p}"));
+            // Explained by the alternative for the kind: where the patch is wrong.
+            let at = if kind == "Ingress" { "/kind" } else { "/patch" };
+            assert!(errors.iter().all(|e| e.starts_with(at)), "{kind} {p}: {errors:?}");
         }
     }
 }

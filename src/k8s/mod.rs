@@ -14,6 +14,9 @@ use kube::api::{ApiResource, GroupVersionKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Top-level fields of a kind a merge patch can change: name and JSON type.
+pub type PatchableFields = &'static [(&'static str, &'static str)];
+
 /// Kinds the Kubernetes tools can address (a closed set: the grammar and
 /// the argument schemas only offer these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -66,6 +69,30 @@ impl TargetKind {
     pub fn api_resource(self) -> ApiResource {
         let (g, v, plural) = self.gvr();
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, self.as_str()), plural)
+    }
+
+    /// The top-level fields a merge patch of this kind can change, with
+    /// their JSON type, the most often changed first (the grammar lets the
+    /// model write them in this order only). `apiVersion`, `kind` and
+    /// `status` are not changed by a patch, nor a Secret's `type`.
+    pub fn patchable(self) -> PatchableFields {
+        match self {
+            TargetKind::Deployment | TargetKind::StatefulSet | TargetKind::Pod | TargetKind::Service => {
+                &[("spec", "object"), ("metadata", "object")]
+            }
+            TargetKind::ConfigMap => {
+                &[("data", "object"), ("binaryData", "object"), ("immutable", "boolean"), ("metadata", "object")]
+            }
+            TargetKind::Secret => {
+                &[("stringData", "object"), ("data", "object"), ("immutable", "boolean"), ("metadata", "object")]
+            }
+            TargetKind::ServiceAccount => &[
+                ("imagePullSecrets", "array"),
+                ("secrets", "array"),
+                ("automountServiceAccountToken", "boolean"),
+                ("metadata", "object"),
+            ],
+        }
     }
 
     /// The kind for an `apiVersion` + `kind` pair, if tools may touch it.

@@ -44,7 +44,9 @@
 //!   stored): the caller's user name and groups, as `kubectl auth whoami`.
 //! - CRD schema validation and pruning at admission ([`validate`]);
 //!   `fieldValidation=Strict` for built-in kinds: unknown fields and wrong
-//!   types are 400 BadRequest ([`strict`]).
+//!   types are 400 BadRequest ([`strict`]). Of built-in validation, only
+//!   names, labels and a pod spec's containers (each a unique name and an
+//!   image) are checked (422 Invalid).
 //! - `Table` output for `kubectl get` with CRD printer columns.
 //!
 //! # Known differences from kube-apiserver

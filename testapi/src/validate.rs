@@ -59,6 +59,53 @@ pub fn check_labels(obj: &Value) -> Vec<String> {
     errs
 }
 
+/// Where a kind keeps its pod spec: a Pod's `spec`, a workload's
+/// `spec.template.spec`; `None` for other kinds.
+fn pod_spec_path(group: &str, kind: &str) -> Option<&'static [&'static str]> {
+    match (group, kind) {
+        ("", "Pod") => Some(&["spec"]),
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") | ("batch", "Job") => {
+            Some(&["spec", "template", "spec"])
+        }
+        _ => None,
+    }
+}
+
+/// Check the containers of a pod spec as kube-apiserver's `ValidatePodSpec`
+/// does, in part: each has a `name` (an RFC 1123 label, unique in the pod)
+/// and an `image`. A merge patch replaces the whole list, so a patch that
+/// gives only the new image leaves a container with no name: refused, as a
+/// real cluster refuses it. (The list itself is not required here, so tests
+/// may seed workloads without one.)
+pub fn check_containers(group: &str, kind: &str, obj: &Value) -> Vec<String> {
+    let Some(path) = pod_spec_path(group, kind) else { return vec![] };
+    let spec = path.iter().fold(obj, |v, k| &v[*k]);
+    let Some(containers) = spec["containers"].as_array() else { return vec![] };
+    let at = format!("{}.containers", path.join("."));
+    let mut errs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, c) in containers.iter().enumerate() {
+        match c["name"].as_str() {
+            None | Some("") => errs.push(format!("{at}[{i}].name: Required value")),
+            Some(name) if !is_label(name) => errs.push(format!(
+                "{at}[{i}].name: Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+            )),
+            Some(name) if !seen.insert(name) => errs.push(format!("{at}[{i}].name: Duplicate value: {name:?}")),
+            Some(_) => {}
+        }
+        if c["image"].as_str().is_none_or(str::is_empty) {
+            errs.push(format!("{at}[{i}].image: Required value"));
+        }
+    }
+    errs
+}
+
+/// An RFC 1123 label: at most 63 lowercase alphanumerics or '-',
+/// alphanumeric at both ends.
+fn is_label(s: &str) -> bool {
+    s.len() <= 63 && check_name(s).is_none() && !s.contains('.')
+}
+
 /// Validate (and prune) `obj` against a CRD `openAPIV3Schema`; every
 /// violation as `path: message`.
 pub fn check_schema(schema: &Value, obj: &mut Value) -> Vec<String> {
@@ -221,6 +268,33 @@ mod tests {
         let bad =
             serde_json::json!({"metadata": {"labels": {"xct.dev/run": long, "-x": "y", "a/b/c": "d", "k": "v!"}}});
         assert_eq!(check_labels(&bad).len(), 4, "{:?}", check_labels(&bad));
+    }
+
+    #[test]
+    fn containers_need_a_unique_name_and_an_image() {
+        let web = |containers: Value| json!({"spec": {"template": {"spec": {"containers": containers}}}});
+        assert!(
+            check_containers("apps", "Deployment", &web(json!([{"name": "web", "image": "nginx:1.27"}]))).is_empty()
+        );
+        assert!(
+            check_containers("apps", "Deployment", &json!({"spec": {"replicas": 1}})).is_empty(),
+            "no list: not checked"
+        );
+        assert_eq!(
+            check_containers("apps", "Deployment", &web(json!([{"image": "nginx:1.27"}]))),
+            ["spec.template.spec.containers[0].name: Required value"]
+        );
+        let errs = check_containers(
+            "apps",
+            "StatefulSet",
+            &web(json!([{"name": "a", "image": "x"}, {"name": "a"}, {"name": "B_", "image": "y"}])),
+        );
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(
+            check_containers("", "Pod", &json!({"spec": {"containers": [{"name": "a"}]}})),
+            ["spec.containers[0].image: Required value"]
+        );
+        assert!(check_containers("", "ConfigMap", &json!({"spec": {"containers": [{}]}})).is_empty());
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl State {
         new["kind"] = json!(kind.kind);
         let mut causes: Vec<String> = validate::check_name(&key.name).into_iter().collect();
         causes.extend(validate::check_labels(&new));
+        causes.extend(validate::check_containers(&kind.group, &kind.kind, &new));
         if let Some(schema) = &kind.schema {
             causes.extend(validate::check_schema(schema, &mut new));
         }

@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{PatchableFields, TargetKind};
 use super::target::{NameRule, ObjectName, ObjectRef, check_label_selector};
+use super::{PatchableFields, TargetKind};
 use crate::tools::{Target, ToolError, parse, schema_of};
 
 /// Log lines `k8s.logs` reads when the model names no count, and the most.

@@ -120,7 +120,8 @@ fn patch_schema() -> Value {
             let mut alternative = base.clone();
             let properties: Map<String, Value> =
                 fields.iter().map(|(name, ty)| (name.to_string(), json!({"type": ty}))).collect();
-            alternative["properties"]["kind"] = json!({"description": "Kind of the object.", "enum": kinds});
+            alternative["properties"]["kind"] =
+                json!({"description": base["properties"]["kind"]["description"], "enum": kinds});
             alternative["properties"]["patch"] = json!({
                 "type": "object",
                 "description": base["properties"]["patch"]["description"],

@@ -546,3 +546,24 @@ async fn an_earlier_refused_proposal_is_echoed_as_its_record_line() {
     assert_eq!(shown[1], step("test.read", json!({})), "a step that was not refused stays verbatim");
     assert_eq!(history[0].decision, refused, "the history keeps the decision");
 }
+
+/// A refused change that no later success of its tool made is named after
+/// the newest success (the eval model, refused a write, read the source
+/// and answered "copied"); once the tool succeeds, the note is gone.
+#[tokio::test]
+async fn a_refused_change_is_named_until_it_is_made() {
+    let (cfg, _) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
+    let refused = step("test.probe", json!({"mode": "refuse"}));
+    let read = step("test.read", json!({}));
+    let outputs = vec![refused, read.clone(), step("test.probe", json!({"mode": "ok"})), read, DONE.into()];
+    let (history, decider) = run_script(&cfg, outputs).await;
+    assert_eq!(history.len(), 5);
+    let newest: Vec<String> =
+        decider.requests()[2..].iter().map(|r| r.messages.last().unwrap().content.clone()).collect();
+    assert_eq!(newest.len(), 3);
+    let note = "Changes that did not happen (refused, and not made since): step 1 (test.probe).";
+    assert!(newest[0].contains(note) && newest[0].ends_with("\n\nGoal: probe things"), "{}", newest[0]);
+    for later in &newest[1..] {
+        assert!(!later.contains("did not happen"), "made in step 3: {later}");
+    }
+}

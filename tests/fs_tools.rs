@@ -396,3 +396,26 @@ async fn writing_what_a_file_already_holds_is_reported_unchanged() {
     assert_eq!(shorter["changed"], true, "a shorter content is a change: {shorter}");
     assert_eq!(std::fs::read_to_string(f.ws.join("config.json")).unwrap(), r#"{"env":"de"}"#);
 }
+
+/// `contains` turns a read into a line search the tool counts; found lines
+/// are not a value to copy, a search that finds nothing shows the whole
+/// file, an empty one is no search, and one over two lines is refused.
+#[tokio::test]
+async fn a_read_can_search_and_count_lines() {
+    let f = fixture();
+    std::fs::write(f.ws.join("access.log"), "GET / 200\nGET /a 500\nPOST /b 201\nGET /c 500\n").unwrap();
+    let r = attempt(tool(&f, "fs.read"), json!({"path": "access.log", "contains": " 500"})).await.unwrap();
+    assert_eq!(r["count"], 2);
+    assert_eq!(r["lines"], json!(["GET /a 500", "GET /c 500"]));
+    assert_eq!(r.get("content"), None, "a search returns lines, not the file");
+    assert_eq!(tool(&f, "fs.read").value(&r), None, "found lines stand for no file's text");
+    let none = attempt(tool(&f, "fs.read"), json!({"path": "access.log", "contains": "404"})).await.unwrap();
+    assert_eq!(none["count"], 0);
+    assert!(none["note"].as_str().unwrap().starts_with("none of the 4 lines contains"), "{none}");
+    assert_eq!(tool(&f, "fs.read").value(&none), Some(json!("GET / 200\nGET /a 500\nPOST /b 201\nGET /c 500\n")));
+    let all = attempt(tool(&f, "fs.read"), json!({"path": "access.log", "contains": ""})).await.unwrap();
+    let plain = attempt(tool(&f, "fs.read"), json!({"path": "access.log"})).await.unwrap();
+    assert_eq!(all, plain, "every line holds the empty text: no search");
+    let r = tool(&f, "fs.read").validate(&json!({"path": "access.log", "contains": "GET\nPOST"})).await;
+    assert_eq!(r.map_err(|e| e.code).err(), Some(ErrorCode::InvalidArguments));
+}

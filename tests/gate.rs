@@ -14,6 +14,7 @@ use support::*;
 use xct::crd::{RunPhase, XctPolicy, XctRun};
 use xct::engine::record::StepRecord;
 use xct::model::ScriptedDecider;
+use xct::protocol::Signal;
 use xct_testapi::RequestRecord;
 
 /// The names from the security review: URL syntax, traversal, encodings,
@@ -349,4 +350,29 @@ async fn a_missing_name_is_answered_with_the_names_that_exist() {
         sent.iter().filter(|r| r.verb == "list").map(|r| format!("{} {}", r.resource, r.query)).collect();
     assert_eq!(lists.len(), 5, "the Pods, two event lists, the Deployments, the events about web: {lists:#?}");
     assert!(!sent.iter().any(|r| r.is_persisted_mutation()), "nothing was written: {sent:#?}");
+}
+
+/// `k8s.logs` with `contains`: the tool counts the matching lines of the
+/// log it fetched; a search over two lines is refused before any request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_search_counts_the_matching_lines() {
+    let srv = cluster_with_objects(false).await;
+    allow_policy(&srv.client(), "site", "['k8s.logs']").await;
+    let log = "10:00 starting\n10:01 ERROR disk full\n10:02 retry\n10:03 ERROR disk full\n";
+    let pod = json!({"metadata": {"name": "api-0", "annotations": {"testapi.xct.dev/log": log}}, "spec": {"containers": [{"name": "api", "image": "api:1.0"}]}});
+    create(&srv.client(), "v1", "Pod", "pods", pod).await;
+    let outputs = vec![
+        step("k8s.logs", json!({"pod": "api-0", "contains": "disk\nfull"})),
+        step("k8s.logs", json!({"pod": "api-0", "contains": "ERROR"})),
+        r#"{"done":true,"message":"2 errors"}"#.to_string(),
+    ];
+    srv.clear_requests();
+    let steps = run_to_end(&srv, "search", "[k8s.logs]", outputs).await;
+    assert_eq!(steps[0].outcome_label(), "INVALID_ARGUMENTS", "{:?}", steps[0].signal);
+    let Some(Signal::Success { result }) = &steps[1].signal else { panic!("{:?}", steps[1].signal) };
+    assert_eq!(result["count"], 2);
+    assert_eq!(result["lines"], json!(["10:01 ERROR disk full", "10:03 ERROR disk full"]));
+    assert_eq!(result["contains"], "ERROR");
+    let logs: Vec<_> = sa_requests(&srv.requests()).into_iter().filter(|r| r.subresource == "log").collect();
+    assert_eq!(logs.len(), 1, "only the valid search fetched the log: {logs:#?}");
 }

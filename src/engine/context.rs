@@ -151,9 +151,43 @@ pub fn render(run: &RunConfig, history: &[StepRecord], level: u32) -> Vec<ChatMe
     // the README's decision-quality section.
     let succeeded = history.last().is_some_and(|s| matches!(s.signal, Some(crate::protocol::Signal::Success { .. })));
     if let Some(last) = msgs.last_mut().filter(|m| succeeded && m.role == Role::Tool) {
+        if let Some(note) = unmade_changes(history) {
+            last.content.push_str(&format!("\n\n{note}"));
+        }
         last.content.push_str(&format!("\n\nGoal: {}", run.goal));
     }
     msgs
+}
+
+/// Most refused steps [`unmade_changes`] names.
+const MAX_UNMADE_NAMED: usize = 3;
+
+/// What the run tried to change and did not: its refused changing steps
+/// that no later success of the same tool made up for. The eval model,
+/// refused for nesting `fs.read` in `fs.write`, read the file and answered
+/// "Notes copied to backup/notes.txt" with nothing written (xct-eval,
+/// fs-copy). Shown after the newest success, before the goal.
+fn unmade_changes(history: &[StepRecord]) -> Option<String> {
+    let made_later = |i: usize, tool: &Option<String>| {
+        history[i + 1..]
+            .iter()
+            .any(|l| l.mutating && l.tool == *tool && matches!(l.signal, Some(crate::protocol::Signal::Success { .. })))
+    };
+    let unmade: Vec<String> = history
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.mutating && s.error_code().is_some() && !made_later(*i, &s.tool))
+        .map(|(_, s)| format!("step {} ({})", s.index, s.tool.as_deref().unwrap_or_default()))
+        .collect();
+    let (older, newest) = unmade.split_at(unmade.len().saturating_sub(MAX_UNMADE_NAMED));
+    if newest.is_empty() {
+        return None;
+    }
+    let earlier = if older.is_empty() { String::new() } else { format!(" and {} earlier steps", older.len()) };
+    Some(format!(
+        "Changes that did not happen (refused, and not made since): {}{earlier}. Make them with a step that succeeds, or say in the done message that they could not be made.",
+        newest.join(", ")
+    ))
 }
 
 /// The earlier step whose read-only proposal `step` repeats exactly, with

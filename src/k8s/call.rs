@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::target::{NameRule, ObjectName, ObjectRef, check_label_selector};
 use super::{PatchableFields, TargetKind};
+use crate::tools::lines::{CONTAINS_DOC, Needle};
 use crate::tools::{Target, ToolError, parse, schema_of};
 
 /// Log lines `k8s.logs` reads when the model names no count, and the most.
@@ -167,6 +168,10 @@ pub struct LogsArgs {
     #[serde(default)]
     #[schemars(range(min = 1, max = 500))]
     pub tail_lines: Option<u32>,
+    /// Searched for in those last lines.
+    #[serde(default)]
+    #[schemars(description = CONTAINS_DOC)]
+    pub contains: Option<String>,
 }
 
 /// Arguments of `k8s.events`.
@@ -204,7 +209,9 @@ impl Op {
             Op::Apply => "Create or update an object from a full manifest (server-side apply).",
             Op::Delete => "Delete an object.",
             Op::RolloutRestart => "Restart the pods of a Deployment or StatefulSet.",
-            Op::Logs => "Read the last lines of a pod's log.",
+            Op::Logs => {
+                "Read the last lines of a pod's log; with `contains`, only those that contain that text, and how many."
+            }
             Op::Events => "List recent events in the namespace, optionally about one object.",
         }
     }
@@ -251,7 +258,7 @@ pub enum Action {
     Apply(Value),
     Delete,
     RolloutRestart,
-    Logs { container: Option<ObjectName>, tail_lines: u32 },
+    Logs { container: Option<ObjectName>, tail_lines: u32, contains: Option<Needle> },
 }
 
 /// Everything a tool call will send, fully determined by its arguments and
@@ -310,7 +317,8 @@ impl Call {
                     .map(|c| ObjectName::new("container", c, NameRule::Dns1123Label))
                     .transpose()?;
                 let tail_lines = a.tail_lines.unwrap_or(DEFAULT_LOG_LINES).min(MAX_LOG_LINES);
-                single(object(TargetKind::Pod, "pod", &a.pod)?, Action::Logs { container, tail_lines })
+                let contains = Needle::optional("contains", a.contains.as_deref())?;
+                single(object(TargetKind::Pod, "pod", &a.pod)?, Action::Logs { container, tail_lines, contains })
             }
             Op::Events => {
                 let a: EventsArgs = parse(args)?;

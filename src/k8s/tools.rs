@@ -17,14 +17,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::TargetKind;
 use super::call::{Action, Call, OPS, Op};
 use super::redact::present;
 use super::target::{ObjectRef, segment};
 use crate::protocol::ErrorCode;
-use crate::tools::{DryRun, Target, Tool, ToolError};
+use crate::tools::{DryRun, Target, Tool, ToolError, lines};
 
 /// Field manager of `k8s.apply`.
 pub const FIELD_MANAGER: &str = "xct";
@@ -213,7 +213,7 @@ impl K8sTool {
         let name = object.name.as_str();
         Ok(match action {
             Action::Get => self.read(object).await?,
-            Action::Logs { container, tail_lines } => {
+            Action::Logs { container, tail_lines, contains } => {
                 let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &segment(ns));
                 let lp = LogParams {
                     tail_lines: Some((*tail_lines).into()),
@@ -222,8 +222,10 @@ impl K8sTool {
                     ..LogParams::default()
                 };
                 let text = pods.logs(&object.segment(), &lp).await?;
-                let lines: Vec<&str> = text.lines().collect();
-                json!({"pod": name, "namespace": ns, "lines": lines})
+                let mut answer = Map::from_iter([("pod".into(), json!(name)), ("namespace".into(), json!(ns))]);
+                let all: Vec<&str> = text.lines().collect();
+                answer.extend(lines::show(contains.as_ref(), &text, ("lines", json!(all))));
+                Value::Object(answer)
             }
             Action::Scale { .. } => {
                 let before = self.api(object.kind).get_scale(&object.segment()).await?;

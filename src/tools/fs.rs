@@ -17,6 +17,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::lines::{self, CONTAINS_DOC, Needle};
 use super::{DryRun, Target, Tool, ToolError, parse, schema_of};
 use crate::protocol::sha256_hex;
 
@@ -174,6 +175,9 @@ fn file_target(kind: &str, path: &str) -> Result<Option<Target>, ToolError> {
 pub struct ReadArgs {
     /// File path relative to the workspace.
     pub path: String,
+    #[serde(default)]
+    #[schemars(description = CONTAINS_DOC)]
+    pub contains: Option<String>,
 }
 
 /// A `.json` file must receive JSON: the eval model writes
@@ -283,7 +287,7 @@ impl Tool for FsRead {
         "fs.read"
     }
     fn description(&self) -> &'static str {
-        "Read a UTF-8 text file from the workspace."
+        "Read a UTF-8 text file from the workspace; with `contains`, only its lines that contain that text, and how many."
     }
     fn schema(&self) -> Value {
         schema_of::<ReadArgs>()
@@ -297,6 +301,7 @@ impl Tool for FsRead {
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
         let a: ReadArgs = parse(args)?;
         confine(&a.path)?;
+        Needle::optional("contains", a.contains.as_deref())?;
         Ok(DryRun::new(format!("would read {}", a.path)))
     }
     async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
@@ -312,15 +317,19 @@ impl Tool for FsRead {
             }
             Err(_) => return Err(ToolError::failed(format!("{} is not UTF-8 text", a.path))),
         };
+        let mut answer = serde_json::Map::new();
+        answer.insert("path".into(), json!(a.path));
+        answer.insert("bytes".into(), json!(read.total));
         if read.truncated {
-            return Ok(
-                json!({"path": a.path, "bytes": read.total, "truncated": true, "sha256": read.sha256, "content": text}),
-            );
+            answer.insert("truncated".into(), json!(true));
+            answer.insert("sha256".into(), json!(read.sha256));
         }
-        Ok(json!({"path": a.path, "bytes": read.total, "content": text}))
+        let needle = Needle::optional("contains", a.contains.as_deref())?;
+        answer.extend(lines::show(needle.as_ref(), text, ("content", json!(text))));
+        Ok(Value::Object(answer))
     }
-    /// The file's text; a truncated read stands for no value (a copy of it
-    /// would be short).
+    /// The file's text; a truncated read or found lines stand for no value
+    /// (a copy of it would be short).
     fn value(&self, result: &Value) -> Option<Value> {
         (result.get("truncated").is_none()).then(|| result.get("content").cloned()).flatten()
     }

@@ -7,6 +7,7 @@
 //! [`ToolError`]s, which become error signals for the model.
 
 pub mod fs;
+pub mod lines;
 
 use std::sync::Arc;
 

@@ -1,0 +1,121 @@
+//! Finding lines in a text: what `grep` is to an operator, for the tools
+//! that return text (`fs.read`, `k8s.logs`). The tool counts, so a count in
+//! a done message can come from a result instead of the model's reading:
+//! the eval model, asked how many requests in a six-line log returned 500,
+//! read it and answered 2 where there were 3, in two of three sampled runs
+//! (`xct-eval`, scenario fs-report-errors).
+
+use serde_json::{Map, Value, json};
+
+use super::ToolError;
+
+/// Most characters of the text searched for.
+pub const MAX_NEEDLE_CHARS: usize = 200;
+
+/// The description of a tool's `contains` argument, one text for every tool
+/// that has one.
+pub const CONTAINS_DOC: &str = "Only the lines that contain this text (case ignored) are returned, with their count: use it to find or count lines.";
+
+/// A validated text to search lines for: one line, bounded, not empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needle(String);
+
+impl Needle {
+    /// The search asked for by the optional argument `field`, or an
+    /// invalid-arguments error that says what to send instead. An empty
+    /// text is no search: every line contains it (the eval model sent
+    /// `"contains":""` to read a whole file).
+    pub fn optional(field: &str, text: Option<&str>) -> Result<Option<Self>, ToolError> {
+        let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
+        if text.contains(['\n', '\r']) {
+            return Err(ToolError::invalid(format!("{field} spans lines; a line search takes text from one line")));
+        }
+        let chars = text.chars().count();
+        if chars > MAX_NEEDLE_CHARS {
+            return Err(ToolError::invalid(format!(
+                "{field} is {chars} characters; a line search takes at most {MAX_NEEDLE_CHARS}"
+            )));
+        }
+        Ok(Some(Needle(text.to_string())))
+    }
+
+    /// The lines of `text` that hold the needle, and how many were searched.
+    /// Case is ignored, as an operator's `grep -i`: the eval model searched
+    /// a log for "error" where it said "ERROR".
+    fn search<'a>(&self, text: &'a str) -> (Vec<&'a str>, usize) {
+        let wanted = self.0.to_lowercase();
+        let found = text.lines().filter(|l| l.to_lowercase().contains(&wanted)).collect();
+        (found, text.lines().count())
+    }
+}
+
+/// What a tool that returns `text` shows: with a search, the text searched
+/// for (`contains`), how many lines hold it (`count`) and those lines
+/// (`lines`); without one, `whole` (the tool's usual field and its value).
+/// A search that finds nothing says so and shows `whole` too: the eval
+/// model filtered logs it was asked to summarize for "error" and reported
+/// "no errors", and searched a file it was copying for its own name.
+pub fn show(needle: Option<&Needle>, text: &str, whole: (&str, Value)) -> Map<String, Value> {
+    let mut fields = Map::new();
+    let Some(needle) = needle else {
+        fields.insert(whole.0.into(), whole.1);
+        return fields;
+    };
+    let (found, searched) = needle.search(text);
+    fields.insert("contains".into(), json!(needle.0));
+    fields.insert("count".into(), json!(found.len()));
+    if found.is_empty() {
+        let note =
+            format!("none of the {searched} lines contains {:?} (case ignored): all of them are shown", needle.0);
+        fields.insert("note".into(), json!(note));
+        fields.insert(whole.0.into(), whole.1);
+    } else {
+        fields.insert("lines".into(), json!(found));
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+
+    const LOG: &str = "GET / 200\nGET /a 500\nPOST /b 201\nGET /c 500\n";
+
+    fn searched(text: &str) -> Map<String, Value> {
+        show(Needle::optional("contains", Some(text)).unwrap().as_ref(), LOG, ("content", json!(LOG)))
+    }
+
+    #[test]
+    fn a_search_counts_and_keeps_the_matching_lines_in_order() {
+        let found = searched(" 500");
+        assert_eq!(found["count"], json!(2));
+        assert_eq!(found["lines"], json!(["GET /a 500", "GET /c 500"]));
+        assert_eq!(found["contains"], json!(" 500"));
+        assert_eq!((found.get("note"), found.get("content")), (None, None), "found lines replace the text");
+        assert_eq!(searched("get /A")["lines"], json!(["GET /a 500"]), "case is ignored");
+    }
+
+    #[test]
+    fn a_search_that_finds_nothing_says_so_and_shows_the_whole_text() {
+        let none = searched("404");
+        assert_eq!(none["count"], json!(0));
+        assert_eq!(none["note"], json!("none of the 4 lines contains \"404\" (case ignored): all of them are shown"));
+        assert_eq!(none["content"], json!(LOG));
+        assert_eq!(none.get("lines"), None);
+        let plain = show(None, LOG, ("content", json!(LOG)));
+        assert_eq!(Value::Object(plain), json!({"content": LOG}), "no search: the usual field alone");
+    }
+
+    #[test]
+    fn a_multiline_or_long_needle_is_refused_with_a_reason_and_an_empty_one_is_no_search() {
+        for (text, says) in [("a\nb", "spans lines"), (&"x".repeat(MAX_NEEDLE_CHARS + 1)[..], "at most 200")] {
+            let e = Needle::optional("contains", Some(text)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidArguments);
+            assert!(e.message.contains(says), "{text:?}: {}", e.message);
+        }
+        assert_eq!(Needle::optional("contains", None).unwrap(), None);
+        assert_eq!(Needle::optional("contains", Some("")).unwrap(), None);
+        assert!(Needle::optional("contains", Some(&"x".repeat(MAX_NEEDLE_CHARS))).unwrap().is_some());
+    }
+}

@@ -16,17 +16,19 @@ pub const MAX_NEEDLE_CHARS: usize = 200;
 /// that has one.
 pub const CONTAINS_DOC: &str = "Only the lines that contain this text (case ignored) are returned, with their count: use it to find or count lines.";
 
-/// A validated text to search lines for: one line, bounded, not empty.
+/// A validated text to search lines for: not empty, one line, bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Needle(String);
 
 impl Needle {
-    /// The search asked for by the optional argument `field`, or an
-    /// invalid-arguments error that says what to send instead. An empty
-    /// text is no search: every line contains it (the eval model sent
-    /// `"contains":""` to read a whole file).
-    pub fn optional(field: &str, text: Option<&str>) -> Result<Option<Self>, ToolError> {
-        let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
+    /// `text` from the argument `field`, or an invalid-arguments error that
+    /// says what to send instead.
+    pub fn new(field: &str, text: &str) -> Result<Self, ToolError> {
+        if text.is_empty() {
+            return Err(ToolError::invalid(format!(
+                "{field} is empty, which every line contains; leave {field} out to get all lines"
+            )));
+        }
         if text.contains(['\n', '\r']) {
             return Err(ToolError::invalid(format!("{field} spans lines; a line search takes text from one line")));
         }
@@ -36,7 +38,12 @@ impl Needle {
                 "{field} is {chars} characters; a line search takes at most {MAX_NEEDLE_CHARS}"
             )));
         }
-        Ok(Some(Needle(text.to_string())))
+        Ok(Needle(text.to_string()))
+    }
+
+    /// An optional argument: `None` stays `None`.
+    pub fn optional(field: &str, text: Option<&str>) -> Result<Option<Self>, ToolError> {
+        text.map(|t| Needle::new(field, t)).transpose()
     }
 
     /// The lines of `text` that hold the needle, and how many were searched.
@@ -83,7 +90,7 @@ mod tests {
     const LOG: &str = "GET / 200\nGET /a 500\nPOST /b 201\nGET /c 500\n";
 
     fn searched(text: &str) -> Map<String, Value> {
-        show(Needle::optional("contains", Some(text)).unwrap().as_ref(), LOG, ("content", json!(LOG)))
+        show(Some(&Needle::new("contains", text).unwrap()), LOG, ("content", json!(LOG)))
     }
 
     #[test]
@@ -108,14 +115,14 @@ mod tests {
     }
 
     #[test]
-    fn a_multiline_or_long_needle_is_refused_with_a_reason_and_an_empty_one_is_no_search() {
-        for (text, says) in [("a\nb", "spans lines"), (&"x".repeat(MAX_NEEDLE_CHARS + 1)[..], "at most 200")] {
-            let e = Needle::optional("contains", Some(text)).unwrap_err();
+    fn an_empty_multiline_or_long_needle_is_refused_with_a_reason() {
+        for (text, says) in [("", "leave contains out"), ("a\nb", "spans lines"), (&"x".repeat(201)[..], "at most 200")]
+        {
+            let e = Needle::new("contains", text).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidArguments);
             assert!(e.message.contains(says), "{text:?}: {}", e.message);
         }
         assert_eq!(Needle::optional("contains", None).unwrap(), None);
-        assert_eq!(Needle::optional("contains", Some("")).unwrap(), None);
-        assert!(Needle::optional("contains", Some(&"x".repeat(MAX_NEEDLE_CHARS))).unwrap().is_some());
+        assert!(Needle::new("contains", &"x".repeat(MAX_NEEDLE_CHARS)).is_ok());
     }
 }

@@ -23,7 +23,7 @@ pub struct Needle(String);
 impl Needle {
     /// `text` from the argument `field`, or an invalid-arguments error that
     /// says what to send instead.
-    pub fn new(field: &str, text: &str) -> Result<Self, ToolError> {
+    fn new(field: &str, text: &str) -> Result<Self, ToolError> {
         if text.is_empty() {
             return Err(ToolError::invalid(format!(
                 "{field} is empty, which every line contains; leave {field} out to get all lines"

@@ -149,14 +149,19 @@ pub fn render(run: &RunConfig, history: &[StepRecord], level: u32) -> Vec<ChatMe
     // "the ConfigMap was deleted" in the done message). After a
     // refusal the error says what to do instead. Measured with xct-eval, see
     // the README's decision-quality section.
-    let succeeded = history.last().is_some_and(|s| matches!(s.signal, Some(crate::protocol::Signal::Success { .. })));
-    if let Some(last) = msgs.last_mut().filter(|m| succeeded && m.role == Role::Tool) {
+    let newest_succeeded = history.last().is_some_and(succeeded);
+    if let Some(last) = msgs.last_mut().filter(|m| newest_succeeded && m.role == Role::Tool) {
         if let Some(note) = unmade_changes(history) {
             last.content.push_str(&format!("\n\n{note}"));
         }
         last.content.push_str(&format!("\n\nGoal: {}", run.goal));
     }
     msgs
+}
+
+/// Whether the step's tool ran and succeeded.
+fn succeeded(step: &StepRecord) -> bool {
+    matches!(step.signal, Some(crate::protocol::Signal::Success { .. }))
 }
 
 /// Most refused steps [`unmade_changes`] names.
@@ -169,9 +174,7 @@ const MAX_UNMADE_NAMED: usize = 3;
 /// fs-copy). Shown after the newest success, before the goal.
 fn unmade_changes(history: &[StepRecord]) -> Option<String> {
     let made_later = |i: usize, tool: &Option<String>| {
-        history[i + 1..]
-            .iter()
-            .any(|l| l.mutating && l.tool == *tool && matches!(l.signal, Some(crate::protocol::Signal::Success { .. })))
+        history[i + 1..].iter().any(|l| l.mutating && l.tool == *tool && succeeded(l))
     };
     let unmade: Vec<String> = history
         .iter()

@@ -223,8 +223,8 @@ impl K8sTool {
                 };
                 let text = pods.logs(&object.segment(), &lp).await?;
                 let mut answer = Map::from_iter([("pod".into(), json!(name)), ("namespace".into(), json!(ns))]);
-                let all: Vec<&str> = text.lines().collect();
-                answer.extend(lines::show(contains.as_ref(), &text, ("lines", json!(all))));
+                let all = || json!(text.lines().collect::<Vec<_>>());
+                answer.extend(lines::show(contains.as_ref(), &text, "lines", all));
                 Value::Object(answer)
             }
             Action::Scale { .. } => {

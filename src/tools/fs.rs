@@ -325,7 +325,7 @@ impl Tool for FsRead {
             answer.insert("sha256".into(), json!(read.sha256));
         }
         let needle = Needle::optional("contains", a.contains.as_deref())?;
-        answer.extend(lines::show(needle.as_ref(), text, ("content", json!(text))));
+        answer.extend(lines::show(needle.as_ref(), text, "content", || json!(text)));
         Ok(Value::Object(answer))
     }
     /// The file's text; a truncated read or found lines stand for no value

@@ -51,21 +51,23 @@ impl Needle {
     /// a log for "error" where it said "ERROR".
     fn search<'a>(&self, text: &'a str) -> (Vec<&'a str>, usize) {
         let wanted = self.0.to_lowercase();
-        let found = text.lines().filter(|l| l.to_lowercase().contains(&wanted)).collect();
-        (found, text.lines().count())
+        let mut searched = 0;
+        let found = text.lines().inspect(|_| searched += 1).filter(|l| l.to_lowercase().contains(&wanted)).collect();
+        (found, searched)
     }
 }
 
 /// What a tool that returns `text` shows: with a search, the text searched
 /// for (`contains`), how many lines hold it (`count`) and those lines
-/// (`lines`); without one, `whole` (the tool's usual field and its value).
-/// A search that finds nothing says so and shows `whole` too: the eval
-/// model filtered logs it was asked to summarize for "error" and reported
-/// "no errors", and searched a file it was copying for its own name.
-pub fn show(needle: Option<&Needle>, text: &str, whole: (&str, Value)) -> Map<String, Value> {
+/// (`lines`); without one, the tool's usual field `key` with the value
+/// `whole` makes (only when shown). A search that finds nothing says so and
+/// shows `whole` too: the eval model filtered logs it was asked to summarize
+/// for "error" and reported "no errors", and searched a file it was copying
+/// for its own name.
+pub fn show(needle: Option<&Needle>, text: &str, key: &str, whole: impl FnOnce() -> Value) -> Map<String, Value> {
     let mut fields = Map::new();
     let Some(needle) = needle else {
-        fields.insert(whole.0.into(), whole.1);
+        fields.insert(key.into(), whole());
         return fields;
     };
     let (found, searched) = needle.search(text);
@@ -75,7 +77,7 @@ pub fn show(needle: Option<&Needle>, text: &str, whole: (&str, Value)) -> Map<St
         let note =
             format!("none of the {searched} lines contains {:?} (case ignored): all of them are shown", needle.0);
         fields.insert("note".into(), json!(note));
-        fields.insert(whole.0.into(), whole.1);
+        fields.insert(key.into(), whole());
     } else {
         fields.insert("lines".into(), json!(found));
     }
@@ -90,7 +92,7 @@ mod tests {
     const LOG: &str = "GET / 200\nGET /a 500\nPOST /b 201\nGET /c 500\n";
 
     fn searched(text: &str) -> Map<String, Value> {
-        show(Some(&Needle::new("contains", text).unwrap()), LOG, ("content", json!(LOG)))
+        show(Some(&Needle::new("contains", text).unwrap()), LOG, "content", || json!(LOG))
     }
 
     #[test]
@@ -110,7 +112,7 @@ mod tests {
         assert_eq!(none["note"], json!("none of the 4 lines contains \"404\" (case ignored): all of them are shown"));
         assert_eq!(none["content"], json!(LOG));
         assert_eq!(none.get("lines"), None);
-        let plain = show(None, LOG, ("content", json!(LOG)));
+        let plain = show(None, LOG, "content", || json!(LOG));
         assert_eq!(Value::Object(plain), json!({"content": LOG}), "no search: the usual field alone");
     }
 

@@ -33,7 +33,7 @@ impl Tool for Probe {
         "A probe."
     }
     fn schema(&self) -> Value {
-        json!({"type":"object","properties":{"mode":{"type":"string","enum":["ok","refuse","fail","huge"]}},"required":["mode"],"additionalProperties":false})
+        json!({"type":"object","properties":{"mode":{"type":"string","enum":["ok","refuse","bad","fail","huge"]}},"required":["mode"],"additionalProperties":false})
     }
     fn mutates(&self) -> bool {
         true
@@ -44,6 +44,9 @@ impl Tool for Probe {
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError> {
         if args["mode"] == "refuse" {
             return Err(ToolError::new(ErrorCode::DryRunFailed, "dry run refused"));
+        }
+        if args["mode"] == "bad" {
+            return Err(ToolError::new(ErrorCode::InvalidArguments, "the tool refuses these arguments"));
         }
         Ok(DryRun::new("would probe"))
     }
@@ -215,7 +218,7 @@ async fn consecutive_errors_end_the_run_and_a_success_resets_the_count() {
 /// INVALID_PROPOSAL (nothing executes; the model is told to look first); a
 /// second done is accepted, and a done after a step that reached a tool,
 /// even a refused one, is accepted at once, unless it was refused for its
-/// shape. The decision schema, which a
+/// shape or its arguments. The decision schema, which a
 /// model's grammar is built from, offers done exactly when it would be
 /// accepted.
 #[tokio::test]
@@ -256,6 +259,15 @@ async fn a_done_before_any_step_is_refused_once() {
     assert_eq!(offers_done(&decider), [false, false, true]);
     assert_eq!(history.len(), 3);
     assert_eq!(history[0].verdict.decided_by.as_deref(), Some(xct::engine::gate::BY_SCHEMA));
+    assert_eq!(history[1].verdict.decided_by.as_deref(), Some(xct::engine::UNFOUNDED_DONE));
+    assert_eq!(history[2].verdict.outcome, VerdictOutcome::Done, "the second done is accepted");
+    // So does the tool's own refusal of its arguments in the dry run.
+    let (history, decider) =
+        run_script(&cfg, vec![step("test.probe", json!({"mode": "bad"})), DONE.into(), DONE.into()]).await;
+    assert_eq!(offers_done(&decider), [false, false, true]);
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0].verdict.decided_by.as_deref(), Some("dry-run"));
+    assert_eq!(history[0].error_code(), Some(ErrorCode::InvalidArguments));
     assert_eq!(history[1].verdict.decided_by.as_deref(), Some(xct::engine::UNFOUNDED_DONE));
     assert_eq!(history[2].verdict.outcome, VerdictOutcome::Done, "the second done is accepted");
     assert_eq!(probe.executed.load(Ordering::SeqCst), 0, "nothing executed the probe");
@@ -311,7 +323,7 @@ async fn history_is_rendered_as_chat_turns() {
     let system = &reqs[0].messages[0];
     assert_eq!(system.role, Role::System);
     assert!(system.content.contains("test.probe (changes state)") && system.content.contains("test.read (read-only)"));
-    assert!(system.content.contains("\"enum\":[\"ok\",\"refuse\",\"fail\",\"huge\"]"), "schemas are listed");
+    assert!(system.content.contains("\"enum\":[\"ok\",\"refuse\",\"bad\",\"fail\",\"huge\"]"), "schemas are listed");
     assert!(system.content.contains("{\"done\":true"), "the contract is stated");
     assert_eq!(reqs[0].messages[1].content, "Goal: probe things");
     // Third call: the two earlier decisions as assistant turns, each
@@ -481,18 +493,21 @@ async fn the_newest_successful_result_restates_the_goal() {
     }
 }
 
-/// A read-only proposal repeated exactly, with the same result, is named as
-/// a repeat in what the model sees next (small models re-read a file until
-/// the step budget ends); the recorded history keeps the plain result.
+/// A proposal repeated exactly, with the same result, is named as a repeat
+/// in what the model sees next (small models re-read a file, or re-send a
+/// change that changed nothing, until the step budget ends); the recorded
+/// history keeps the plain result.
 #[tokio::test]
-async fn an_identical_read_with_the_same_result_is_named_as_a_repeat() {
-    let (cfg, _) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
+async fn an_identical_proposal_with_the_same_result_is_named_as_a_repeat() {
+    let (cfg, probe) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
     let read = step("test.read", json!({}));
-    let outputs = vec![read.clone(), read.clone(), step("test.probe", json!({"mode": "ok"})), read, DONE.into()];
+    let change = step("test.probe", json!({"mode": "ok"}));
+    let outputs = vec![read.clone(), read.clone(), change.clone(), read, change, DONE.into()];
     let (history, decider) = run_script(&cfg, outputs).await;
-    assert_eq!(history.len(), 5);
+    assert_eq!(history.len(), 6);
+    assert_eq!(probe.executed.load(Ordering::SeqCst), 2, "a repeat is named, never withheld");
     let requests = decider.requests();
-    assert_eq!(requests.len(), 5);
+    assert_eq!(requests.len(), 6);
     // The newest result each decision saw, as the model saw it.
     let newest: Vec<String> = requests[1..]
         .iter()
@@ -502,15 +517,17 @@ async fn an_identical_read_with_the_same_result_is_named_as_a_repeat() {
             last.content.clone()
         })
         .collect();
-    assert!(!newest[0].contains("You read exactly this"), "{}", newest[0]);
-    assert!(newest[1].contains("You read exactly this in step 1"), "{}", newest[1]);
-    assert!(!newest[2].contains("You read exactly this"), "a mutation is not a read: {}", newest[2]);
-    assert!(newest[3].contains("You read exactly this in step 2"), "the latest such step: {}", newest[3]);
+    let repeat = "You proposed exactly this in step";
+    assert!(!newest[0].contains(repeat), "{}", newest[0]);
+    assert!(newest[1].contains(&format!("{repeat} 1 ")), "{}", newest[1]);
+    assert!(!newest[2].contains(repeat), "the first change is not a repeat: {}", newest[2]);
+    assert!(newest[3].contains(&format!("{repeat} 2 ")), "the latest such step: {}", newest[3]);
+    assert!(newest[4].contains(&format!("{repeat} 3 ")), "a change with the same result: {}", newest[4]);
     // The earlier turns are rendered the same way in every later prompt.
-    assert!(requests[4].messages.iter().filter(|m| m.content.contains("You read exactly this")).count() == 2);
+    assert_eq!(requests[5].messages.iter().filter(|m| m.content.contains(repeat)).count(), 3);
     for s in &history {
         let shown = serde_json::to_string(&s.signal).unwrap();
-        assert!(!shown.contains("You read exactly"), "the history keeps the plain result: {shown}");
+        assert!(!shown.contains(repeat), "the history keeps the plain result: {shown}");
     }
 }
 

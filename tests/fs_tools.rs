@@ -399,7 +399,8 @@ async fn writing_what_a_file_already_holds_is_reported_unchanged() {
 
 /// `contains` turns a read into a line search the tool counts; found lines
 /// are not a value to copy, a search that finds nothing shows the whole
-/// file, and an empty search is refused.
+/// file, an empty search is a plain read and a search over two lines is
+/// refused.
 #[tokio::test]
 async fn a_read_can_search_and_count_lines() {
     let f = fixture();
@@ -413,6 +414,9 @@ async fn a_read_can_search_and_count_lines() {
     assert_eq!(none["count"], 0);
     assert!(none["note"].as_str().unwrap().starts_with("none of the 4 lines contains"), "{none}");
     assert_eq!(tool(&f, "fs.read").value(&none), Some(json!("GET / 200\nGET /a 500\nPOST /b 201\nGET /c 500\n")));
-    let r = tool(&f, "fs.read").validate(&json!({"path": "access.log", "contains": ""})).await;
+    let plain = attempt(tool(&f, "fs.read"), json!({"path": "access.log"})).await.unwrap();
+    let empty = attempt(tool(&f, "fs.read"), json!({"path": "access.log", "contains": ""})).await.unwrap();
+    assert_eq!(empty, plain, "an empty search is no search");
+    let r = tool(&f, "fs.read").validate(&json!({"path": "access.log", "contains": "GET\nPOST"})).await;
     assert_eq!(r.map_err(|e| e.code).err(), Some(ErrorCode::InvalidArguments));
 }

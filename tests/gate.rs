@@ -353,7 +353,7 @@ async fn a_missing_name_is_answered_with_the_names_that_exist() {
 }
 
 /// `k8s.logs` with `contains`: the tool counts the matching lines of the
-/// log it fetched; an empty search is refused before any request.
+/// log it fetched; a search over two lines is refused before any request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_search_counts_the_matching_lines() {
     let srv = cluster_with_objects(false).await;
@@ -362,8 +362,9 @@ async fn a_log_search_counts_the_matching_lines() {
     let pod = json!({"metadata": {"name": "api-0", "annotations": {"testapi.xct.dev/log": log}}, "spec": {"containers": [{"name": "api", "image": "api:1.0"}]}});
     create(&srv.client(), "v1", "Pod", "pods", pod).await;
     let outputs = vec![
-        step("k8s.logs", json!({"pod": "api-0", "contains": ""})),
+        step("k8s.logs", json!({"pod": "api-0", "contains": "disk\nfull"})),
         step("k8s.logs", json!({"pod": "api-0", "contains": "ERROR"})),
+        step("k8s.logs", json!({"pod": "api-0", "tailLines": 1, "contains": "starting"})),
         r#"{"done":true,"message":"2 errors"}"#.to_string(),
     ];
     srv.clear_requests();
@@ -373,6 +374,12 @@ async fn a_log_search_counts_the_matching_lines() {
     assert_eq!(result["count"], 2);
     assert_eq!(result["lines"], json!(["10:01 ERROR disk full", "10:03 ERROR disk full"]));
     assert_eq!(result["contains"], "ERROR");
+    assert_eq!(result.get("older"), None, "the whole log was read");
+    // A search of the newest line only finds nothing there, and says that
+    // older lines were not read.
+    let Some(Signal::Success { result }) = &steps[2].signal else { panic!("{:?}", steps[2].signal) };
+    assert_eq!((&result["count"], &result["lines"]), (&json!(0), &json!(["10:03 ERROR disk full"])));
+    assert!(result["older"].as_str().unwrap().contains("only the newest 1 lines were read"), "{result}");
     let logs: Vec<_> = sa_requests(&srv.requests()).into_iter().filter(|r| r.subresource == "log").collect();
-    assert_eq!(logs.len(), 1, "only the valid search fetched the log: {logs:#?}");
+    assert_eq!(logs.len(), 2, "only the valid searches fetched the log: {logs:#?}");
 }

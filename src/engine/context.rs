@@ -135,9 +135,9 @@ pub fn render(run: &RunConfig, history: &[StepRecord], level: u32) -> Vec<ChatMe
         msgs.push(ChatMessage::new(Role::Assistant, echo));
         if let Some(signal) = &step.signal {
             let mut shown = cut(&signal.to_json_string(), budget.signal_bytes);
-            if let Some(earlier) = repeated_read(&history[..split + i], step) {
+            if let Some(earlier) = repeated_success(&history[..split + i], step) {
                 shown.push_str(&format!(
-                    "\nYou read exactly this in step {earlier} and got the same result: it will not change. Use it: answer done if it answers the goal, or take a different step."
+                    "\nYou proposed exactly this in step {earlier} and got the same result: repeating it changes nothing. Use it: answer done if it answers the goal, or take a different step."
                 ));
             }
             msgs.push(ChatMessage::new(Role::Tool, shown));
@@ -193,12 +193,15 @@ fn unmade_changes(history: &[StepRecord]) -> Option<String> {
     ))
 }
 
-/// The earlier step whose read-only proposal `step` repeats exactly, with
-/// the same result: small models re-read a file until the step budget ends
-/// instead of answering from it. Shown to the model only; the history keeps
-/// the plain result.
-fn repeated_read(before: &[StepRecord], step: &StepRecord) -> Option<u32> {
-    if step.mutating || step.error_code().is_some() {
+/// The earlier step whose proposal `step` repeats exactly, with the same
+/// result: small models re-read a file until the step budget ends instead
+/// of answering from it, and re-sent a scale that had changed nothing
+/// ("web already had 3 replicas") until the budget ended (xct-eval,
+/// k8s-already-scaled). A change that did something the first time reports
+/// it, so its repeat's result differs and is not named. Shown to the model
+/// only; the history keeps the plain result.
+fn repeated_success(before: &[StepRecord], step: &StepRecord) -> Option<u32> {
+    if step.error_code().is_some() {
         return None;
     }
     let digest = step.proposal_digest.as_deref()?;
@@ -238,14 +241,18 @@ fn cut(text: &str, max: usize) -> String {
 /// list, a policy, an approval or a dry run, is in the history), or a done
 /// was already refused once (the second is accepted: the model may know that
 /// the goal needs no step), or older steps were archived. A refusal of a
-/// proposal's shape ([`super::gate::SHAPE_CHECKS`]) shows nothing: the eval
-/// model, refused for nesting `fs.read` inside `fs.write`, answered "the file
-/// has been copied". The engine refuses any other done
-/// ([`super::UNFOUNDED_DONE`]), and the decision schema leaves done out until
-/// then.
+/// proposal's shape ([`super::gate::SHAPE_CHECKS`]), or of its arguments by
+/// the tool itself (INVALID_ARGUMENTS in the dry run), shows nothing: the
+/// eval model, refused for nesting `fs.read` inside `fs.write`, answered "the
+/// file has been copied", and, its read of `app.conf` refused for its
+/// search text, answered "the port is already 9090". The engine refuses
+/// any other done ([`super::UNFOUNDED_DONE`]), and the decision schema
+/// leaves done out until then.
 pub fn may_finish(history: &[StepRecord]) -> bool {
     let looked = |s: &StepRecord| {
-        s.tool.is_some() && !s.verdict.decided_by.as_deref().is_some_and(|by| super::gate::SHAPE_CHECKS.contains(&by))
+        s.tool.is_some()
+            && s.error_code() != Some(crate::protocol::ErrorCode::InvalidArguments)
+            && !s.verdict.decided_by.as_deref().is_some_and(|by| super::gate::SHAPE_CHECKS.contains(&by))
     };
     history.first().is_some_and(|s| s.index > 1)
         || history.iter().any(|s| looked(s) || s.verdict.decided_by.as_deref() == Some(super::UNFOUNDED_DONE))

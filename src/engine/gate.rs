@@ -271,7 +271,8 @@ pub fn nested_call_of(signal: &Signal) -> Option<(&str, &str)> {
 }
 
 /// An argument that is, whole, a call of one of the run's tools: a string
-/// `fs.read(path='notes.txt')`, or an object whose only key is a tool's
+/// `fs.read(path='notes.txt')` (or a field of its result,
+/// `fs.read(path='notes.txt').content`), or an object whose only key is a tool's
 /// name (`{"fs.read": {"path": "notes.txt"}}`, once `fs.write` took an
 /// object). A small model's way of asking for a value it has not read.
 /// Written as a file's content it would be a silent wrong result; refused,
@@ -281,7 +282,7 @@ fn nested_call(arguments: &serde_json::Map<String, Value>, tools: &[String]) -> 
     fn walk(at: String, v: &Value, tools: &[String]) -> Option<(String, String)> {
         match v {
             Value::String(s) => {
-                let s = s.trim();
+                let s = without_accessors(s.trim());
                 let called = tools.iter().find(|t| s.strip_prefix(t.as_str()).is_some_and(|r| r.starts_with('(')))?;
                 s.ends_with(')').then(|| (at, called.clone()))
             }
@@ -294,6 +295,20 @@ fn nested_call(arguments: &serde_json::Map<String, Value>, tools: &[String]) -> 
         }
     }
     arguments.iter().find_map(|(k, v)| walk(format!("/{k}"), v, tools))
+}
+
+/// `text` without the field accessors that end it (`.content`,
+/// `['content']`): the eval model wrote `fs.read(contains=notes.txt).content`
+/// as a file's content.
+fn without_accessors(mut text: &str) -> &str {
+    loop {
+        let field = |f: &str| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        text = match (text.strip_suffix(']').and_then(|t| t.rfind('[')), text.rfind('.')) {
+            (Some(open), _) => &text[..open],
+            (None, Some(dot)) if field(&text[dot + 1..]) => &text[..dot],
+            _ => return text,
+        };
+    }
 }
 
 /// Validate `instance` against a JSON Schema; every violation as a line
@@ -366,6 +381,10 @@ mod tests {
         assert_eq!(found, Some(("/content".into(), "fs.read".into())));
         let deep = call(json!({"patch": {"data": ["x", "fs.write(path='a')"]}}));
         assert_eq!(deep, Some(("/patch/data/1".into(), "fs.write".into())));
+        let field = call(json!({"content": "fs.read(contains=notes.txt).content"}));
+        assert_eq!(field, Some(("/content".into(), "fs.read".into())));
+        let indexed = call(json!({"content": "fs.read(path='notes.txt')['content'][0]"}));
+        assert_eq!(indexed, Some(("/content".into(), "fs.read".into())));
         let object = call(json!({"path": "b.txt", "content": {"fs.read": {"path": "notes.txt"}}}));
         assert_eq!(object, Some(("/content".into(), "fs.read".into())));
     }
@@ -378,8 +397,15 @@ mod tests {
 
     #[test]
     fn text_that_only_mentions_a_tool_is_a_value() {
-        for content in ["use fs.read(path) to read", "fs.read", "fs.readme(x)", "k8s.get(kind)", "fs.read(x) and more"]
-        {
+        for content in [
+            "use fs.read(path) to read",
+            "fs.read",
+            "fs.readme(x)",
+            "k8s.get(kind)",
+            "fs.read(x) and more",
+            "fs.read(x) and more.txt",
+            "fs.read(x).",
+        ] {
             assert_eq!(call(json!({"content": content})), None, "{content}");
         }
     }

@@ -13,7 +13,7 @@ use crate::tools::{Target, ToolError, parse, schema_of};
 
 /// Log lines `k8s.logs` reads when the model names no count, and the most.
 const DEFAULT_LOG_LINES: u32 = 50;
-const MAX_LOG_LINES: u32 = 500;
+pub(super) const MAX_LOG_LINES: u32 = 500;
 
 /// One Kubernetes tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, 
 use serde_json::{Map, Value, json};
 
 use super::TargetKind;
-use super::call::{Action, Call, OPS, Op};
+use super::call::{Action, Call, MAX_LOG_LINES, OPS, Op};
 use super::redact::present;
 use super::target::{ObjectRef, segment};
 use crate::protocol::ErrorCode;
@@ -225,6 +225,14 @@ impl K8sTool {
                 let mut answer = Map::from_iter([("pod".into(), json!(name)), ("namespace".into(), json!(ns))]);
                 let all = || json!(text.lines().collect::<Vec<_>>());
                 answer.extend(lines::show(contains.as_ref(), &text, "lines", all));
+                // The eval model asked for 1 line with a search, found
+                // nothing in it, and answered "the log shows no error".
+                if text.lines().count() >= *tail_lines as usize {
+                    let older = format!(
+                        "only the newest {tail_lines} lines were read; older lines may say more: raise tailLines (at most {MAX_LOG_LINES}) to read them"
+                    );
+                    answer.insert("older".into(), json!(older));
+                }
                 Value::Object(answer)
             }
             Action::Scale { .. } => {

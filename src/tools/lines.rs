@@ -24,11 +24,6 @@ impl Needle {
     /// `text` from the argument `field`, or an invalid-arguments error that
     /// says what to send instead.
     fn new(field: &str, text: &str) -> Result<Self, ToolError> {
-        if text.is_empty() {
-            return Err(ToolError::invalid(format!(
-                "{field} is empty, which every line contains; leave {field} out to get all lines"
-            )));
-        }
         if text.contains(['\n', '\r']) {
             return Err(ToolError::invalid(format!("{field} spans lines; a line search takes text from one line")));
         }
@@ -41,9 +36,12 @@ impl Needle {
         Ok(Needle(text.to_string()))
     }
 
-    /// An optional argument: `None` stays `None`.
+    /// An optional argument: `None`, or an empty text (every line holds
+    /// it), is no search. The eval model sent `"contains": ""` to read a
+    /// whole file it was copying; refused, it wrote a placeholder instead
+    /// (xct-eval, fs-copy).
     pub fn optional(field: &str, text: Option<&str>) -> Result<Option<Self>, ToolError> {
-        text.map(|t| Needle::new(field, t)).transpose()
+        text.filter(|t| !t.is_empty()).map(|t| Needle::new(field, t)).transpose()
     }
 
     /// The lines of `text` that hold the needle, and how many were searched.
@@ -117,14 +115,14 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_multiline_or_long_needle_is_refused_with_a_reason() {
-        for (text, says) in [("", "leave contains out"), ("a\nb", "spans lines"), (&"x".repeat(201)[..], "at most 200")]
-        {
-            let e = Needle::new("contains", text).unwrap_err();
+    fn a_multiline_or_long_needle_is_refused_with_a_reason() {
+        for (text, says) in [("a\nb", "spans lines"), (&"x".repeat(201)[..], "at most 200")] {
+            let e = Needle::optional("contains", Some(text)).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidArguments);
             assert!(e.message.contains(says), "{text:?}: {}", e.message);
         }
         assert_eq!(Needle::optional("contains", None).unwrap(), None);
+        assert_eq!(Needle::optional("contains", Some("")).unwrap(), None, "an empty search is no search");
         assert!(Needle::new("contains", &"x".repeat(MAX_NEEDLE_CHARS)).is_ok());
     }
 }

@@ -259,27 +259,33 @@ async fn applying_a_secret_is_denied_by_the_baseline() {
     assert_eq!(applied[0].name, "fine");
 }
 
-/// A merge patch with fields the kind does not have (a misspelt field)
-/// would be accepted by kube-apiserver's default field validation, the
-/// unknown field dropped, and reported to the model as "patched": a success
-/// that changed nothing. The tools ask for `fieldValidation=Strict`, so the
-/// server's dry run refuses it and nothing is written. A JSON Patch
-/// operation sent as the merge patch fails `k8s.patch`'s schema (a patch's
-/// top-level fields are those of a resource) and nothing is sent at all.
+/// A patch with fields the kind does not have (a misspelt field) would be
+/// accepted by kube-apiserver's default field validation, the unknown field
+/// dropped, and reported to the model as "patched": a success that changed
+/// nothing. The tools ask for `fieldValidation=Strict`, so the server's dry
+/// run refuses it and nothing is written. A JSON Patch operation sent as
+/// the patch fails `k8s.patch`'s schema (a patch's top-level fields are
+/// those of a resource) and nothing is sent at all. Patches are strategic
+/// merges: a container without its name is refused, the refusal saying
+/// which list needs names, and a container given by name is changed in
+/// place, its other fields and the other containers kept (a JSON merge
+/// patch would have replaced the list, dropping them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_with_fields_the_kind_lacks_is_refused_at_the_dry_run() {
     let srv = cluster_with_objects(false).await;
     allow_policy(&srv.client(), "site-patch", "['k8s.patch']").await;
-    let patch = |p: Value| step("k8s.patch", json!({"kind": "Deployment", "name": "web", "patch": p}));
+    let web = json!({"name": "web", "image": "nginx:1.26", "env": [{"name": "MODE", "value": "live"}]});
+    let shop = json!({"metadata": {"name": "shop"}, "spec": {"selector": {"matchLabels": {"app": "shop"}}, "template": {"metadata": {"labels": {"app": "shop"}}, "spec": {"containers": [web, {"name": "proxy", "image": "envoy:1"}]}}}});
+    create(&srv.client(), "apps/v1", "Deployment", "deployments", shop).await;
+    let patch = |name: &str, p: Value| step("k8s.patch", json!({"kind": "Deployment", "name": name, "patch": p}));
     let container =
         |field: &str| json!({"spec": {"template": {"spec": {"containers": [{"name": "web", field: "nginx:1.27"}]}}}});
     let outputs = vec![
-        patch(json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.27"})),
-        patch(container("imagee")),
-        // A merge patch replaces the container list: without the name, the
-        // container has none, and the server refuses the dry run (422).
-        patch(json!({"spec": {"template": {"spec": {"containers": [{"image": "nginx:1.27"}]}}}})),
-        patch(container("image")),
+        patch("web", json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.27"})),
+        patch("web", container("imagee")),
+        patch("web", json!({"spec": {"template": {"spec": {"containers": [{"image": "nginx:1.27"}]}}}})),
+        patch("web", container("image")),
+        patch("shop", container("image")),
         r#"{"done":true,"message":"patched"}"#.to_string(),
     ];
     srv.clear_requests();
@@ -292,24 +298,39 @@ async fn a_patch_with_fields_the_kind_lacks_is_refused_at_the_dry_run() {
     assert_eq!(steps[1].outcome_label(), "DRY_RUN_FAILED", "{}", text(1));
     assert!(text(1).contains(r#"unknown field \"spec.template.spec.containers[0].imagee\""#), "{}", text(1));
     assert_eq!(steps[2].outcome_label(), "DRY_RUN_FAILED", "{}", text(2));
-    assert!(text(2).contains("spec.template.spec.containers[0].name: Required value"), "{}", text(2));
+    assert!(text(2).contains("map[image:nginx:1.27] does not contain declared merge key: name"), "{}", text(2));
+    assert!(
+        text(2).contains(
+            r#"a patch matches the items of /spec/template/spec/containers by name: give each item the \"name\""#
+        ),
+        "the refusal says which list needs names: {}",
+        text(2)
+    );
     assert_eq!(steps[3].outcome_label(), "Success", "{}", text(3));
+    assert_eq!(steps[4].outcome_label(), "Success", "{}", text(4));
 
     let sent = sa_requests(&srv.requests());
     let patches: Vec<_> = sent.iter().filter(|r| r.verb == "patch").collect();
-    let shown: Vec<String> = patches.iter().map(|r| format!("{} {}", r.dry_run, r.status)).collect();
+    let shown: Vec<String> = patches.iter().map(|r| format!("{} {} {}", r.name, r.dry_run, r.status)).collect();
     assert_eq!(
         shown,
-        ["true 400", "true 422", "true 200", "false 200"],
-        "no patch for the JSON Patch; dry runs, then the one write: {patches:#?}"
+        ["web true 400", "web true 500", "web true 200", "web false 200", "shop true 200", "shop false 200"],
+        "no patch for the JSON Patch; dry runs, then one write each: {patches:#?}"
     );
     for r in &patches {
         assert!(r.query.contains("fieldValidation=Strict"), "{r:?}");
+        assert_eq!(r.content_type, "application/strategic-merge-patch+json", "{r:?}");
     }
     let deploys: Api<Deployment> = Api::namespaced(srv.client(), NS);
     let web = deploys.get("web").await.unwrap();
     let image = web.spec.template.spec.map(|p| p.containers[0].image.clone());
     assert_eq!(image, Some(Some("nginx:1.27".to_string())));
+    let shop = deploys.get("shop").await.unwrap().spec.template.spec.unwrap();
+    let kept: Vec<_> =
+        shop.containers.iter().map(|c| (c.name.as_str(), c.image.as_deref().unwrap_or_default())).collect();
+    assert_eq!(kept, [("web", "nginx:1.27"), ("proxy", "envoy:1")], "the other container is kept");
+    let env = shop.containers[0].env.as_ref().unwrap();
+    assert_eq!((env.len(), env[0].name.as_str(), env[0].value.as_deref()), (1, "MODE", Some("live")), "and its env");
 }
 
 /// A name the model guessed: the signal names the objects of that kind

@@ -90,7 +90,7 @@ pub struct PatchArgs {
     pub kind: TargetKind,
     /// Name of the object.
     pub name: String,
-    /// Only the fields to change, shaped like the resource (a JSON merge patch), e.g. {"spec": {"replicas": 3}}.
+    /// Only the fields to change, shaped like the resource (a strategic merge patch), e.g. {"spec": {"replicas": 3}}.
     #[schemars(schema_with = "crate::schema::any_object")]
     pub patch: Map<String, Value>,
 }
@@ -204,7 +204,7 @@ impl Op {
             Op::List => "List objects of a kind, optionally by label selector.",
             Op::Scale => "Set the replicas of a Deployment or StatefulSet.",
             Op::Patch => {
-                "Change fields of an object with a JSON merge patch: an object shaped like the resource, holding only the fields to change (not JSON Patch op/path/value)."
+                "Change fields of an object with a strategic merge patch: an object shaped like the resource, holding only the fields to change (not JSON Patch op/path/value). List items such as containers are matched by their name, so each needs its \"name\"; fields left out are kept."
             }
             Op::Apply => "Create or update an object from a full manifest (server-side apply).",
             Op::Delete => "Delete an object.",

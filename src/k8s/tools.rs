@@ -1,5 +1,5 @@
 //! The Kubernetes tool catalogue: `k8s.get`, `k8s.list`, `k8s.scale`,
-//! `k8s.patch` (merge), `k8s.apply` (server-side apply, field manager
+//! `k8s.patch` (strategic merge), `k8s.apply` (server-side apply, field manager
 //! `xct`), `k8s.delete`, `k8s.rollout_restart`, `k8s.logs`, `k8s.events`.
 //!
 //! A call's arguments become a [`Call`] before anything is sent: one
@@ -127,8 +127,12 @@ impl K8sTool {
                 )
                 .await?,
             ),
+            // Strategic: a list with a merge key (containers, env, ports)
+            // is merged item by item, so changing one container's image
+            // keeps its other fields and the other containers; a JSON merge
+            // patch would replace the whole list with the patch's items.
             Action::Patch(patch) => {
-                serde_json::to_value(api.patch(&name, &pp(PatchParams::default()), &Patch::Merge(patch)).await?)
+                serde_json::to_value(api.patch(&name, &pp(PatchParams::default()), &Patch::Strategic(patch)).await?)
             }
             Action::Apply(body) => serde_json::to_value(
                 api.patch(&name, &pp(PatchParams::apply(FIELD_MANAGER)), &Patch::Apply(body)).await?,
@@ -296,6 +300,35 @@ impl K8sTool {
     }
 }
 
+/// What kube-apiserver says of a list item without its merge key.
+const NO_MERGE_KEY: &str = "does not contain declared merge key: ";
+
+/// The refusal of a patch whose list item lacks its merge key ("map:
+/// map[image:nginx:1.27] does not contain declared merge key: name") names
+/// the key, not the list or what to do: the eval model, refused so, resent
+/// the patch unchanged or sent the name without the image. Says which list
+/// of the patch and what its items need; from the patch and the message
+/// only (no request).
+fn explain_merge_key(err: &mut ToolError, patch: &Value) {
+    let Some((_, rest)) = err.message.split_once(NO_MERGE_KEY) else { return };
+    let key: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let Some(list) = keyless_list(patch, &key, String::new()) else { return };
+    err.message.push_str(&format!(
+        "; a patch matches the items of {list} by {key}: give each item the {key:?} of the item it changes (k8s.get shows them), with only the fields to change"
+    ));
+}
+
+/// The JSON pointer of the first list in `v` with an object item that
+/// lacks `key`.
+fn keyless_list(v: &Value, key: &str, at: String) -> Option<String> {
+    match v {
+        Value::Array(items) if items.iter().any(|i| i.as_object().is_some_and(|o| !o.contains_key(key))) => Some(at),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, x)| keyless_list(x, key, format!("{at}/{i}"))),
+        Value::Object(map) => map.iter().find_map(|(k, x)| keyless_list(x, key, format!("{at}/{k}"))),
+        _ => None,
+    }
+}
+
 /// The newest events first, at most [`MAX_EVENTS`], as the model sees them.
 fn newest_events(items: &[CoreEvent]) -> Vec<Value> {
     items
@@ -374,7 +407,13 @@ impl Tool for K8sTool {
         let what = format!("{} {object}", op.verb());
         let after = match self.mutate(object, action, true).await {
             Ok(after) => after,
-            Err(e) => return Err(self.failure(&what, ErrorCode::DryRunFailed, object, e).await),
+            Err(e) => {
+                let mut err = self.failure(&what, ErrorCode::DryRunFailed, object, e).await;
+                if let Action::Patch(patch) = action {
+                    explain_merge_key(&mut err, patch);
+                }
+                return Err(err);
+            }
         };
         let details = after["metadata"]["generation"].as_i64().map(|g| json!({"generation": g}));
         let summary = match action {

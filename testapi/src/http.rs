@@ -416,6 +416,10 @@ async fn resource(
             ("PATCH", Some(name), sub) => {
                 let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
                 let pt = PatchType::from_content_type(ct)?;
+                if pt == PatchType::Strategic && kind.crd.is_some() {
+                    // kube-apiserver serves strategic merge for built-in kinds only.
+                    return Err(ApiError::unsupported_media(ct));
+                }
                 let p = patch::parse_body(pt, body)?;
                 if sub == Some("scale") {
                     let current = scale_of(&store.get(kind, &ns, name)?);

@@ -24,9 +24,9 @@
 //!   changes status only and the main endpoint ignores status when the
 //!   subresource exists; writes that change nothing produce no new
 //!   resourceVersion and no event.
-//! - Patches: JSON patch (with `test`), merge patch, strategic merge
-//!   (treated as merge), apply (create-or-merge with a required field
-//!   manager); see [`patch`].
+//! - Patches: JSON patch (with `test`), merge patch, strategic merge (lists
+//!   merged on their merge key, built-in kinds only: see [`strategic`]),
+//!   apply (create-or-merge with a required field manager); see [`patch`].
 //! - "Finalizers": delete sets `deletionTimestamp`; removing the last
 //!   finalizer deletes. "Namespaces": deleting one deletes its objects.
 //! - Label (equality and set-based) and field selectors; `limit`/`continue`.
@@ -54,7 +54,8 @@
 //!   no token is the user `admin`, allowed everything. RBAC is enforced only
 //!   when turned on; non-resource URLs (discovery) are never authorized.
 //! - No field ownership for server-side apply (no managedFields, no
-//!   conflicts); strategic merge patch does not merge lists by key.
+//!   conflicts); strategic merge patch knows the merge keys of the lists
+//!   tools patch, not every list of every kind ([`strategic`]).
 //! - CEL rules (`x-kubernetes-validations`), defaulting, conversion
 //!   webhooks, admission webhooks and ValidatingAdmissionPolicies are not
 //!   evaluated. Several served versions of a CRD share one storage without
@@ -77,6 +78,7 @@ pub mod patch;
 pub mod rbac;
 pub mod select;
 pub mod store;
+pub mod strategic;
 pub mod strict;
 pub mod table;
 pub mod validate;

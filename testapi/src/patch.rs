@@ -1,7 +1,7 @@
 //! Patch types ("Patch" in "API Concepts"; "Server-Side Apply"):
 //! JSON patch (RFC 6902, `test` included, via the json-patch crate), JSON
-//! merge patch (RFC 7386), strategic merge patch (treated as merge patch, as
-//! kube-apiserver does for custom resources) and apply patch.
+//! merge patch (RFC 7386), strategic merge patch ([`crate::strategic`]) and
+//! apply patch.
 //!
 //! Apply is modelled as create-or-merge under a required field manager.
 //! Field ownership is NOT modelled: no managedFields, no conflicts between
@@ -52,7 +52,8 @@ pub fn apply(pt: PatchType, doc: &Value, patch: &Value) -> Result<Value, ApiErro
             json_patch::patch(&mut out, &p)
                 .map_err(|e| ApiError::new(422, "Invalid", format!("the JSON patch could not be applied: {e}")))?;
         }
-        PatchType::Merge | PatchType::Strategic | PatchType::Apply => {
+        PatchType::Strategic => return crate::strategic::merge(doc, patch),
+        PatchType::Merge | PatchType::Apply => {
             if !patch.is_object() {
                 return Err(ApiError::bad_request("a merge patch must be a JSON object"));
             }

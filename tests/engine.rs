@@ -244,11 +244,15 @@ async fn a_done_before_any_step_is_refused_once() {
         Some(RunOutcome::Succeeded { message: "all probed".into() })
     );
 
-    let (history, decider) = run_script(&cfg, vec![step("test.probe", json!({"mode": "refuse"})), DONE.into()]).await;
-    assert_eq!(offers_done(&decider), [false, true], "done is offered once a step reached a tool");
-    assert_eq!(history.len(), 2);
+    // A dry run's refusal is something looked at: the done after it is not
+    // unfounded (it waits once for the unmade change, see below).
+    let (history, decider) =
+        run_script(&cfg, vec![step("test.probe", json!({"mode": "refuse"})), DONE.into(), DONE.into()]).await;
+    assert_eq!(offers_done(&decider), [false, true, true], "done is offered once a step reached a tool");
+    assert_eq!(history.len(), 3);
     assert_eq!(history[0].error_code(), Some(ErrorCode::DryRunFailed));
-    assert_eq!(history[1].verdict.outcome, VerdictOutcome::Done, "a refusal is something looked at");
+    assert_eq!(history[1].verdict.decided_by.as_deref(), Some(xct::engine::UNMADE_DONE));
+    assert_eq!(history[2].verdict.outcome, VerdictOutcome::Done, "a refusal is something looked at");
     let (history, _) = run_script(&cfg, vec![step("test.read", json!({})), DONE.into()]).await;
     assert_eq!(history.len(), 2);
     assert_eq!(history[1].verdict.outcome, VerdictOutcome::Done);
@@ -458,8 +462,54 @@ async fn an_identical_failed_proposal_is_named_as_a_repeat() {
     assert!(told[3].contains("You proposed exactly this in step 2"), "the latest such step: {}", told[3]);
 }
 
+/// A done while a change refused for how it was written (its arguments,
+/// its dry run) is unmade is refused once, naming the step and its refusal:
+/// the eval model, its copy refused for a nested call, read the file and
+/// answered done without writing. The second done is accepted; a done after
+/// the change was made, or after a failure that is no refusal of how the
+/// change was written, is accepted at once.
+#[tokio::test]
+async fn a_done_while_a_correctable_change_is_unmade_is_refused_once() {
+    let (cfg, probe) = setup(Limits { max_steps: 10, max_consecutive_errors: 10, timeout: None });
+    let bad = step("test.probe", json!({"mode": "bad"}));
+    let read = step("test.read", json!({}));
+    let (history, _) = run_script(&cfg, vec![bad.clone(), read.clone(), DONE.into(), DONE.into()]).await;
+    assert_eq!(history.len(), 4);
+    assert_eq!(history[2].verdict.outcome, VerdictOutcome::Invalid);
+    assert_eq!(history[2].verdict.decided_by.as_deref(), Some(xct::engine::UNMADE_DONE));
+    assert_eq!(history[2].error_code(), Some(ErrorCode::InvalidProposal));
+    let told = history[2].signal.as_ref().unwrap().to_json_string();
+    assert!(
+        told.contains("step 1 (test.probe) was refused with INVALID_ARGUMENTS (the tool refuses these arguments)"),
+        "{told}"
+    );
+    assert_eq!(history[3].verdict.outcome, VerdictOutcome::Done, "the second done is accepted");
+    assert_eq!(probe.executed.load(Ordering::SeqCst), 0);
+
+    let ok = step("test.probe", json!({"mode": "ok"}));
+    let (history, _) = run_script(&cfg, vec![bad.clone(), read.clone(), DONE.into(), ok, DONE.into()]).await;
+    assert_eq!(history.len(), 5);
+    assert_eq!(history[2].verdict.decided_by.as_deref(), Some(xct::engine::UNMADE_DONE));
+    assert_eq!(history[4].verdict.outcome, VerdictOutcome::Done, "made since: accepted at once");
+    assert_eq!(probe.executed.load(Ordering::SeqCst), 1);
+
+    // A new correctable refusal after the refused done holds the next done again.
+    let outputs = vec![bad.clone(), read.clone(), DONE.into(), bad, DONE.into(), DONE.into()];
+    let (history, _) = run_script(&cfg, outputs).await;
+    let by: Vec<_> = history.iter().map(|s| s.verdict.decided_by.as_deref()).collect();
+    let unmade = Some(xct::engine::UNMADE_DONE);
+    assert_eq!(by, [Some("dry-run"), Some("dry-run"), unmade, Some("dry-run"), unmade, None]);
+    assert_eq!(history[5].verdict.outcome, VerdictOutcome::Done);
+
+    let (history, _) = run_script(&cfg, vec![step("test.probe", json!({"mode": "fail"})), DONE.into()]).await;
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].error_code(), Some(ErrorCode::ExecutionFailed));
+    assert_eq!(history[1].verdict.outcome, VerdictOutcome::Done, "a failed execution is no correctable refusal");
+    assert_eq!(probe.executed.load(Ordering::SeqCst), 2);
+}
+
 /// The newest result, and only it, ends with the goal restated when it is a
-/// success (small models lose the goal behind a long result); a refusal
+/// success (small models lose the goal behind a long result); a failure
 /// does not (its error says what to do); the recorded history keeps the
 /// plain result.
 #[tokio::test]
@@ -468,7 +518,7 @@ async fn the_newest_successful_result_restates_the_goal() {
     let outputs = vec![
         step("test.read", json!({})),
         step("test.probe", json!({"mode": "ok"})),
-        step("test.probe", json!({"mode": "refuse"})),
+        step("test.probe", json!({"mode": "fail"})),
         DONE.into(),
     ];
     let (history, decider) = run_script(&cfg, outputs).await;
@@ -484,9 +534,9 @@ async fn the_newest_successful_result_restates_the_goal() {
         assert!(last.content.ends_with(restated), "{}", last.content);
         assert_eq!(count(earlier), 0, "only the newest result: {earlier:?}");
     }
-    let refused = requests[3].messages.last().unwrap();
-    assert!(refused.content.contains("DRY_RUN_FAILED"), "{}", refused.content);
-    assert_eq!(count(&requests[3].messages), 0, "not after a refusal: {:?}", requests[3].messages);
+    let failed = requests[3].messages.last().unwrap();
+    assert!(failed.content.contains("EXECUTION_FAILED"), "{}", failed.content);
+    assert_eq!(count(&requests[3].messages), 0, "not after a failure: {:?}", requests[3].messages);
     for s in &history {
         let shown = serde_json::to_string(&s.signal).unwrap();
         assert!(!shown.contains("Goal:"), "the history keeps the plain result: {shown}");

@@ -164,7 +164,9 @@ async fn hostile_names_never_leave_the_gate() {
         step("k8s.list", json!({"kind": "Pod", "labelSelector": "app=web"})),
     ];
     outputs.extend(controls.iter().cloned());
-    outputs.push(r#"{"done":true,"message":"probed"}"#.into());
+    // The first done is held back once: the refused hostile changes were
+    // refused for how they were written and are unmade.
+    outputs.extend([r#"{"done":true,"message":"probed"}"#.to_string(), r#"{"done":true,"message":"probed"}"#.into()]);
     srv.clear_requests();
     let steps = run_to_end(&srv, "hostile", ALL_TOOLS, outputs.clone()).await;
     assert_eq!(steps.len(), outputs.len());
@@ -182,9 +184,10 @@ async fn hostile_names_never_leave_the_gate() {
     let repeated = &steps[hostile];
     assert_eq!(repeated.outcome_label(), "INVALID_PROPOSAL", "{:?}", repeated.signal);
     assert!(format!("{:?}", repeated.signal).contains("repeats the key \\\"replicas\\\""), "{:?}", repeated.signal);
-    for s in &steps[hostile + 1..steps.len() - 1] {
+    for s in &steps[hostile + 1..steps.len() - 2] {
         assert_eq!(s.outcome_label(), "Success", "{}: {:?}", s.decision, s.signal);
     }
+    assert_eq!(steps[steps.len() - 2].verdict.decided_by.as_deref(), Some(xct::engine::UNMADE_DONE));
 
     // From the request log: only the controls were sent, each about exactly
     // its validated object, and nothing else.
@@ -349,6 +352,7 @@ async fn a_missing_name_is_answered_with_the_names_that_exist() {
         step("k8s.scale", json!({"kind": "Deployment", "name": "api", "replicas": 2})),
         step("k8s.events", json!({"name": "web"})),
         r#"{"done":true,"message":"looked"}"#.to_string(),
+        r#"{"done":true,"message":"looked"}"#.to_string(),
     ];
     srv.clear_requests();
     let steps = run_to_end(&srv, "guessed", "[k8s.get, k8s.events, k8s.scale]", outputs).await;
@@ -365,6 +369,7 @@ async fn a_missing_name_is_answered_with_the_names_that_exist() {
     assert_eq!(steps[2].outcome_label(), "DRY_RUN_FAILED", "{}", text(2));
     assert!(text(2).contains("the Deployment objects in demo are: web"), "{}", text(2));
     assert!(!text(3).contains("hint"), "events that exist need no hint: {}", text(3));
+    assert!(text(4).contains("done while a change is unmade: step 3 (k8s.scale)"), "the guessed scale: {}", text(4));
 
     let sent = sa_requests(&srv.requests());
     let lists: Vec<String> =

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::record::StepRecord;
 use super::{RunConfig, bounds};
 use crate::model::{ChatMessage, Role};
-use crate::protocol::NextStep;
+use crate::protocol::{ErrorCode, NextStep};
 
 /// How much of a past decision is shown again (a 64 KiB invalid output is
 /// not worth re-reading).
@@ -168,19 +168,27 @@ fn succeeded(step: &StepRecord) -> bool {
 const MAX_UNMADE_NAMED: usize = 3;
 
 /// What the run tried to change and did not: its refused changing steps
-/// that no later success of the same tool made up for. The eval model,
-/// refused for nesting `fs.read` in `fs.write`, read the file and answered
-/// "Notes copied to backup/notes.txt" with nothing written (xct-eval,
-/// fs-copy). Shown after the newest success, before the goal.
-fn unmade_changes(history: &[StepRecord]) -> Option<String> {
+/// that no later success of the same tool made up for, oldest first.
+fn unmade(history: &[StepRecord]) -> Vec<&StepRecord> {
     let made_later = |i: usize, tool: &Option<String>| {
         history[i + 1..].iter().any(|l| l.mutating && l.tool == *tool && succeeded(l))
     };
-    let unmade: Vec<String> = history
+    history
         .iter()
         .enumerate()
         .filter(|(i, s)| s.mutating && s.error_code().is_some() && !made_later(*i, &s.tool))
-        .map(|(_, s)| format!("step {} ({})", s.index, s.tool.as_deref().unwrap_or_default()))
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// The note on [`unmade`] changes: the eval model, refused for nesting
+/// `fs.read` in `fs.write`, read the file and answered "Notes copied to
+/// backup/notes.txt" with nothing written (xct-eval, fs-copy). Shown after
+/// the newest success, before the goal.
+fn unmade_changes(history: &[StepRecord]) -> Option<String> {
+    let unmade: Vec<String> = unmade(history)
+        .iter()
+        .map(|s| format!("step {} ({})", s.index, s.tool.as_deref().unwrap_or_default()))
         .collect();
     let (older, newest) = unmade.split_at(unmade.len().saturating_sub(MAX_UNMADE_NAMED));
     if newest.is_empty() {
@@ -190,6 +198,48 @@ fn unmade_changes(history: &[StepRecord]) -> Option<String> {
     Some(format!(
         "Changes that did not happen (refused, and not made since): {}{earlier}. Make them with a step that succeeds, or say in the done message that they could not be made.",
         newest.join(", ")
+    ))
+}
+
+/// Refusals of how a change was written, which the model can correct: its
+/// shape or arguments, or the target's own dry run. A refusal of authority
+/// (tool list, policy, approval) cannot be corrected by the model.
+const CORRECTABLE: [ErrorCode; 3] = [ErrorCode::InvalidProposal, ErrorCode::InvalidArguments, ErrorCode::DryRunFailed];
+
+/// Most bytes of a refusal's reason quoted in [`unmade_done`].
+const MAX_QUOTED_REASON_BYTES: usize = 200;
+
+/// Why a done must wait: the newest [`unmade`] change was refused for how
+/// it was written ([`CORRECTABLE`]) and no done has been refused since
+/// (the second is accepted: the model may know it cannot be made). The eval
+/// model, its copy refused for a nested call, read the file and answered
+/// done without writing, the note on unmade changes before its eyes
+/// (xct-eval, fs-copy). A done after a veto of authority is never held
+/// back: "I cannot: a policy denies it" is the answer.
+pub fn unmade_done(history: &[StepRecord]) -> Option<String> {
+    let newest = *unmade(history).last()?;
+    let code = newest.error_code().filter(|c| CORRECTABLE.contains(c))?;
+    let refused_since = history.iter().any(|s| {
+        s.index > newest.index
+            && s.verdict
+                .decided_by
+                .as_deref()
+                .is_some_and(|by| [super::UNFOUNDED_DONE, super::UNMADE_DONE].contains(&by))
+    });
+    if refused_since {
+        return None;
+    }
+    let reason = match &newest.signal {
+        Some(crate::protocol::Signal::Error { message, .. }) => cut(message, MAX_QUOTED_REASON_BYTES),
+        _ => String::new(),
+    };
+    Some(format!(
+        "done while a change is unmade: step {} ({}) was refused with {code} ({reason}) and no step has made it since. \
+         That refusal was for how the change was written: if the goal needs the change, propose it again, corrected, \
+         with the values the results showed. If it cannot be made, answer done again and say so; a done message never \
+         claims a change that did not happen.",
+        newest.index,
+        newest.tool.as_deref().unwrap_or_default(),
     ))
 }
 

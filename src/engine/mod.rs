@@ -352,8 +352,13 @@ impl<'a> Engine<'a> {
         let decided = self.decide(run, history).await?;
         journal.reached(Boundary::Decided);
         let index = steps_taken(history) + 1;
-        if matches!(decided.parsed, Ok(Decision::Done { .. })) && !context::may_finish(history) {
-            return Ok(Stepped::New(record_unfounded_done(index, &decided)));
+        if matches!(decided.parsed, Ok(Decision::Done { .. })) {
+            if !context::may_finish(history) {
+                return Ok(Stepped::New(record_refused_done(index, &decided, UNFOUNDED_DONE, UNFOUNDED_DONE_MESSAGE)));
+            }
+            if let Some(message) = context::unmade_done(history) {
+                return Ok(Stepped::New(record_refused_done(index, &decided, UNMADE_DONE, &message)));
+            }
         }
         let step = match &decided.parsed {
             Ok(Decision::NextStep(step)) => step.clone(),
@@ -463,16 +468,22 @@ pub fn record_unexecuted(index: u32, decided: &Decided, validated: Option<Valida
 /// What decided a done refused because the run had looked at nothing.
 pub const UNFOUNDED_DONE: &str = "evidence";
 
-/// A done before anything was looked at, refused with INVALID_PROPOSAL:
-/// small models answer a report or a change from the goal's words alone
-/// ("max_connections is 50", "the ConfigMap was deleted") at their first
-/// step. Nothing executes; the model is told to look first.
-fn record_unfounded_done(index: u32, decided: &Decided) -> StepRecord {
+/// Why a done before anything was looked at is refused: small models answer
+/// a report or a change from the goal's words alone ("max_connections is
+/// 50", "the ConfigMap was deleted") at their first step.
+const UNFOUNDED_DONE_MESSAGE: &str = "done before any look: nothing has been looked at yet (a proposal refused for its \
+     arguments shows nothing), so this done message could only guess. Propose a step that shows the state the goal \
+     is about (a read-only tool first), then answer done with what its result shows.";
+
+/// What decided a done refused, once, while a change refused for how it was
+/// written is unmade ([`context::unmade_done`]).
+pub const UNMADE_DONE: &str = "unmade-change";
+
+/// A done refused with INVALID_PROPOSAL by the engine's rule `by`: nothing
+/// executes, and `message` tells the model what to do instead.
+fn record_refused_done(index: u32, decided: &Decided, by: &str, message: &str) -> StepRecord {
     let mut rec = record_unexecuted(index, decided, None);
-    let message = "done before any look: nothing has been looked at yet (a proposal refused for its arguments \
-                   shows nothing), so this done message could only guess. Propose a step that shows the state the \
-                   goal is about (a read-only tool first), then answer done with what its result shows.";
-    rec.verdict = Verdict::new(VerdictOutcome::Invalid, message, Some(UNFOUNDED_DONE));
+    rec.verdict = Verdict::new(VerdictOutcome::Invalid, message, Some(by));
     rec.signal = Some(Signal::error(ErrorCode::InvalidProposal, message));
     rec
 }

@@ -14,7 +14,18 @@ pub const MAX_NEEDLE_CHARS: usize = 200;
 
 /// The description of a tool's `contains` argument, one text for every tool
 /// that has one.
-pub const CONTAINS_DOC: &str = "Only the lines that contain this text (case ignored) are returned, with their count: use it to find or count lines.";
+pub const CONTAINS_DOC: &str = "Only the lines that contain this text (case ignored; where no line holds it as written, spaces and quotes are ignored too) are returned, with their count: use it to find or count lines.";
+
+/// Characters a loose search ignores: spacing and quoting, which a model
+/// writes differently from the text it searches.
+fn ignored_loosely(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '"' | '\'' | '`')
+}
+
+/// `text` lowercased, without the characters a loose search ignores.
+fn loosened(text: &str) -> String {
+    text.chars().filter(|c| !ignored_loosely(*c)).flat_map(char::to_lowercase).collect()
+}
 
 /// A validated text to search lines for: not empty, one line, bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,21 +55,36 @@ impl Needle {
         text.filter(|t| !t.is_empty()).map(|t| Needle::new(field, t)).transpose()
     }
 
-    /// The lines of `text` that hold the needle, and how many were searched.
-    /// Case is ignored, as an operator's `grep -i`: the eval model searched
-    /// a log for "error" where it said "ERROR".
-    fn search<'a>(&self, text: &'a str) -> (Vec<&'a str>, usize) {
+    /// The lines of `text` that hold the needle, how many were searched,
+    /// and whether the match was loose. Case is ignored, as an operator's
+    /// `grep -i`: the eval model searched a log for "error" where it said
+    /// "ERROR". Where no line holds the needle so, spaces and quotes are
+    /// ignored too: the eval model checked that `{"env":"dev"}` was in
+    /// config.json by searching for `env:dev`, was told no line held it,
+    /// and rewrote the file with what it already held (xct-eval,
+    /// fs-already-done).
+    fn search<'a>(&self, text: &'a str) -> (Vec<&'a str>, usize, bool) {
+        let all: Vec<&str> = text.lines().collect();
         let wanted = self.0.to_lowercase();
-        let mut searched = 0;
-        let found = text.lines().inspect(|_| searched += 1).filter(|l| l.to_lowercase().contains(&wanted)).collect();
-        (found, searched)
+        let found: Vec<&str> = all.iter().copied().filter(|l| l.to_lowercase().contains(&wanted)).collect();
+        if !found.is_empty() {
+            return (found, all.len(), false);
+        }
+        let loose = loosened(&self.0);
+        if loose.is_empty() {
+            return (found, all.len(), false);
+        }
+        let found: Vec<&str> = all.iter().copied().filter(|l| loosened(l).contains(&loose)).collect();
+        let is_loose = !found.is_empty();
+        (found, all.len(), is_loose)
     }
 }
 
 /// What a tool that returns `text` shows: with a search, the text searched
 /// for (`contains`), how many lines hold it (`count`) and those lines
 /// (`lines`); without one, the tool's usual field `key` with the value
-/// `whole` makes (only when shown). A search that finds nothing says so and
+/// `whole` makes (only when shown). A loose match says so. A search that
+/// finds nothing says so and
 /// shows `whole` too: the eval model filtered logs it was asked to summarize
 /// for "error" and reported "no errors", and searched a file it was copying
 /// for its own name.
@@ -68,9 +94,16 @@ pub fn show(needle: Option<&Needle>, text: &str, key: &str, whole: impl FnOnce()
         fields.insert(key.into(), whole());
         return fields;
     };
-    let (found, searched) = needle.search(text);
+    let (found, searched, loose) = needle.search(text);
     fields.insert("contains".into(), json!(needle.0));
     fields.insert("count".into(), json!(found.len()));
+    if loose {
+        let note = format!(
+            "no line contains {:?} as written; these hold it when case, spaces and quotes are ignored",
+            needle.0
+        );
+        fields.insert("note".into(), json!(note));
+    }
     if found.is_empty() {
         let note =
             format!("none of the {searched} lines contains {:?} (case ignored): all of them are shown", needle.0);
@@ -112,6 +145,27 @@ mod tests {
         assert_eq!(none.get("lines"), None);
         let plain = show(None, LOG, "content", || json!(LOG));
         assert_eq!(Value::Object(plain), json!({"content": LOG}), "no search: the usual field alone");
+    }
+
+    #[test]
+    fn a_search_that_finds_nothing_as_written_ignores_spaces_and_quotes() {
+        const CONFIG: &str = "{\"env\": \"dev\"}\nport = 9090\n";
+        let find =
+            |text: &str| show(Some(&Needle::new("contains", text).unwrap()), CONFIG, "content", || json!(CONFIG));
+        let loose = find("env:dev");
+        assert_eq!(loose["count"], json!(1));
+        assert_eq!(loose["lines"], json!(["{\"env\": \"dev\"}"]));
+        assert_eq!(
+            loose["note"],
+            json!("no line contains \"env:dev\" as written; these hold it when case, spaces and quotes are ignored")
+        );
+        assert_eq!(find("'PORT=9090'")["lines"], json!(["port = 9090"]));
+        let exact = find("port = ");
+        assert_eq!((exact["count"].clone(), exact.get("note")), (json!(1), None), "a match as written is not loose");
+        let none = find("env:prod");
+        assert_eq!(none["count"], json!(0));
+        assert!(none["note"].as_str().unwrap().starts_with("none of the 2 lines"), "{none:?}");
+        assert_eq!(find("\"\"")["count"], json!(0), "quotes alone are no loose search");
     }
 
     #[test]

@@ -62,7 +62,8 @@ impl Needle {
     /// ignored too: the eval model checked that `{"env":"dev"}` was in
     /// config.json by searching for `env:dev`, was told no line held it,
     /// and rewrote the file with what it already held (xct-eval,
-    /// fs-already-done).
+    /// fs-already-done). Told now that the line holds it, it still
+    /// rewrites the file, but what it is told matches what it meant.
     fn search<'a>(&self, text: &'a str) -> (Vec<&'a str>, usize, bool) {
         let all: Vec<&str> = text.lines().collect();
         let wanted = self.0.to_lowercase();

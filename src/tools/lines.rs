@@ -85,10 +85,9 @@ impl Needle {
 /// for (`contains`), how many lines hold it (`count`) and those lines
 /// (`lines`); without one, the tool's usual field `key` with the value
 /// `whole` makes (only when shown). A loose match says so. A search that
-/// finds nothing says so and
-/// shows `whole` too: the eval model filtered logs it was asked to summarize
-/// for "error" and reported "no errors", and searched a file it was copying
-/// for its own name.
+/// finds nothing says so and shows `whole` too: the eval model filtered
+/// logs it was asked to summarize for "error" and reported "no errors",
+/// and searched a file it was copying for its own name.
 pub fn show(needle: Option<&Needle>, text: &str, key: &str, whole: impl FnOnce() -> Value) -> Map<String, Value> {
     let mut fields = Map::new();
     let Some(needle) = needle else {

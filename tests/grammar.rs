@@ -33,6 +33,16 @@ fn run_with(tools: ToolSet, max_tokens: u32) -> RunConfig {
     }
 }
 
+/// A step that read a file: once one is in the history, done is offered.
+fn looked() -> xct::engine::record::StepRecord {
+    use xct::engine::record::{ModelStats, StepTimings};
+    serde_json::from_value(serde_json::json!({
+        "index": 1, "decision": "{}", "tool": "fs.read", "verdict": {"outcome": "Allowed", "reason": "read"},
+        "startedAt": "2026-11-28T00:00:00Z", "model": ModelStats::default(), "timings": StepTimings::default(),
+    }))
+    .unwrap()
+}
+
 #[tokio::test]
 async fn every_tool_schema_becomes_a_grammar() {
     let (all, _dir) = all_tools();
@@ -61,13 +71,7 @@ async fn every_tool_schema_becomes_a_grammar() {
     let run = run_with(all.into_iter().fold(ToolSet::new(), ToolSet::with), Sampling::default().max_tokens);
     let first = schema_to_gbnf(&context::decision_schema(&run, &[])).unwrap();
     // Once a step has looked, done is offered too, and converts.
-    use xct::engine::record::{ModelStats, StepRecord, StepTimings};
-    let looked: StepRecord = serde_json::from_value(serde_json::json!({
-        "index": 1, "decision": "{}", "tool": "fs.read", "verdict": {"outcome": "Allowed", "reason": "read"},
-        "startedAt": "2026-11-28T00:00:00Z", "model": ModelStats::default(), "timings": StepTimings::default(),
-    }))
-    .unwrap();
-    let later = schema_to_gbnf(&context::decision_schema(&run, &[looked])).unwrap();
+    let later = schema_to_gbnf(&context::decision_schema(&run, &[looked()])).unwrap();
     assert!(later.contains("done") && !first.contains("done"), "{first}\n{later}");
 }
 
@@ -92,4 +96,22 @@ async fn the_grammar_bounds_every_free_string_argument() {
         checked += 1;
     }
     assert_eq!(checked, 12);
+}
+
+/// The step's goal and the done message are one-line texts for people
+/// (engine/bounds.rs `free_text`): their pattern reaches the grammar as
+/// bounded character classes. llama.cpp's converter accepts any string for
+/// a pattern it cannot read, so the rules themselves are checked.
+#[tokio::test]
+async fn the_goal_and_the_done_message_are_finished_lines_in_the_grammar() {
+    let (all, _dir) = all_tools();
+    let run = run_with(all.into_iter().fold(ToolSet::new(), ToolSet::with), 256);
+    let gbnf = schema_to_gbnf(&context::decision_schema(&run, &[looked()])).unwrap();
+    let body = r#"[^"\\\x00-\x1F\x7F]"#;
+    let ending = r#"[^"\\\x00-\x20\x7F{(=:,;])?) "\"""#;
+    // 64 characters of goal and 128 of message at maxTokens 256.
+    let goals = gbnf.lines().filter(|l| l.contains("{0,63} ") && l.ends_with(ending)).count();
+    let messages = gbnf.lines().filter(|l| l.contains("{0,127} ") && l.ends_with(ending)).count();
+    assert!(goals >= 1 && messages == 1, "{gbnf}");
+    assert!(gbnf.lines().any(|l| l.ends_with(&format!("::= {body}"))), "{gbnf}");
 }

@@ -37,6 +37,33 @@ pub fn max_message_chars(max_tokens: u32) -> u32 {
     (max_tokens / 2).max(MIN_FREE_TEXT_CHARS)
 }
 
+/// What a one-line text for people (a step's `goal`, a done `message`)
+/// must not end with: whitespace, an opening bracket or a separator, which
+/// leave it unfinished.
+const UNFINISHED_ENDINGS: &str = r"\x00-\x20\x7F{(=:,;";
+
+/// The JSON Schema of a one-line text for people, at most `max_chars`
+/// characters: no double quote, backslash or control character, and no
+/// [`UNFINISHED_ENDINGS`] at its end.
+///
+/// Small models meaning to quote a value inside their text wrote the quote
+/// that closes the string instead, and the rest was lost: "contains the
+/// value ", "returned status " (about one goal or message in forty in
+/// xct-eval, among them a done message whose count was cut off). With no
+/// quote allowed and no close after a space or a `{`, the model writes on
+/// ('dev', dev) instead.
+///
+/// The pattern is read by two parties that see the string differently:
+/// the gate's JSON Schema checks match the decoded string, llama.cpp's
+/// converter matches the encoded text between the quotes. Leaving out `"`
+/// and `\` (and control characters, which JSON escapes) makes the two the
+/// same text, so both mean one rule.
+pub fn free_text(max_chars: u32) -> Value {
+    let body = max_chars.saturating_sub(1);
+    let pattern = format!(r#"^([^"\\\x00-\x1F\x7F]{{0,{body}}}[^"\\{UNFINISHED_ENDINGS}])?$"#);
+    serde_json::json!({"type": "string", "maxLength": max_chars, "pattern": pattern})
+}
+
 /// Longest free string argument, in characters, when a tool's arguments
 /// have `strings` free strings: they share half of `maxTokens` equally.
 pub fn max_argument_chars(max_tokens: u32, strings: usize) -> u32 {
@@ -151,6 +178,27 @@ mod tests {
         assert_eq!(free_strings(&json!({"oneOf": [one.clone(), two.clone()]})), 2);
         assert_eq!(free_strings(&json!({"anyOf": [one.clone(), one.clone(), one]})), 1);
         assert_eq!(free_strings(&json!({"allOf": [two.clone(), two]})), 4, "every part of allOf holds");
+    }
+
+    #[test]
+    fn a_free_text_is_one_finished_line_without_quotes() {
+        let schema = free_text(24);
+        let fits = |text: &str| crate::engine::gate::check_schema(&schema, &json!(text)).is_ok();
+        for ok in ["", "x", "the port is now 9090.", "set to 'dev'", "{'env':'dev'}", "24 characters: it fits!."] {
+            assert!(fits(ok), "{ok:?}");
+        }
+        let refused = [
+            "contains the value ",
+            "contains {",
+            "status=",
+            "say \"hi\" now",
+            "a \\ b",
+            "two\nlines",
+            "25 characters: too long.!",
+        ];
+        for bad in refused {
+            assert!(!fits(bad), "{bad:?}");
+        }
     }
 
     #[test]

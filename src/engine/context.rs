@@ -333,7 +333,7 @@ pub fn decision_schema(run: &RunConfig, history: &[StepRecord]) -> Value {
                 "properties": {
                     "tool": {"const": tool.name()},
                     "arguments": bounds::argument_grammar(tool.as_ref(), max_tokens),
-                    "goal": {"type": "string", "maxLength": goal_chars},
+                    "goal": bounds::free_text(goal_chars),
                 },
                 "required": ["tool", "arguments", "goal"],
                 "additionalProperties": false,
@@ -342,7 +342,7 @@ pub fn decision_schema(run: &RunConfig, history: &[StepRecord]) -> Value {
         .collect();
     let done = json!({
         "type": "object",
-        "properties": {"done": {"const": true}, "message": {"type": "string", "maxLength": message_chars}},
+        "properties": {"done": {"const": true}, "message": bounds::free_text(message_chars)},
         "required": ["done", "message"],
         "additionalProperties": false,
     });

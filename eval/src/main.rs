@@ -20,9 +20,14 @@ struct Cli {
     /// Only the scenarios whose name contains this (repeatable).
     #[arg(long)]
     only: Vec<String>,
-    /// Sampled passes after the greedy one, with seeds 1..=N.
+    /// Sampled passes after the greedy one, with seeds `first-seed` and the
+    /// N-1 after it.
     #[arg(long, default_value_t = 0)]
     repeat: u32,
+    /// Seed of the first sampled pass: `--first-seed 4 --repeat 3` runs
+    /// seeds 4, 5 and 6, to see how a rate measured on seeds 1-3 holds.
+    #[arg(long, default_value_t = 1)]
+    first_seed: u32,
     /// maxTokens for the scenarios that do not set their own (default: the
     /// XctRun default), to compare budgets in one run.
     #[arg(long)]
@@ -69,7 +74,7 @@ async fn main() -> ExitCode {
     let mut passes = vec![];
     let settings: Vec<(String, Option<(u32, f32)>)> = std::iter::once(("greedy".to_string(), None))
         .chain(
-            (1..=cli.repeat)
+            (cli.first_seed..cli.first_seed.saturating_add(cli.repeat))
                 .map(|seed| (format!("seed {seed} at temperature {}", cli.temperature), Some((seed, cli.temperature)))),
         )
         .collect();

@@ -58,6 +58,11 @@ pub struct Expect {
     /// The done message mentions at least one ([`mentions`]).
     #[serde(default)]
     pub message_contains_any: Vec<String>,
+    /// The done message mentions none ([`mentions`]): claims the run's
+    /// own history disproves ("the ConfigMap was already deleted" after the
+    /// delete was vetoed).
+    #[serde(default)]
+    pub message_contains_none: Vec<String>,
     /// Requests (not dry runs) that must have been sent as the run's
     /// ServiceAccount.
     #[serde(default)]
@@ -211,6 +216,9 @@ impl Scenario {
         let any = &self.expect.message_contains_any;
         if !any.is_empty() && !any.iter().any(|w| mentions(message, w)) {
             failures.push(format!("the done message mentions none of {any:?}"));
+        }
+        for claim in self.expect.message_contains_none.iter().filter(|c| mentions(message, c)) {
+            failures.push(format!("the done message claims {claim:?}"));
         }
         for r in &self.expect.requests {
             if !f.sent.iter().any(|sent| r.matches(sent)) {

@@ -420,3 +420,63 @@ async fn a_read_can_search_and_count_lines() {
     let r = tool(&f, "fs.read").validate(&json!({"path": "access.log", "contains": "GET\nPOST"})).await;
     assert_eq!(r.map_err(|e| e.code).err(), Some(ErrorCode::InvalidArguments));
 }
+
+/// A write that would replace a file the run has not seen whole is refused
+/// at the gate (DRY_RUN_FAILED, decided by "unseen") and the file keeps its
+/// content: the eval model wrote `port=9090` over a two-line `app.conf` it
+/// had never read. A search that showed some of its lines is no whole read;
+/// a whole read is, and so is the run's own earlier write of the file.
+/// Creating a file, and writing back exactly what a file holds, need none.
+#[tokio::test]
+async fn a_file_the_run_has_not_read_whole_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let prepared = support::prepare_local(dir.path(), "unseen", "fs.write, fs.read");
+    let ws = dir.path().join("ws");
+    let original = "port=8080\nhost=localhost\n";
+    std::fs::write(ws.join("app.conf"), original).unwrap();
+    std::fs::write(ws.join("same.txt"), "kept").unwrap();
+    let write = |path: &str, content: &str| {
+        json!({"next_step": {"tool": "fs.write", "arguments": {"path": path, "content": content}, "goal": "w"}})
+            .to_string()
+    };
+    let read = |args: Value| json!({"next_step": {"tool": "fs.read", "arguments": args, "goal": "r"}}).to_string();
+    let decider = xct::model::ScriptedDecider::new(vec![
+        write("app.conf", "port=9090\n"),
+        read(json!({"path": "app.conf", "contains": "port"})),
+        write("./app.conf", "port=9090\n"),
+        write("same.txt", "kept"),
+        write("new.txt", "fresh"),
+        write("new.txt", "fresh again"),
+        read(json!({"path": "app.conf"})),
+        write("app.conf", "port=9090\nhost=localhost\n"),
+        r#"{"done":true,"message":"port is 9090"}"#.into(),
+    ]);
+    let mut out = Vec::new();
+    let report = xct::local::run(&prepared, &decider, &dir.path().join("h.yaml"), &mut out).await.unwrap();
+    let steps = report.status.steps;
+    let labels: Vec<&str> = steps.iter().map(|s| s.outcome_label()).collect();
+    assert_eq!(
+        labels,
+        ["DRY_RUN_FAILED", "Success", "DRY_RUN_FAILED", "Success", "Success", "Success", "Success", "Success", "Done"]
+    );
+    for refused in [&steps[0], &steps[2]] {
+        assert_eq!(refused.verdict.decided_by.as_deref(), Some("unseen"));
+        match &refused.signal {
+            Some(xct::protocol::Signal::Error { message, .. }) => assert!(
+                message.starts_with("fs.write would replace the whole content of app.conf")
+                    && message.contains("read all of it first (without a search)"),
+                "{message}"
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    // The whole read after both refusals shows the file as it was.
+    let shown = match &steps[6].signal {
+        Some(xct::protocol::Signal::Success { result }) => result["content"].clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(shown, original);
+    assert_eq!(std::fs::read_to_string(ws.join("app.conf")).unwrap(), "port=9090\nhost=localhost\n");
+    assert_eq!(std::fs::read_to_string(ws.join("new.txt")).unwrap(), "fresh again");
+    assert_eq!(std::fs::read_to_string(ws.join("same.txt")).unwrap(), "kept");
+}

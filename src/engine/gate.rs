@@ -8,13 +8,15 @@
 //! nothing at all is sent for a proposal refused so far — then the host's
 //! judge (policies: [`ErrorCode::PolicyVeto`], which may read the validated
 //! target, the only request before the verdict), then the tool's own
-//! validation and dry run ([`ErrorCode::DryRunFailed`]).
+//! validation and dry run ([`ErrorCode::DryRunFailed`]); a change whose
+//! dry run says it replaces its target's content is refused the same way
+//! until a step of the run has shown that content whole ([`BY_UNSEEN`]).
 
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::record::{DryRunRecord, PolicyDecision, Verdict, VerdictOutcome};
+use super::record::{DryRunRecord, PolicyDecision, StepRecord, Verdict, VerdictOutcome};
 use super::{RunConfig, bounds};
 use crate::protocol::{ErrorCode, NextStep, Signal};
 use crate::tools::{Target, Tool};
@@ -112,8 +114,14 @@ pub const BY_ARGUMENTS: &str = "arguments";
 pub const BY_TARGET: &str = "target";
 pub const SHAPE_CHECKS: [&str; 3] = [BY_SCHEMA, BY_ARGUMENTS, BY_TARGET];
 
-/// Tool, arguments, target, judge, dry run: may `step` execute now?
-pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) -> Validated {
+/// What refused a change that would replace content the run has not seen
+/// ([`shown_whole`]).
+pub const BY_UNSEEN: &str = "unseen";
+
+/// Tool, arguments, target, judge, dry run, and for a change that replaces
+/// its target's content, a look at that content in `history`: may `step`
+/// execute now?
+pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>, history: &[StepRecord]) -> Validated {
     let t = Instant::now();
     let Some(tool) = run.tools.get(&step.tool) else {
         let allowed = run.tools.names();
@@ -175,6 +183,19 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
         }
     };
     match tool.validate(&args).await {
+        Ok(dry) if dry.replaces && !shown_whole(run, history, target.as_ref()) => {
+            let what = target.as_ref().and_then(|t| t.name.as_deref()).unwrap_or("the target");
+            let msg = format!(
+                "{} would replace the whole content of {what}, and no step of this run has shown that content: \
+                 read all of it first (without a search), then write the new content with everything that must stay",
+                step.tool
+            );
+            let dry = DryRunRecord { ok: false, summary: dry.summary };
+            let mut v = refused(t, mutating, BY_UNSEEN, Signal::error(ErrorCode::DryRunFailed, msg), Some(dry));
+            v.audit = audit;
+            v.policy = policy;
+            v
+        }
         Ok(dry) => {
             let outcome = if approval.is_some() { VerdictOutcome::AwaitingApproval } else { VerdictOutcome::Allowed };
             let reason = match &approval {
@@ -200,6 +221,22 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>) 
             v
         }
     }
+}
+
+/// Whether a successful step of `history` showed the whole current content
+/// of `target`, or set it ([`Tool::shows_whole`]). A change that replaces
+/// a target's content (an existing file) waits for one: the eval model
+/// overwrote `app.conf` with the one line it was asked to change, never
+/// having read the file, and the other settings were lost (xct-eval,
+/// fs-edit-port).
+fn shown_whole(run: &RunConfig, history: &[StepRecord], target: Option<&Target>) -> bool {
+    let Some(target) = target else { return false };
+    history.iter().any(|s| {
+        let (Some(Signal::Success { result }), Some(step)) = (&s.signal, s.proposal()) else { return false };
+        let Some(tool) = run.tools.get(&step.tool) else { return false };
+        let args = Value::Object(step.arguments);
+        tool.target(&args).ok().flatten().as_ref() == Some(target) && tool.shows_whole(&args, result)
+    })
 }
 
 /// What the target of an interrupted step looks like now, shown only if the

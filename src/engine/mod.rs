@@ -324,13 +324,13 @@ impl<'a> Engine<'a> {
         match history.last() {
             Some(last) if last.phase == StepPhase::Executing => {
                 let span = spans::step(&run.id, last.index);
-                let recovered = tracing::Instrument::instrument(recover(run, last, judge), span).await;
+                let recovered = tracing::Instrument::instrument(recover(run, history, last, judge), span).await;
                 return Ok(Stepped::Resolved(recovered));
             }
             // Polled until answered: no step span per poll (an approved
             // step's execute_tool span sits under the caller's span).
             Some(last) if last.phase == StepPhase::AwaitingApproval => {
-                return resume(run, last, judge, journal).await;
+                return resume(run, history, last, judge, journal).await;
             }
             _ => {}
         }
@@ -364,7 +364,7 @@ impl<'a> Engine<'a> {
             Ok(Decision::NextStep(step)) => step.clone(),
             _ => return Ok(Stepped::New(record_unexecuted(index, &decided, None))),
         };
-        let validated = gate::admit(run, &step, judge).await;
+        let validated = gate::admit(run, &step, judge, history).await;
         if validated.refusal.is_some() {
             let mut record = record_unexecuted(index, &decided, Some(validated));
             context::advise(run, &step, history, &mut record);

@@ -9,27 +9,24 @@ use super::record::{JudgedFor, StepRecord, Verdict, VerdictOutcome};
 use super::{
     Approval, EngineError, Journal, Judge, RunConfig, Stepped, apply_refusal, complete, execute, gate, run_tool,
 };
-use crate::protocol::{Decision, ErrorCode, NextStep, Signal, parse_decision};
-
-/// The proposal a recorded step holds.
-fn proposal_of(rec: &StepRecord) -> Option<NextStep> {
-    match parse_decision(&rec.decision, rec.model.truncated) {
-        Ok(Decision::NextStep(step)) => Some(step),
-        _ => None,
-    }
-}
+use crate::protocol::{ErrorCode, Signal};
 
 /// Resolve a step left `Executing` by a stopped controller.
-pub(super) async fn recover(run: &RunConfig, last: &StepRecord, judge: Option<&dyn Judge>) -> StepRecord {
+pub(super) async fn recover(
+    run: &RunConfig,
+    history: &[StepRecord],
+    last: &StepRecord,
+    judge: Option<&dyn Judge>,
+) -> StepRecord {
     let mut rec = last.clone();
-    let Some(step) = proposal_of(last) else {
+    let Some(step) = last.proposal() else {
         let signal = Signal::error(ErrorCode::OutcomeUnknown, "an interrupted step holds no proposal; nothing was run");
         complete(&mut rec, signal, 0);
         return rec;
     };
     if !last.mutating {
         // A read: run it again, through the gate, as now judged.
-        let validated = gate::admit(run, &step, judge).await;
+        let validated = gate::admit(run, &step, judge, history).await;
         if let Some(signal) = validated.refusal.clone() {
             apply_refusal(&mut rec, validated, signal);
             return rec;
@@ -56,6 +53,7 @@ pub(super) async fn recover(run: &RunConfig, last: &StepRecord, judge: Option<&d
 /// executed, if it is still the same run, identity and verdict.
 pub(super) async fn resume(
     run: &RunConfig,
+    history: &[StepRecord],
     pending: &StepRecord,
     judge: Option<&dyn Judge>,
     journal: &mut dyn Journal,
@@ -86,14 +84,14 @@ pub(super) async fn resume(
         );
         return Ok(Stepped::Resolved(vetoed(rec, signal)));
     }
-    let Some(step) = proposal_of(pending) else {
+    let Some(step) = pending.proposal() else {
         let signal =
             Signal::error(ErrorCode::ApprovalStale, "the approved step holds no proposal; nothing was executed");
         return Ok(Stepped::Resolved(vetoed(rec, signal)));
     };
     // Judged and dry-run again now: the policies or the cluster may have
     // changed while it waited. An approval never overrides a veto.
-    let validated = gate::admit(run, &step, judge).await;
+    let validated = gate::admit(run, &step, judge, history).await;
     if let Some(signal) = validated.refusal.clone() {
         apply_refusal(&mut rec, validated, signal);
         return Ok(Stepped::Resolved(rec));

@@ -420,7 +420,7 @@ impl Tool for K8sTool {
             Action::Scale { replicas } => format!("would {what} to {replicas} replicas"),
             _ => format!("would {what}"),
         };
-        Ok(DryRun { summary, details })
+        Ok(DryRun { summary, details, replaces: false })
     }
     async fn execute(&self, args: &Value) -> Result<Value, ToolError> {
         self.run(self.call(args)?).await

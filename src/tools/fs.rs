@@ -333,6 +333,10 @@ impl Tool for FsRead {
     fn value(&self, result: &Value) -> Option<Value> {
         (result.get("truncated").is_none()).then(|| result.get("content").cloned()).flatten()
     }
+    /// The whole text was shown: no search found lines, nothing was cut.
+    fn shows_whole(&self, _args: &Value, result: &Value) -> bool {
+        result.get("content").is_some() && result.get("truncated").is_none()
+    }
 }
 
 /// What [`read_bounded`] read.
@@ -412,10 +416,12 @@ impl Tool for FsWrite {
             Ok(m) => Ok(DryRun {
                 summary: format!("would overwrite {} ({} -> {} bytes)", a.path, m.len(), content.len()),
                 details: Some(json!({"path": a.path, "exists": true, "oldBytes": m.len(), "newBytes": content.len()})),
+                replaces: !self.holds(&path, &a.path, &content),
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DryRun {
                 summary: format!("would create {} ({} bytes)", a.path, content.len()),
                 details: Some(json!({"path": a.path, "exists": false, "newBytes": content.len()})),
+                replaces: false,
             }),
             Err(e) => Err(io_error("check", &path, e)),
         }
@@ -439,6 +445,10 @@ impl Tool for FsWrite {
         Ok(
             json!({"path": a.path, "bytes": content.len(), "created": !existed, "changed": true, "sha256": sha256_hex(content.as_bytes())}),
         )
+    }
+    /// The run wrote the whole content, so it knows it.
+    fn shows_whole(&self, _args: &Value, _result: &Value) -> bool {
+        true
     }
 }
 

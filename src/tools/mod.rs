@@ -76,11 +76,15 @@ pub struct DryRun {
     pub summary: String,
     /// Structured detail (the dry-run response of an API server, a diff...).
     pub details: Option<Value>,
+    /// The change replaces the target's whole current content with other
+    /// content (a file overwritten): the gate lets it run only once a step
+    /// of the run has shown that content whole ([`Tool::shows_whole`]).
+    pub replaces: bool,
 }
 
 impl DryRun {
     pub fn new(summary: impl Into<String>) -> Self {
-        DryRun { summary: summary.into(), details: None }
+        DryRun { summary: summary.into(), details: None, replaces: false }
     }
 }
 
@@ -126,6 +130,12 @@ pub trait Tool: Send + Sync {
     /// advice on a refused nested call; `None` when no single value does.
     fn value(&self, _result: &Value) -> Option<Value> {
         None
+    }
+    /// Whether this call's successful `result` showed the whole current
+    /// content of its target, or set it (a write): what a change that
+    /// [`DryRun::replaces`] that content waits for.
+    fn shows_whole(&self, _args: &Value, _result: &Value) -> bool {
+        false
     }
     /// The tool's own checks and, for mutations, a dry run. Touches nothing.
     async fn validate(&self, args: &Value) -> Result<DryRun, ToolError>;

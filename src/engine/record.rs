@@ -207,7 +207,6 @@ impl StepRecord {
         self.signal.as_ref().and_then(Signal::code)
     }
 
-    /// A short outcome word for tables: Done, Success, or the error code.
     /// The proposal this step's decision holds, if it holds one.
     pub fn proposal(&self) -> Option<crate::protocol::NextStep> {
         match crate::protocol::parse_decision(&self.decision, self.model.truncated) {
@@ -216,6 +215,7 @@ impl StepRecord {
         }
     }
 
+    /// A short outcome word for tables: Done, Success, or the error code.
     pub fn outcome_label(&self) -> &'static str {
         match (&self.signal, self.verdict.outcome, self.phase) {
             (_, _, StepPhase::Executing) => "Executing",

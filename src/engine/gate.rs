@@ -182,7 +182,10 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>, 
             }
         }
     };
-    match tool.validate(&args).await {
+    // The tool's own refusal, or one of a change that would replace what
+    // the run has not seen: by whom, what the model is told, what the dry
+    // run said.
+    let dry = match tool.validate(&args).await {
         Ok(dry) if dry.replaces && !shown_whole(run, history, target.as_ref()) => {
             let what = target.as_ref().and_then(|t| t.name.as_deref()).unwrap_or("the target");
             let msg = format!(
@@ -190,12 +193,12 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>, 
                  read all of it first (without a search), then write the new content with everything that must stay",
                 step.tool
             );
-            let dry = DryRunRecord { ok: false, summary: dry.summary };
-            let mut v = refused(t, mutating, BY_UNSEEN, Signal::error(ErrorCode::DryRunFailed, msg), Some(dry));
-            v.audit = audit;
-            v.policy = policy;
-            v
+            Err((BY_UNSEEN, Signal::error(ErrorCode::DryRunFailed, msg), dry.summary))
         }
+        Ok(dry) => Ok(dry),
+        Err(e) => Err(("dry-run", e.to_signal(), e.message)),
+    };
+    match dry {
         Ok(dry) => {
             let outcome = if approval.is_some() { VerdictOutcome::AwaitingApproval } else { VerdictOutcome::Allowed };
             let reason = match &approval {
@@ -213,9 +216,8 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>, 
                 policy,
             }
         }
-        Err(e) => {
-            let dry = DryRunRecord { ok: false, summary: e.message.clone() };
-            let mut v = refused(t, mutating, "dry-run", e.to_signal(), Some(dry));
+        Err((by, signal, summary)) => {
+            let mut v = refused(t, mutating, by, signal, Some(DryRunRecord { ok: false, summary }));
             v.audit = audit;
             v.policy = policy;
             v

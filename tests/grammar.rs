@@ -108,7 +108,7 @@ async fn the_goal_and_the_done_message_are_finished_lines_in_the_grammar() {
     let run = run_with(all.into_iter().fold(ToolSet::new(), ToolSet::with), 256);
     let gbnf = schema_to_gbnf(&context::decision_schema(&run, &[looked()])).unwrap();
     let body = r#"[^"\\\x00-\x1F\x7F]"#;
-    let ending = r#"[^"\\\x00-\x20\x7F{(=:,;])?) "\"""#;
+    let ending = r#"[^"\\\x00-\x1F\x7F\x20{(=:,;])?) "\"""#;
     // 64 characters of goal and 128 of message at maxTokens 256.
     let goals = gbnf.lines().filter(|l| l.contains("{0,63} ") && l.ends_with(ending)).count();
     let messages = gbnf.lines().filter(|l| l.contains("{0,127} ") && l.ends_with(ending)).count();

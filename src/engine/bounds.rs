@@ -38,12 +38,16 @@ pub fn max_message_chars(max_tokens: u32) -> u32 {
 }
 
 /// What a one-line text for people (a step's `goal`, a done `message`)
-/// must not end with: whitespace, an opening bracket or a separator, which
-/// leave it unfinished.
-const UNFINISHED_ENDINGS: &str = r"\x00-\x20\x7F{(=:,;";
+/// never holds, as a character class body: a double quote, a backslash, a
+/// control character.
+const NEVER_IN_TEXT: &str = r#""\\\x00-\x1F\x7F"#;
+
+/// What such a text must not end with, besides [`NEVER_IN_TEXT`]: a space,
+/// an opening bracket or a separator, which leave it unfinished.
+const UNFINISHED_ENDINGS: &str = r"\x20{(=:,;";
 
 /// The JSON Schema of a one-line text for people, at most `max_chars`
-/// characters: no double quote, backslash or control character, and no
+/// characters: nothing of [`NEVER_IN_TEXT`], and none of
 /// [`UNFINISHED_ENDINGS`] at its end.
 ///
 /// Small models meaning to quote a value inside their text wrote the quote
@@ -60,7 +64,7 @@ const UNFINISHED_ENDINGS: &str = r"\x00-\x20\x7F{(=:,;";
 /// same text, so both mean one rule.
 pub fn free_text(max_chars: u32) -> Value {
     let body = max_chars.saturating_sub(1);
-    let pattern = format!(r#"^([^"\\\x00-\x1F\x7F]{{0,{body}}}[^"\\{UNFINISHED_ENDINGS}])?$"#);
+    let pattern = format!("^([^{NEVER_IN_TEXT}]{{0,{body}}}[^{NEVER_IN_TEXT}{UNFINISHED_ENDINGS}])?$");
     serde_json::json!({"type": "string", "maxLength": max_chars, "pattern": pattern})
 }
 

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::{Loaded, PolicyInput, RunInfo, Verdict, judge, load};
 use crate::crd::XctPolicy;
 use crate::engine::record::StepRecord;
-use crate::protocol::{Decision, parse_decision};
 use crate::tools::Target;
 
 /// A problem loading policies or histories.
@@ -247,10 +246,7 @@ fn normalized_target(tool: &str, args: &Value, namespace: &str) -> Option<Target
 
 /// The proposals of a history, with their position in it.
 fn replayable(steps: &[StepRecord]) -> impl Iterator<Item = (usize, &StepRecord, crate::protocol::NextStep)> {
-    steps.iter().enumerate().filter_map(|(i, s)| match parse_decision(&s.decision, false) {
-        Ok(Decision::NextStep(step)) => Some((i, s, step)),
-        _ => None,
-    })
+    steps.iter().enumerate().filter_map(|(i, s)| s.proposal().map(|step| (i, s, step)))
 }
 
 /// One replayed verdict.

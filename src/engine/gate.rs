@@ -225,8 +225,9 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>, 
     }
 }
 
-/// Whether a successful step of `history` showed the whole current content
-/// of `target`, or set it ([`Tool::shows_whole`]). A change that replaces
+/// Whether a successful step of `history` showed the whole content of
+/// `target`, or set it ([`Tool::shows_whole`]), as it was at that step: a
+/// change made since by someone other than the run is not detected here. A change that replaces
 /// a target's content (an existing file) waits for one: the eval model
 /// overwrote `app.conf` with the one line it was asked to change, never
 /// having read the file, and the other settings were lost (xct-eval,

@@ -226,19 +226,19 @@ pub async fn admit(run: &RunConfig, step: &NextStep, judge: Option<&dyn Judge>, 
 }
 
 /// Whether a successful step of `history` showed the whole content of
-/// `target`, or set it ([`Tool::shows_whole`]), as it was at that step: a
-/// change made since by someone other than the run is not detected here. A change that replaces
-/// a target's content (an existing file) waits for one: the eval model
+/// `target`, or set it ([`Tool::shows_whole`]). A change that replaces a
+/// target's content (an existing file) waits for one: the eval model
 /// overwrote `app.conf` with the one line it was asked to change, never
 /// having read the file, and the other settings were lost (xct-eval,
-/// fs-edit-port).
+/// fs-edit-port). The content counts as seen as it was at that step: a
+/// change made since by someone other than the run is not detected here.
 fn shown_whole(run: &RunConfig, history: &[StepRecord], target: Option<&Target>) -> bool {
     let Some(target) = target else { return false };
     history.iter().any(|s| {
         let (Some(Signal::Success { result }), Some(step)) = (&s.signal, s.proposal()) else { return false };
         let Some(tool) = run.tools.get(&step.tool) else { return false };
         let args = Value::Object(step.arguments);
-        tool.target(&args).ok().flatten().as_ref() == Some(target) && tool.shows_whole(&args, result)
+        tool.target(&args).ok().flatten().as_ref() == Some(target) && tool.shows_whole(result)
     })
 }
 

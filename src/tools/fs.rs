@@ -334,7 +334,7 @@ impl Tool for FsRead {
         (result.get("truncated").is_none()).then(|| result.get("content").cloned()).flatten()
     }
     /// The whole text was shown: no search found lines, nothing was cut.
-    fn shows_whole(&self, _args: &Value, result: &Value) -> bool {
+    fn shows_whole(&self, result: &Value) -> bool {
         result.get("content").is_some() && result.get("truncated").is_none()
     }
 }
@@ -447,7 +447,7 @@ impl Tool for FsWrite {
         )
     }
     /// The run wrote the whole content, so it knows it.
-    fn shows_whole(&self, _args: &Value, _result: &Value) -> bool {
+    fn shows_whole(&self, _result: &Value) -> bool {
         true
     }
 }

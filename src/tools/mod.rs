@@ -131,10 +131,10 @@ pub trait Tool: Send + Sync {
     fn value(&self, _result: &Value) -> Option<Value> {
         None
     }
-    /// Whether this call's successful `result` showed the whole current
-    /// content of its target, or set it (a write): what a change that
+    /// Whether this call's successful `result` showed the whole content of
+    /// its target as it was then, or set it (a write): what a change that
     /// [`DryRun::replaces`] that content waits for.
-    fn shows_whole(&self, _args: &Value, _result: &Value) -> bool {
+    fn shows_whole(&self, _result: &Value) -> bool {
         false
     }
     /// The tool's own checks and, for mutations, a dry run. Touches nothing.

@@ -9,26 +9,39 @@
 #     DIST       folder made by scripts/dist-dynamic.sh (xct, the libraries
 #                it links, its CPU backend libraries; rpath $ORIGIN)
 #     LLAMA_SRC  the llama.cpp source of the pinned llama-cpp-sys-2 crate
-#                (only its ggml/ folder is read); the same source as DIST's
-#                libggml-base, so the module's ABI matches
+#                (its llama.cpp/ folder); the same source as DIST's
+#                libggml-base, so the module's ABI matches. It is configured
+#                from its top, as the crate's build.rs does: the crate ships
+#                ggml/ without the tests/, examples/ and ggml.pc.in that a
+#                standalone ggml configure needs
 #     MODEL      a GGUF file
-#     OUT        where cpu.json, gpu.json, bench logs and build.log go
+#     OUT        where cpu.json, gpu.json, their logs, build.log and
+#                ldd-cuda.txt go (only small files: the build and the
+#                backend folders are made under WORK)
 #   CUDA_ARCHS   CMake CUDA architectures (default 90: an H100/H200 only;
 #                "80;90" for A100 and H100)
+#   CUDA_LIB     a libggml-cuda.so built beforehand from the same source
+#                (the build is skipped)
+#   WORK         scratch folder (default: a new temporary one)
 #   CONCURRENCY  runs for section c (default 1,16,64)
 #   N_CTX        context per run (default 2048: 64 runs share one KV cache)
 #
-# Not run on this project's machines (no GPU or nvcc there): see README
-# "GPU".
+# The CUDA toolkit's own lib64/ (or lib/) beside nvcc's bin/ is put on
+# LD_LIBRARY_PATH, so libcudart and libcublas resolve where the toolkit is
+# not in the loader's paths (a pip-installed one, say).
 set -euo pipefail
-[ $# -eq 4 ] || { sed -n '2,21p' "$0" >&2; exit 2; }
+[ $# -eq 4 ] || { sed -n '2,31p' "$0" >&2; exit 2; }
 dist=$(cd "$1" && pwd); src=$(cd "$2" && pwd); model=$3; out=$4
 archs=${CUDA_ARCHS:-90}
 concurrency=${CONCURRENCY:-1,16,64}
 mkdir -p "$out"
+work=${WORK:-$(mktemp -d)}
+mkdir -p "$work"
 [ -x "$dist/xct" ] || { echo "$dist/xct is missing: make DIST with scripts/dist-dynamic.sh" >&2; exit 2; }
-[ -f "$src/ggml/CMakeLists.txt" ] || { echo "$src/ggml is not ggml's source" >&2; exit 2; }
+[ -f "$src/ggml/CMakeLists.txt" ] || { echo "$src is not llama.cpp's source (no ggml/)" >&2; exit 2; }
 command -v nvcc >/dev/null || { echo "nvcc not found" >&2; exit 2; }
+toolkit=$(cd "$(dirname "$(command -v nvcc)")/.." && pwd)
+export LD_LIBRARY_PATH="$dist:$toolkit/lib64:$toolkit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # Every library xct needs must resolve from DIST, not from the system.
 if ldd "$dist/xct" | grep -q "not found"; then
@@ -37,27 +50,41 @@ if ldd "$dist/xct" | grep -q "not found"; then
   exit 1
 fi
 
-start=$SECONDS
-build="$out/cuda-build"
-cmake -S "$src/ggml" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
-  -DGGML_BACKEND_DL=ON -DGGML_CUDA=ON -DGGML_CUDA_NCCL=OFF -DGGML_NATIVE=OFF \
-  -DCMAKE_CUDA_ARCHITECTURES="$archs" >"$out/build.log" 2>&1
-cmake --build "$build" --target ggml-cuda -j "$(nproc)" >>"$out/build.log" 2>&1 \
-  || { tail -30 "$out/build.log" >&2; exit 1; }
-lib=$(find "$build" -name 'libggml-cuda.so' | head -1)
-[ -n "$lib" ] || { echo "no libggml-cuda.so was built" >&2; exit 1; }
-echo "CUDA backend for sm_$archs built in $((SECONDS - start)) s"
+if [ -n "${CUDA_LIB:-}" ]; then
+  lib=$CUDA_LIB
+  echo "CUDA backend: $lib (built beforehand)"
+else
+  start=$SECONDS
+  build="$work/cuda-build"
+  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_CURL=OFF \
+    -DGGML_BACKEND_DL=ON -DGGML_CUDA=ON -DGGML_CUDA_NCCL=OFF -DGGML_NATIVE=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES="$archs" >"$out/build.log" 2>&1 \
+    || { tail -30 "$out/build.log" >&2; exit 1; }
+  cmake --build "$build" --target ggml-cuda -j "$(nproc)" >>"$out/build.log" 2>&1 \
+    || { tail -30 "$out/build.log" >&2; exit 1; }
+  lib=$(find "$build" -name 'libggml-cuda.so' | head -1)
+  [ -n "$lib" ] || { echo "no libggml-cuda.so was built" >&2; exit 1; }
+  echo "CUDA backend for $archs built in $((SECONDS - start)) s"
+fi
 
 # Two backend folders: the CPU libraries alone, and the same plus CUDA.
-cpu_dir="$out/backends-cpu"; gpu_dir="$out/backends-gpu"
+cpu_dir="$work/backends-cpu"; gpu_dir="$work/backends-gpu"
 mkdir -p "$cpu_dir" "$gpu_dir"
 cp "$dist"/libggml-cpu*.so "$cpu_dir/"
-cp "$dist"/libggml-cpu*.so "$lib" "$gpu_dir/"
-ldd "$gpu_dir/libggml-cuda.so" | tee "$out/ldd-cuda.txt" | grep -q "not found" && { cat "$out/ldd-cuda.txt" >&2; exit 1; }
+cp "$dist"/libggml-cpu*.so "$gpu_dir/"
+cp "$lib" "$gpu_dir/libggml-cuda.so"  # ggml loads backends by this name pattern
+ldd "$gpu_dir/libggml-cuda.so" >"$out/ldd-cuda.txt"
+if grep -q "not found" "$out/ldd-cuda.txt"; then
+  cat "$out/ldd-cuda.txt" >&2
+  echo "libggml-cuda.so has unresolved libraries" >&2
+  exit 1
+fi
 
 run_bench() {
   local name=$1 dir=$2 layers=$3
-  XCT_BACKENDS_DIR=$dir LD_LIBRARY_PATH=$dist "$dist/xct" bench --model "$model" --sections abc \
+  XCT_BACKENDS_DIR=$dir "$dist/xct" bench --model "$model" --sections abc \
     --n-gpu-layers "$layers" --n-ctx "${N_CTX:-2048}" --concurrency "$concurrency" --json "$out/$name.json" | tee "$out/$name.txt"
 }
 run_bench cpu "$cpu_dir" 0

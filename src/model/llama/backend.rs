@@ -6,7 +6,8 @@
 //! (`libggml-cpu-*.so`, `libggml-cuda.so`, `libggml-vulkan.so`) loaded at
 //! start from one folder: `XCT_BACKENDS_DIR`, else the folder of the `xct`
 //! binary when it holds a backend library, else where the build put them.
-//! A static build has its backends compiled in.
+//! A static build has its backends compiled in. Of ggml's CPU variants the
+//! AMX one is never used (`AMX_VARIANT` says why).
 
 use llama_cpp_2::{LlamaBackendDeviceType, list_llama_ggml_backend_devices};
 use serde::Serialize;
@@ -120,7 +121,83 @@ pub fn load_dynamic_backends() -> Option<String> {
         })
         .or_else(|| llama_cpp_sys_2::BACKENDS_DIR.map(std::path::PathBuf::from))?;
     llama_cpp_2::llama_backend::load_backends_from_path(&dir);
+    avoid_amx_variant(&dir);
     Some(dir.display().to_string())
+}
+
+/// ggml's CPU variant for Sapphire Rapids and later Xeons, the only one with
+/// AMX, dies with SIGILL at its first AMX matrix product (a Q4_0, Q4_1 or
+/// Q8_0 model on the CPU) when GCC 12 built it: GCC drops the stores that
+/// fill the tile configuration in `ggml_tile_config_init`
+/// (`ggml-cpu/amx/mmq.cpp`, a local struct read only by the `ldtilecfg`
+/// builtin), so `ldtilecfg` loads palette 1 with every tile empty and the
+/// next `tileloadd` faults. Seen on this project's 2-core Xeon, which has
+/// AMX: the disassembly shows the struct zeroed and only its palette byte
+/// set. llama.cpp PR 26954 (open) moves the configuration to static data.
+/// Until the pinned llama.cpp has that fix, the variant is replaced by
+/// `AMX_FALLBACK`, which ggml builds with the same features less AMX, so
+/// every CPU that picks the one can run the other.
+#[cfg(feature = "dynamic-backends")]
+const AMX_VARIANT: &str = "libggml-cpu-sapphirerapids.so";
+/// The AMX variant's features less AMX (AVX-512 with VBMI, VNNI and BF16).
+#[cfg(feature = "dynamic-backends")]
+const AMX_FALLBACK: &str = "libggml-cpu-zen4.so";
+
+/// If ggml chose the AMX CPU variant, unload it and load [`AMX_FALLBACK`]
+/// from the same folder (before any model or device is in use).
+#[cfg(feature = "dynamic-backends")]
+fn avoid_amx_variant(dir: &std::path::Path) {
+    use llama_cpp_sys_2 as sys;
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: the registry calls take NUL-terminated strings that outlive
+    // them; a CPU backend's "ggml_backend_get_features" has the type
+    // `ggml_backend_get_features_t` and returns an array ended by a NULL
+    // name; nothing uses the CPU backend yet when it is unloaded.
+    unsafe {
+        let reg = sys::ggml_backend_reg_by_name(c"CPU".as_ptr());
+        if reg.is_null() || !has_feature(reg, b"AMX_INT8") {
+            return;
+        }
+        let fallback = dir.join(AMX_FALLBACK);
+        let Ok(path) = std::ffi::CString::new(fallback.as_os_str().as_bytes()) else { return };
+        if !fallback.is_file() {
+            tracing::warn!(
+                "the CPU backend is ggml's AMX variant ({AMX_VARIANT}), which can die with SIGILL, and {} is missing",
+                fallback.display()
+            );
+            return;
+        }
+        sys::ggml_backend_unload(reg);
+        if sys::ggml_backend_load(path.as_ptr()).is_null() {
+            tracing::error!("could not load {} in place of the AMX CPU variant", fallback.display());
+        } else {
+            tracing::info!("CPU backend: {AMX_FALLBACK} in place of {AMX_VARIANT} (its AMX code dies with SIGILL)");
+        }
+    }
+}
+
+/// Whether a backend reports `feature` (e.g. AMX_INT8) among its features.
+///
+/// # Safety
+/// `reg` is a registered backend.
+#[cfg(feature = "dynamic-backends")]
+unsafe fn has_feature(reg: llama_cpp_sys_2::ggml_backend_reg_t, feature: &[u8]) -> bool {
+    use llama_cpp_sys_2 as sys;
+    // SAFETY: see the caller; the pointer is either NULL or the function
+    // `ggml_backend_get_features_t` describes.
+    unsafe {
+        let get = sys::ggml_backend_reg_get_proc_address(reg, c"ggml_backend_get_features".as_ptr());
+        let get: sys::ggml_backend_get_features_t = std::mem::transmute(get);
+        let Some(get) = get else { return false };
+        let mut f = get(reg);
+        while !f.is_null() && !(*f).name.is_null() {
+            if std::ffi::CStr::from_ptr((*f).name).to_bytes() == feature {
+                return true;
+            }
+            f = f.add(1);
+        }
+        false
+    }
 }
 
 /// Static builds have their backends compiled in.

@@ -25,12 +25,14 @@
 #   WORK         scratch folder (default: a new temporary one)
 #   CONCURRENCY  runs for section c (default 1,16,64)
 #   N_CTX        context per run (default 2048: 64 runs share one KV cache)
+#   RUNS         which runs (default "cpu gpu"; one alone to split the work
+#                over two calls where a call's time is short)
 #
 # The CUDA toolkit's own lib64/ (or lib/) beside nvcc's bin/ is put on
 # LD_LIBRARY_PATH, so libcudart and libcublas resolve where the toolkit is
 # not in the loader's paths (a pip-installed one, say).
 set -euo pipefail
-[ $# -eq 4 ] || { sed -n '2,31p' "$0" >&2; exit 2; }
+[ $# -eq 4 ] || { sed -n '2,33p' "$0" >&2; exit 2; }
 dist=$(cd "$1" && pwd); src=$(cd "$2" && pwd); model=$3; out=$4
 archs=${CUDA_ARCHS:-90}
 concurrency=${CONCURRENCY:-1,16,64}
@@ -87,12 +89,19 @@ run_bench() {
   XCT_BACKENDS_DIR=$dir "$dist/xct" bench --model "$model" --sections abc \
     --n-gpu-layers "$layers" --n-ctx "${N_CTX:-2048}" --concurrency "$concurrency" --json "$out/$name.json" | tee "$out/$name.txt"
 }
-run_bench cpu "$cpu_dir" 0
-run_bench gpu "$gpu_dir" 999
-python3 - "$out" <<'PY'
+runs=${RUNS:-cpu gpu}
+for name in $runs; do
+  case $name in
+    cpu) run_bench cpu "$cpu_dir" 0 ;;
+    gpu) run_bench gpu "$gpu_dir" 999 ;;
+    *) echo "RUNS: cpu or gpu, not $name" >&2; exit 2 ;;
+  esac
+done
+python3 - "$out" $runs <<'PY'
 import json, sys
 out = sys.argv[1]
-for name in ("cpu", "gpu"):
+unused = False
+for name in sys.argv[2:]:
     r = json.load(open(f"{out}/{name}.json"))
     b = r["backend"]
     devices = ", ".join(f"{d['name']} ({d['description']})" for d in b["devices"])
@@ -100,4 +109,10 @@ for name in ("cpu", "gpu"):
     rates = ", ".join(f"{x['runs']}: {x['rate']:.2f}/s" for x in c)
     print(f"{name}: {devices}; {b['layersOffloaded']} of {b['layers']} layers offloaded; (c) {rates}; "
           f"{r['c']['overBaseline']['runs']} runs = {r['c']['overBaseline']['ratio']:.2f}x 1 run")
+    # A CUDA library that did not load (no driver, another CUDA major)
+    # leaves the "gpu" run on the CPU: say so rather than pass it off as a
+    # GPU number.
+    unused |= name == "gpu" and b["layersOffloaded"] == 0
+if unused:
+    sys.exit("gpu.json: no layer was offloaded, so the CUDA backend was not used")
 PY

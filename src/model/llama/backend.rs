@@ -128,8 +128,9 @@ pub fn load_dynamic_backends() -> Option<String> {
 /// ggml's CPU variant for Sapphire Rapids and later Xeons, the only one with
 /// AMX, dies with SIGILL at its first AMX matrix product (weights in Q4_0,
 /// Q4_1, Q8_0, Q4_K, Q5_K, Q6_K or IQ4_XS on the CPU; seen with the test
-/// model's Q4_1) when GCC 12 built it: GCC drops the stores that
-/// fill the tile configuration in `ggml_tile_config_init`
+/// model's Q4_1) when GCC 11 or 12 built it (Debian 12 has 12, the CUDA
+/// image's Ubuntu 22.04 has 11; both compile it so): GCC drops the stores
+/// that fill the tile configuration in `ggml_tile_config_init`
 /// (`ggml-cpu/amx/mmq.cpp`, a local struct read only by the `ldtilecfg`
 /// builtin), so `ldtilecfg` loads palette 1 with every tile empty and the
 /// next `tileloadd` faults. Seen on this project's 2-core Xeon, which has

@@ -151,30 +151,32 @@ const AMX_FALLBACK: &str = "libggml-cpu-zen4.so";
 fn avoid_amx_variant(dir: &std::path::Path) {
     use llama_cpp_sys_2 as sys;
     use std::os::unix::ffi::OsStrExt;
-    // SAFETY: the registry calls take NUL-terminated strings that outlive
-    // them; a CPU backend's "ggml_backend_get_features" has the type
-    // `ggml_backend_get_features_t` and returns an array ended by a NULL
-    // name; nothing uses the CPU backend yet when it is unloaded.
-    unsafe {
-        let reg = sys::ggml_backend_reg_by_name(c"CPU".as_ptr());
-        if reg.is_null() || !has_feature(reg, b"AMX_INT8") {
-            return;
-        }
-        let fallback = dir.join(AMX_FALLBACK);
-        let Ok(path) = std::ffi::CString::new(fallback.as_os_str().as_bytes()) else { return };
-        if !fallback.is_file() {
-            tracing::warn!(
-                "the CPU backend is ggml's AMX variant ({AMX_VARIANT}), which can die with SIGILL, and {} is missing",
-                fallback.display()
-            );
-            return;
-        }
+    // SAFETY: a NUL-terminated name that outlives the call; a non-NULL
+    // result is a registered backend.
+    let reg = unsafe { sys::ggml_backend_reg_by_name(c"CPU".as_ptr()) };
+    if reg.is_null() || !unsafe { has_feature(reg, b"AMX_INT8") } {
+        return;
+    }
+    let fallback = dir.join(AMX_FALLBACK);
+    if !fallback.is_file() {
+        tracing::warn!(
+            "the CPU backend is ggml's AMX variant ({AMX_VARIANT}), which can die with SIGILL, and {} is missing",
+            fallback.display()
+        );
+        return;
+    }
+    let Ok(path) = std::ffi::CString::new(fallback.as_os_str().as_bytes()) else { return };
+    // SAFETY: nothing uses the CPU backend yet (no model or device is open),
+    // so unloading it leaves no dangling reference; the path is
+    // NUL-terminated and outlives the call.
+    let loaded = unsafe {
         sys::ggml_backend_unload(reg);
-        if sys::ggml_backend_load(path.as_ptr()).is_null() {
-            tracing::error!("could not load {} in place of the AMX CPU variant", fallback.display());
-        } else {
-            tracing::info!("CPU backend: {AMX_FALLBACK} in place of {AMX_VARIANT} (its AMX code dies with SIGILL)");
-        }
+        sys::ggml_backend_load(path.as_ptr())
+    };
+    if loaded.is_null() {
+        tracing::error!("could not load {} in place of the AMX CPU variant", fallback.display());
+    } else {
+        tracing::info!("CPU backend: {AMX_FALLBACK} in place of {AMX_VARIANT} (its AMX code dies with SIGILL)");
     }
 }
 
@@ -185,8 +187,9 @@ fn avoid_amx_variant(dir: &std::path::Path) {
 #[cfg(feature = "dynamic-backends")]
 unsafe fn has_feature(reg: llama_cpp_sys_2::ggml_backend_reg_t, feature: &[u8]) -> bool {
     use llama_cpp_sys_2 as sys;
-    // SAFETY: see the caller; the pointer is either NULL or the function
-    // `ggml_backend_get_features_t` describes.
+    // SAFETY: `reg` is registered; the proc address is NULL or the function
+    // `ggml_backend_get_features_t` describes, whose array ends with a NULL
+    // name.
     unsafe {
         let get = sys::ggml_backend_reg_get_proc_address(reg, c"ggml_backend_get_features".as_ptr());
         let get: sys::ggml_backend_get_features_t = std::mem::transmute(get);

@@ -22,7 +22,9 @@
 #                "80;90" for A100 and H100)
 #   CUDA_LIB     a libggml-cuda.so built beforehand from the same source
 #                (the build is skipped)
-#   WORK         scratch folder (default: a new temporary one)
+#   WORK         scratch folder, kept (default: a temporary one, removed at
+#                the end); the library it builds is WORK/cuda-build/bin/
+#                libggml-cuda.so, for CUDA_LIB in a later call
 #   CONCURRENCY  runs for section c (default 1,16,64)
 #   N_CTX        context per run (default 2048: 64 runs share one KV cache)
 #   RUNS         which runs (default "cpu gpu"; one alone to split the work
@@ -32,13 +34,18 @@
 # LD_LIBRARY_PATH, so libcudart and libcublas resolve where the toolkit is
 # not in the loader's paths (a pip-installed one, say).
 set -euo pipefail
-[ $# -eq 4 ] || { sed -n '2,33p' "$0" >&2; exit 2; }
+[ $# -eq 4 ] || { sed -n '2,35p' "$0" >&2; exit 2; }
 dist=$(cd "$1" && pwd); src=$(cd "$2" && pwd); model=$3; out=$4
 archs=${CUDA_ARCHS:-90}
 concurrency=${CONCURRENCY:-1,16,64}
 mkdir -p "$out"
-work=${WORK:-$(mktemp -d)}
-mkdir -p "$work"
+if [ -n "${WORK:-}" ]; then
+  work=$WORK
+  mkdir -p "$work"
+else
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
 [ -x "$dist/xct" ] || { echo "$dist/xct is missing: make DIST with scripts/dist-dynamic.sh" >&2; exit 2; }
 [ -f "$src/ggml/CMakeLists.txt" ] || { echo "$src is not llama.cpp's source (no ggml/)" >&2; exit 2; }
 command -v nvcc >/dev/null || { echo "nvcc not found" >&2; exit 2; }
@@ -68,7 +75,7 @@ else
     || { tail -30 "$out/build.log" >&2; exit 1; }
   lib=$(find "$build" -name 'libggml-cuda.so' | head -1)
   [ -n "$lib" ] || { echo "no libggml-cuda.so was built" >&2; exit 1; }
-  echo "CUDA backend for $archs built in $((SECONDS - start)) s"
+  echo "CUDA backend for $archs built in $((SECONDS - start)) s: $lib"
 fi
 
 # Two backend folders: the CPU libraries alone, and the same plus CUDA.

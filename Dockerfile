@@ -16,7 +16,7 @@ COPY Cargo.toml Cargo.lock rustfmt.toml /src/
 COPY src /src/src
 COPY testapi /src/testapi
 COPY eval /src/eval
-COPY scripts/dist-dynamic.sh /src/scripts/dist-dynamic.sh
+COPY scripts/dist-dynamic.sh scripts/build-cuda.sh /src/scripts/
 
 FROM docker.io/library/rust:1.95-bookworm AS build-cpu
 RUN apt-get update && apt-get install -y --no-install-recommends cmake libclang-dev && rm -rf /var/lib/apt/lists/*
@@ -27,16 +27,16 @@ RUN cargo build --release --locked --bin xct && strip target/release/xct
 # CUDA: ggml's backends as libraries loaded at start (dynamic-backends),
 # the CUDA one compiled for A100 (sm_80) and H100/H200 (sm_90); the CPU
 # ones for every x86-64 level, used where no GPU is visible.
+# scripts/build-cuda.sh holds the build; scripts/check-cuda-build.sh runs
+# it without this image (README "GPU").
 FROM docker.io/nvidia/cuda:${CUDA_VERSION}-devel-ubuntu22.04 AS build-cuda
 RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates build-essential cmake libclang-dev pkg-config patchelf \
     && rm -rf /var/lib/apt/lists/*
 RUN curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain 1.95.0
 ENV PATH=/root/.cargo/bin:$PATH
-ENV CMAKE_CUDA_ARCHITECTURES="80;90"
 COPY --from=sources /src /src
 WORKDIR /src
-RUN cargo build --release --locked --bin xct --features cuda,dynamic-backends \
-    && strip target/release/xct && scripts/dist-dynamic.sh target/release /opt/xct
+RUN scripts/build-cuda.sh /opt/xct
 
 # The CUDA image: /opt/xct holds xct, its libraries and the backends it
 # loads from its own folder. Its runtime settings are the CPU image's

@@ -5,7 +5,8 @@
 #   - the build succeeds and libggml-cuda.so holds device code for each
 #     architecture (build-cuda.sh checks with cuobjdump, from its own wheel);
 #   - it needs only libcudart and libcublas (the toolkit's, as the CUDA
-#     runtime image has them) and libcuda.so.1 (the GPU driver's);
+#     runtime image has them) and libcuda.so.1 (the GPU driver's), and
+#     loads with every symbol resolved once a libcuda.so.1 is there;
 #   - xct from the folder, with the CUDA libraries but no driver (the CUDA
 #     image on a node without a GPU), loads its backends from its folder and
 #     runs on the CPU, 0 layers offloaded.
@@ -71,6 +72,13 @@ lib=$dist/libggml-cuda.so
 # cuMem* calls resolve there), which alone is missing without a driver.
 missing=$(LD_LIBRARY_PATH="$dist:$toolkit/lib" ldd "$lib" | awk '/not found/ {print $1}')
 [ "$missing" = "libcuda.so.1" ] || { LD_LIBRARY_PATH="$dist:$toolkit/lib" ldd "$lib" >&2; echo "unresolved libraries: '$missing', not libcuda.so.1 alone" >&2; exit 1; }
+# With a libcuda.so.1 there (the stub stands in for the driver's), every
+# symbol resolves, as ggml's dlopen(RTLD_NOW) needs; ctypes loads so too.
+drv=$(mktemp -d)
+trap 'rm -rf "$drv"' EXIT
+ln -s "$toolkit/lib/stubs/libcuda.so" "$drv/libcuda.so.1"
+LD_LIBRARY_PATH="$dist:$toolkit/lib:$drv" python3 -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' "$lib" \
+  || { echo "libggml-cuda.so does not load with a driver library present" >&2; exit 1; }
 
 # No driver: the CUDA backend cannot load, xct runs on the CPU.
 out=$(LD_LIBRARY_PATH="$toolkit/lib" RUST_LOG=xct=info "$dist/xct" bench --sections b --steps 2 --threads 2 2>&1)

@@ -91,8 +91,9 @@ if grep -q "not found" "$out/ldd-cuda.txt"; then
   exit 1
 fi
 # Its cuMem* calls resolve in the driver's libcuda.so.1; a library linked
-# against a stub that defines nothing has lost that dependency and fails at
-# its first allocation (see scripts/check-cuda-build.sh).
+# against a stub that defines nothing has lost that dependency, and ggml's
+# dlopen(RTLD_NOW) refuses it (undefined symbol: cuMemCreate), so the "gpu"
+# run would stay on the CPU (see scripts/check-cuda-build.sh).
 grep -q "libcuda.so.1" "$out/ldd-cuda.txt" \
   || { echo "libggml-cuda.so does not link libcuda.so.1 (built against an empty driver stub?)" >&2; exit 1; }
 

@@ -16,11 +16,4 @@ cargo test --features dynamic-backends "${tests[@]}" -- --test-threads=2
 dist=$(mktemp -d)
 trap 'rm -rf "$dist"' EXIT
 ./scripts/dist-dynamic.sh "$CARGO_TARGET_DIR/debug" "$dist/xct"
-out=$(env -u LD_LIBRARY_PATH RUST_LOG=xct=info "$dist/xct/xct" bench --sections b --steps 2 --threads 2 2>&1)
-echo "$out" | grep -q "dynamic backends from $dist/xct" || { echo "$out" >&2; echo "the backends were not loaded from the binary's folder" >&2; exit 1; }
-# On a CPU with AMX ggml picks its AMX variant, which dies with SIGILL at the
-# first matrix product; xct must have swapped it (src/model/llama/backend.rs).
-if grep -qw amx_int8 /proc/cpuinfo; then
-  echo "$out" | grep -q "in place of libggml-cpu-sapphirerapids.so" || { echo "$out" >&2; echo "the AMX CPU variant was not replaced" >&2; exit 1; }
-fi
-echo "$out" | grep "^machine:"
+env -u LD_LIBRARY_PATH ./scripts/check-dist-cpu.sh "$dist/xct"

@@ -28,13 +28,14 @@
 #   CONCURRENCY  runs for section c (default 1,16,64)
 #   N_CTX        context per run (default 2048: 64 runs share one KV cache)
 #   RUNS         which runs (default "cpu gpu"; one alone to split the work
-#                over two calls where a call's time is short)
+#                over two calls where a call's time is short; set and empty:
+#                build the library only, for CUDA_LIB in a later call)
 #
 # The CUDA toolkit's own lib64/ (or lib/) beside nvcc's bin/ is put on
 # LD_LIBRARY_PATH, so libcudart and libcublas resolve where the toolkit is
 # not in the loader's paths (a pip-installed one, say).
 set -euo pipefail
-[ $# -eq 4 ] || { sed -n '2,35p' "$0" >&2; exit 2; }
+[ $# -eq 4 ] || { sed -n '2,36p' "$0" >&2; exit 2; }
 dist=$(cd "$1" && pwd); src=$(cd "$2" && pwd); model=$3; out=$4
 archs=${CUDA_ARCHS:-90}
 concurrency=${CONCURRENCY:-1,16,64}
@@ -102,7 +103,7 @@ run_bench() {
   XCT_BACKENDS_DIR=$dir "$dist/xct" bench --model "$model" --sections abc \
     --n-gpu-layers "$layers" --n-ctx "${N_CTX:-2048}" --concurrency "$concurrency" --json "$out/$name.json" | tee "$out/$name.txt"
 }
-runs=${RUNS:-cpu gpu}
+runs=${RUNS-cpu gpu}
 for name in $runs; do
   case $name in
     cpu) run_bench cpu "$cpu_dir" 0 ;;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::engine::record::StepRecord;
 use crate::engine::{Limits, RunConfig, context};
 use crate::model::llama::backend::BackendInfo;
-use crate::model::llama::ceiling;
+use crate::model::llama::{Busy, ceiling};
 use crate::model::{DecideRequest, Decider, GrammarMode, LlamaDecider, LlamaOptions, Sampling};
 use crate::tools::ToolSet;
 use crate::tools::fs::Workspace;
@@ -274,10 +274,12 @@ async fn concurrency(opts: &BenchOptions, loader: &Loader<'_>, dir: &std::path::
         }
         start.wait().await;
         let t = Instant::now();
+        let before = d.busy();
         let mut runs = Vec::new();
         for h in handles {
             runs.push(h.await.map_err(|e| e.to_string())??);
         }
+        let thread = ThreadShare::of(d.busy().since(&before), t.elapsed(), runs.iter().map(Vec::len).sum());
         let window = runs.iter().filter_map(|r| r.last().map(|d| d.0)).min().unwrap_or(t);
         let inside: Vec<_> = runs.iter().flatten().filter(|d| d.0 <= window).collect();
         let decisions = inside.len().max(1) as f64;
@@ -288,17 +290,32 @@ async fn concurrency(opts: &BenchOptions, loader: &Loader<'_>, dir: &std::path::
             decisions / (window - t).as_secs_f64().max(f64::EPSILON),
             evaluated as f64 / decisions,
             generated as f64 / decisions,
+            thread,
         ));
     }
     println!(
         "(c) runs sharing one model (steady state: after each run's first step, until the first run ends)\n| concurrent runs | decisions/s | vs 1 run | prompt tokens evaluated per decision | tokens generated per decision |\n|---:|---:|---:|---:|---:|"
     );
-    for (n, r, e, g) in &rates {
+    for (n, r, e, g, _) in &rates {
         println!("| {n} | {r:.2} | {:.2}x | {e:.0} | {g:.0} |", r / rates[0].1);
+    }
+    println!(
+        "the inference thread (one for every run sharing the model), per decision, from the barrier until every run ended:\n| concurrent runs | busy | admission ms | decode calls ms | sampling ms | decode calls | ms per decode call |\n|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (n, .., s) in &rates {
+        println!(
+            "| {n} | {:.0}% | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+            s.busy * 100.0,
+            s.admit_ms,
+            s.decode_ms,
+            s.sample_ms,
+            s.steps,
+            s.decode_ms / s.steps.max(f64::EPSILON)
+        );
     }
     // The comparison the target is about: 16 runs if measured, else the
     // most concurrent, against the first (1 by default).
-    let &(runs, rate, prompt, generated) =
+    let &(runs, rate, prompt, generated, _) =
         rates.iter().find(|r| r.0 == TARGET_RUNS).or(rates.last()).ok_or("no concurrency to measure")?;
     let (base_runs, base_rate) = (rates[0].0, rates[0].1);
     let measured = rate / base_rate;
@@ -321,7 +338,7 @@ async fn concurrency(opts: &BenchOptions, loader: &Loader<'_>, dir: &std::path::
     let per_n: Vec<Value> = rates
         .iter()
         .map(
-            |(n, r, e, g)| json!({"runs": n, "rate": r, "promptTokensPerDecision": e, "generatedTokensPerDecision": g}),
+            |(n, r, e, g, s)| json!({"runs": n, "rate": r, "promptTokensPerDecision": e, "generatedTokensPerDecision": g, "inferenceThread": s}),
         )
         .collect();
     Ok(json!({
@@ -330,4 +347,32 @@ async fn concurrency(opts: &BenchOptions, loader: &Loader<'_>, dir: &std::path::
         "decisionsPerSecond": per_n,
         "overBaseline": {"runs": runs, "baselineRuns": base_runs, "ratio": measured},
     }))
+}
+
+/// The inference thread's time per decision while n runs shared it.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ThreadShare {
+    /// Busy (admission + decode + sampling) over wall time: near 1, the
+    /// thread itself is what limits the runs.
+    busy: f64,
+    admit_ms: f64,
+    decode_ms: f64,
+    sample_ms: f64,
+    /// Decode calls per decision.
+    steps: f64,
+}
+
+impl ThreadShare {
+    fn of(b: Busy, wall: std::time::Duration, decisions: usize) -> Self {
+        let per = decisions.max(1) as f64;
+        let wall_ms = wall.as_secs_f64() * 1000.0;
+        ThreadShare {
+            busy: (b.admit_ms + b.decode_ms + b.sample_ms) / wall_ms.max(f64::EPSILON),
+            admit_ms: b.admit_ms / per,
+            decode_ms: b.decode_ms / per,
+            sample_ms: b.sample_ms / per,
+            steps: b.steps as f64 / per,
+        }
+    }
 }

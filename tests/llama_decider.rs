@@ -263,3 +263,28 @@ fn the_backend_and_offloaded_layers_are_reported() {
     let json = serde_json::to_value(info).unwrap();
     assert!(json["devices"][0]["memoryTotalBytes"].as_u64().is_some(), "{json}");
 }
+
+/// The inference thread accounts for its time by phase (what `xct bench`
+/// (c) reports per decision): one decode call per generated token at
+/// least, and time in each phase. The second request's grammar is a clone
+/// of the one parsed for the first (same schema): the same greedy output
+/// (without prefix reuse, which may change the rounding).
+#[tokio::test]
+async fn the_inference_thread_accounts_its_time_and_a_cloned_grammar_decides_alike() {
+    let opts =
+        LlamaOptions { n_threads: Some(2), n_ctx: 2048, slots: 1, reuse: false, ..LlamaOptions::new(model_path()) };
+    let d = LlamaDecider::load(opts).expect("model loads");
+    let (cfg, _dir) = run("Write hello.txt containing hi.", Sampling { temperature: 0.0, seed: 1, max_tokens: 64 });
+    let before = d.busy();
+    let first = d.decide(request(&cfg)).await.unwrap();
+    let spent = d.busy().since(&before);
+    assert!(first.stats.completion_tokens > 5, "{:?}", first.stats);
+    // The prompt (one call per 512 tokens), then one call per generated token but the last.
+    let prompt_calls = u64::from(first.stats.prompt_tokens).div_ceil(512);
+    assert_eq!(spent.steps, prompt_calls + u64::from(first.stats.completion_tokens) - 1, "{spent:?} {:?}", first.stats);
+    assert!(spent.admit_ms > 0.0 && spent.decode_ms > 0.0 && spent.sample_ms > 0.0, "{spent:?}");
+    assert!(spent.decode_ms > spent.sample_ms, "on a CPU decode calls dominate: {spent:?}");
+    let second = d.decide(request(&cfg)).await.unwrap();
+    assert_eq!(first.text, second.text);
+    assert_eq!(d.busy().since(&before).steps, 2 * spent.steps);
+}

@@ -1,8 +1,10 @@
 //! `LlamaDecider`: a GGUF model run in-process by llama.cpp.
 //!
 //! The model is loaded once, on a dedicated inference thread that owns the
-//! model and its context; requests arrive over a bounded channel, each with
-//! its own reply channel (the mistral.rs pattern). Every call into llama.cpp
+//! context; requests arrive over a bounded channel, each with its own reply
+//! channel (the mistral.rs pattern), their prompts already tokenized by the
+//! caller (the model is shared read-only for that, see [`prompt::Prompter`]),
+//! so that the one thread every run shares does only what needs the context. Every call into llama.cpp
 //! that can throw a C++ exception goes through llama-cpp-2's `common`
 //! wrappers (grammar init and accept catch exceptions and return errors),
 //! and a token is only ever accepted by the grammar after the grammar itself
@@ -34,12 +36,17 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use tokio::sync::{mpsc, oneshot};
 
 pub mod backend;
+mod busy;
 pub mod ceiling;
 mod prompt;
 mod sample;
 mod worker;
 
 use super::{DecideRequest, Decider, DeciderError, RawDecision};
+pub use busy::Busy;
+use busy::BusyClock;
+use llama_cpp_2::token::LlamaToken;
+use prompt::Prompter;
 use worker::Worker;
 
 /// How many requests may wait for the inference thread.
@@ -99,6 +106,8 @@ impl LlamaOptions {
 
 struct Job {
     request: DecideRequest,
+    /// The request's messages as tokens (the caller tokenized them).
+    prompt: Vec<LlamaToken>,
     reply: oneshot::Sender<Result<RawDecision, DeciderError>>,
 }
 
@@ -111,6 +120,8 @@ pub struct LlamaDecider {
     name: String,
     /// Where it runs.
     backend: backend::BackendInfo,
+    busy: std::sync::Arc<BusyClock>,
+    prompter: std::sync::Arc<Prompter>,
 }
 
 /// The process's llama.cpp backend, and the folder its backend libraries
@@ -141,12 +152,14 @@ impl LlamaDecider {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let description = format!("{}", opts.model_path.display());
         let name = opts.model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let busy = std::sync::Arc::new(BusyClock::default());
+        let clock = busy.clone();
         std::thread::Builder::new()
             .name("xct-inference".into())
-            .spawn(move || inference_thread(opts, rx, ready_tx))
+            .spawn(move || inference_thread(opts, rx, ready_tx, clock))
             .map_err(|e| DeciderError::Unavailable(format!("cannot start the inference thread: {e}")))?;
         match ready_rx.recv() {
-            Ok(Ok(backend)) => Ok(LlamaDecider { tx, description, name, backend }),
+            Ok(Ok((backend, prompter))) => Ok(LlamaDecider { tx, description, name, backend, busy, prompter }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(DeciderError::Unavailable("the inference thread stopped while loading".into())),
         }
@@ -162,6 +175,11 @@ impl LlamaDecider {
         &self.backend
     }
 
+    /// The inference thread's busy time so far, by phase.
+    pub fn busy(&self) -> Busy {
+        self.busy.read()
+    }
+
     /// Requests waiting for the inference thread.
     pub fn queue_depth(&self) -> usize {
         QUEUE_DEPTH - self.tx.capacity()
@@ -171,9 +189,17 @@ impl LlamaDecider {
 #[async_trait]
 impl Decider for LlamaDecider {
     async fn decide(&self, request: DecideRequest) -> Result<RawDecision, DeciderError> {
+        let prompter = self.prompter.clone();
+        let (request, prompt) = tokio::task::spawn_blocking(move || {
+            let prompt = prompter.tokenize(&request.messages);
+            (request, prompt)
+        })
+        .await
+        .map_err(|e| DeciderError::Inference(format!("tokenizing the prompt failed: {e}")))?;
+        let prompt = prompt?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { request, reply })
+            .send(Job { request, prompt, reply })
             .await
             .map_err(|_| DeciderError::Unavailable("the inference thread has stopped".into()))?;
         rx.await.map_err(|_| DeciderError::Inference("the inference thread dropped the request".into()))?
@@ -205,7 +231,8 @@ fn load_model(opts: &LlamaOptions) -> Result<(&'static LlamaBackend, LlamaModel,
 fn inference_thread(
     opts: LlamaOptions,
     mut rx: mpsc::Receiver<Job>,
-    ready: std::sync::mpsc::Sender<Result<backend::BackendInfo, DeciderError>>,
+    ready: std::sync::mpsc::Sender<Result<(backend::BackendInfo, std::sync::Arc<Prompter>), DeciderError>>,
+    busy: std::sync::Arc<BusyClock>,
 ) {
     let (backend, model, info) = match load_model(&opts) {
         Ok(v) => v,
@@ -226,25 +253,22 @@ fn inference_thread(
         .with_n_batch(opts.n_batch)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
-    let ctx = match model.new_context(backend, ctx_params) {
+    let prompter = match Prompter::new(model) {
+        Ok(p) => std::sync::Arc::new(p),
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let ctx = match prompter.model().new_context(backend, ctx_params) {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(DeciderError::Unavailable(format!("cannot create a llama.cpp context: {e}"))));
             return;
         }
     };
-    let format = match prompt::ChatFormat::new(&model) {
-        Ok(f) => {
-            tracing::info!(renderer = f.renderer_name(), tool_role = f.tool_role(), "chat format");
-            f
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let mut worker = Worker::new(&model, ctx, format, opts.n_batch as usize, slots as usize, opts.reuse, opts.grammar);
-    let _ = ready.send(Ok(info));
+    let mut worker = Worker::new(prompter.model(), ctx, &opts, busy);
+    let _ = ready.send(Ok((info, prompter.clone())));
     serve(&mut worker, &mut rx, slots as usize);
 }
 
@@ -291,8 +315,8 @@ fn reset(worker: &mut Worker<'_>, running: &mut Vec<worker::Active<Reply>>) {
 }
 
 fn admit(worker: &mut Worker<'_>, job: Job, running: &mut Vec<worker::Active<Reply>>) {
-    let Job { request, reply } = job;
-    match std::panic::catch_unwind(AssertUnwindSafe(|| worker.admit(&request, reply, running))) {
+    let Job { request, prompt, reply } = job;
+    match std::panic::catch_unwind(AssertUnwindSafe(|| worker.admit(&request, prompt, reply, running))) {
         Ok(Ok(active)) => running.push(active),
         Ok(Err((reply, e))) => {
             let _ = reply.send(Err(e));

@@ -32,6 +32,39 @@ fn placeholder(i: usize) -> String {
 /// Name of the model's template in the Jinja environment.
 const TEMPLATE: &str = "chat";
 
+/// The model and its chat format, shared by the inference thread (which
+/// decodes with the model) and the callers, which render and tokenize their
+/// own prompts (on tokio's blocking pool, in parallel across runs), so the
+/// one inference thread spends no time on them. Both are read-only:
+/// llama.cpp's tokenizer and the template renderers can run on any thread.
+pub struct Prompter {
+    model: LlamaModel,
+    format: ChatFormat,
+}
+
+impl std::fmt::Debug for Prompter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prompter").field("renderer", &self.format.renderer_name()).finish_non_exhaustive()
+    }
+}
+
+impl Prompter {
+    pub fn new(model: LlamaModel) -> Result<Self, DeciderError> {
+        let format = ChatFormat::new(&model)?;
+        tracing::info!(renderer = format.renderer_name(), tool_role = format.tool_role(), "chat format");
+        Ok(Prompter { model, format })
+    }
+
+    pub fn model(&self) -> &LlamaModel {
+        &self.model
+    }
+
+    /// `messages` as the model's tokens (see [`tokenize_chat`]).
+    pub fn tokenize(&self, messages: &[ChatMessage]) -> Result<Vec<LlamaToken>, DeciderError> {
+        tokenize_chat(&self.model, &self.format, messages)
+    }
+}
+
 /// How a model's chat turns become text.
 pub struct ChatFormat {
     renderer: Renderer,

@@ -18,31 +18,69 @@ const MIN_P: f32 = 0.05;
 /// Fewest candidates top-p and min-p keep.
 const MIN_KEEP: usize = 1;
 
-/// Greedy at temperature 0, else top-k, top-p, min-p, temperature and a
-/// seeded draw (llama.cpp's order).
-pub(super) fn sampler_chain(temperature: f32, seed: u32) -> LlamaSampler {
-    if temperature <= 0.0 {
-        LlamaSampler::greedy()
-    } else {
-        LlamaSampler::chain_simple([
-            LlamaSampler::top_k(TOP_K),
-            LlamaSampler::top_p(TOP_P, MIN_KEEP),
-            LlamaSampler::min_p(MIN_P, MIN_KEEP),
-            LlamaSampler::temp(temperature),
-            LlamaSampler::dist(seed),
-        ])
+/// How the next token is picked among the candidates.
+pub(super) enum Picker {
+    /// Temperature 0: the most likely token, the first of equals (what
+    /// llama.cpp's greedy sampler picks), read straight off the logits:
+    /// no candidate array of the whole vocabulary is built per token.
+    Greedy,
+    /// Top-k, top-p, min-p, temperature and a seeded draw (llama.cpp's order).
+    Sampled(LlamaSampler),
+}
+
+impl Picker {
+    pub(super) fn new(temperature: f32, seed: u32) -> Self {
+        if temperature <= 0.0 {
+            Picker::Greedy
+        } else {
+            Picker::Sampled(LlamaSampler::chain_simple([
+                LlamaSampler::top_k(TOP_K),
+                LlamaSampler::top_p(TOP_P, MIN_KEEP),
+                LlamaSampler::min_p(MIN_P, MIN_KEEP),
+                LlamaSampler::temp(temperature),
+                LlamaSampler::dist(seed),
+            ]))
+        }
+    }
+
+    /// Pick among `candidates` (those the grammar refused have logit -inf).
+    fn pick(&mut self, candidates: &mut LlamaTokenDataArray) -> Option<LlamaToken> {
+        match self {
+            Picker::Greedy => argmax(candidates.data.iter().map(|d| (d.id(), d.logit()))),
+            Picker::Sampled(chain) => {
+                chain.apply(candidates);
+                candidates.selected_token()
+            }
+        }
+    }
+
+    /// The picked token was accepted: a sampler with state (the seeded
+    /// draw) moves on.
+    pub(super) fn accept(&mut self, token: LlamaToken) {
+        if let Picker::Sampled(chain) = self {
+            chain.accept(token);
+        }
     }
 }
 
+/// The first token with the highest finite logit.
+fn argmax(logits: impl Iterator<Item = (LlamaToken, f32)>) -> Option<LlamaToken> {
+    let mut best: Option<(LlamaToken, f32)> = None;
+    for (token, logit) in logits {
+        if logit.is_finite() && best.is_none_or(|(_, b)| logit > b) {
+            best = Some((token, logit));
+        }
+    }
+    best.map(|(token, _)| token)
+}
+
 /// Sample from the logits at batch index `idx` without a grammar.
-pub(super) fn sample_free(
-    ctx: &LlamaContext<'_>,
-    idx: i32,
-    chain: &mut LlamaSampler,
-) -> Result<LlamaToken, DeciderError> {
-    let mut candidates = ctx.token_data_array_ith(idx);
-    chain.apply(&mut candidates);
-    selected(&candidates)
+pub(super) fn sample_free(ctx: &LlamaContext<'_>, idx: i32, picker: &mut Picker) -> Result<LlamaToken, DeciderError> {
+    let token = match picker {
+        Picker::Greedy => argmax(ctx.get_logits_ith(idx).iter().enumerate().map(|(i, l)| (LlamaToken(i as i32), *l))),
+        Picker::Sampled(_) => picker.pick(&mut ctx.token_data_array_ith(idx)),
+    };
+    token.ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
 }
 
 /// How many of the most likely tokens the lazy check filters before it
@@ -59,10 +97,10 @@ const SHORTLIST: usize = 64;
 pub(super) fn sample_checked(
     ctx: &LlamaContext<'_>,
     idx: i32,
-    chain: &mut LlamaSampler,
+    picker: &mut Picker,
     grammar: &mut LlamaSampler,
 ) -> Result<LlamaToken, DeciderError> {
-    let picked = sample_free(ctx, idx, chain)?;
+    let picked = sample_free(ctx, idx, picker)?;
     let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(picked, 1.0, 0.0)], false);
     grammar.apply(&mut single);
     if single.data.first().is_some_and(|d| d.logit().is_finite()) {
@@ -76,13 +114,13 @@ pub(super) fn sample_checked(
     let mut shortlist = LlamaTokenDataArray::new(all, false);
     grammar.apply(&mut shortlist);
     if shortlist.data.iter().any(|d| d.logit().is_finite()) {
-        chain.apply(&mut shortlist);
+        let picked = picker.pick(&mut shortlist);
         let allowed = |t: LlamaToken| shortlist.data.iter().any(|d| d.id() == t && d.logit().is_finite());
-        if let Some(tok) = shortlist.selected_token().filter(|t| allowed(*t)) {
+        if let Some(tok) = picked.filter(|t| allowed(*t)) {
             return Ok(tok);
         }
     }
-    sample_full(ctx, idx, chain, grammar)
+    sample_full(ctx, idx, picker, grammar)
 }
 
 /// The usual constrained sampling: the grammar filters every candidate at
@@ -90,7 +128,7 @@ pub(super) fn sample_checked(
 pub(super) fn sample_full(
     ctx: &LlamaContext<'_>,
     idx: i32,
-    chain: &mut LlamaSampler,
+    picker: &mut Picker,
     grammar: &mut LlamaSampler,
 ) -> Result<LlamaToken, DeciderError> {
     let mut candidates = ctx.token_data_array_ith(idx);
@@ -98,10 +136,20 @@ pub(super) fn sample_full(
     if !candidates.data.iter().any(|d| d.logit().is_finite()) {
         return Err(DeciderError::Inference("the grammar allows no next token".into()));
     }
-    chain.apply(&mut candidates);
-    selected(&candidates)
+    picker.pick(&mut candidates).ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
 }
 
-fn selected(candidates: &LlamaTokenDataArray) -> Result<LlamaToken, DeciderError> {
-    candidates.selected_token().ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_of_equal_highest_finite_logits() {
+        let t = |l: &[f32]| argmax(l.iter().enumerate().map(|(i, l)| (LlamaToken(i as i32), *l))).map(|t| t.0);
+        assert_eq!(t(&[0.5, 2.0, 2.0, 1.0]), Some(1));
+        assert_eq!(t(&[f32::INFINITY, 1.0, f32::NAN, 3.0]), Some(3));
+        assert_eq!(t(&[f32::NEG_INFINITY, -7.0]), Some(1));
+        assert_eq!(t(&[f32::NEG_INFINITY]), None);
+        assert_eq!(t(&[]), None);
+    }
 }

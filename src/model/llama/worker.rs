@@ -8,6 +8,7 @@
 //! once, without waiting for the others.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
@@ -18,9 +19,9 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::super::grammar::{ObjectEnd, schema_to_gbnf};
 use super::super::{DecideRequest, DeciderError, RawDecision};
-use super::GrammarMode;
-use super::prompt::ChatFormat;
-use super::sample::{sample_checked, sample_free, sample_full, sampler_chain};
+use super::busy::{BusyClock, Phase};
+use super::sample::{Picker, sample_checked, sample_free, sample_full};
+use super::{GrammarMode, LlamaOptions};
 use crate::engine::record::ModelStats;
 
 /// One KV sequence and the tokens it holds (mirrors the KV cache).
@@ -44,7 +45,7 @@ pub(super) struct Active<T> {
     /// Batch index of the logits this request samples from after the decode.
     logits_at: Option<i32>,
     grammar: LlamaSampler,
-    chain: LlamaSampler,
+    picker: Picker,
     end: ObjectEnd,
     out: Vec<u8>,
     n: u32,
@@ -60,30 +61,25 @@ pub(super) struct Active<T> {
 pub(super) struct Worker<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
-    format: ChatFormat,
     batch: LlamaBatch<'static>,
     n_batch: usize,
     slots: Vec<Slot>,
     clock: u64,
-    grammars: HashMap<String, String>,
+    /// A grammar sampler per decision schema, parsed once and cloned for
+    /// each request (a clone copies the parsed rules).
+    grammars: HashMap<String, LlamaSampler>,
     reuse: bool,
     mode: GrammarMode,
+    busy: Arc<BusyClock>,
 }
 
 impl<'m> Worker<'m> {
-    pub(super) fn new(
-        model: &'m LlamaModel,
-        ctx: LlamaContext<'m>,
-        format: ChatFormat,
-        n_batch: usize,
-        slots: usize,
-        reuse: bool,
-        mode: GrammarMode,
-    ) -> Self {
-        let n_batch = n_batch.max(1);
-        let slots = (0..slots).map(|_| Slot::default()).collect();
+    pub(super) fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, opts: &LlamaOptions, busy: Arc<BusyClock>) -> Self {
+        let n_batch = (opts.n_batch as usize).max(1);
+        let slots = (0..opts.slots.max(1)).map(|_| Slot::default()).collect();
         let batch = LlamaBatch::new(n_batch, 1);
-        Worker { model, ctx, format, batch, n_batch, slots, clock: 0, grammars: HashMap::new(), reuse, mode }
+        let (reuse, mode) = (opts.reuse, opts.grammar);
+        Worker { model, ctx, batch, n_batch, slots, clock: 0, grammars: HashMap::new(), reuse, mode, busy }
     }
 
     /// Forget every cached sequence.
@@ -98,16 +94,19 @@ impl<'m> Worker<'m> {
         self.ctx.n_ctx() as usize / self.slots.len().max(1)
     }
 
-    /// Start serving `req`: render, tokenize, build its grammar, take a slot
-    /// no running request holds and drop what the slot holds beyond the
-    /// longest common prefix. The prompt is evaluated by later steps.
+    /// Start serving `req`, whose `prompt` its caller tokenized: build its
+    /// grammar, take a slot no running request holds and drop what the slot
+    /// holds beyond the longest common prefix. The prompt is evaluated by
+    /// later steps.
     pub(super) fn admit<T>(
         &mut self,
         req: &DecideRequest,
+        prompt: Vec<LlamaToken>,
         tag: T,
         running: &[Active<T>],
     ) -> Result<Active<T>, (T, DeciderError)> {
-        match self.prepare(req, running) {
+        let busy = Arc::clone(&self.busy);
+        match busy.time(Phase::Admit, || self.prepare(req, prompt, running)) {
             Ok((slot, prompt, common, grammar)) => Ok(Active {
                 tag,
                 slot,
@@ -115,7 +114,7 @@ impl<'m> Worker<'m> {
                 feeding: 0,
                 logits_at: None,
                 grammar,
-                chain: sampler_chain(req.sampling.temperature, req.sampling.seed),
+                picker: Picker::new(req.sampling.temperature, req.sampling.seed),
                 end: ObjectEnd::new(),
                 out: Vec::new(),
                 n: 0,
@@ -138,9 +137,9 @@ impl<'m> Worker<'m> {
     fn prepare<T>(
         &mut self,
         req: &DecideRequest,
+        prompt: Vec<LlamaToken>,
         running: &[Active<T>],
     ) -> Result<(usize, Vec<LlamaToken>, usize, LlamaSampler), DeciderError> {
-        let prompt = super::prompt::tokenize_chat(self.model, &self.format, &req.messages)?;
         let cap = self.n_ctx_seq();
         if prompt.is_empty() || prompt.len() + req.sampling.max_tokens as usize > cap {
             return Err(DeciderError::PromptTooLong(format!(
@@ -149,9 +148,7 @@ impl<'m> Worker<'m> {
                 req.sampling.max_tokens
             )));
         }
-        let gbnf = self.grammar(&req.schema)?;
-        let grammar = LlamaSampler::grammar(self.model, &gbnf, "root")
-            .map_err(|e| DeciderError::Inference(format!("grammar rejected by llama.cpp: {e}")))?;
+        let grammar = self.grammar(&req.schema)?;
         let mut busy = vec![false; self.slots.len()];
         for a in running {
             busy[a.slot] = true;
@@ -203,13 +200,21 @@ impl<'m> Worker<'m> {
     /// generating request first (in admission order), then prompt chunks
     /// while the batch has room. Returns the requests that finished.
     pub(super) fn step<T>(&mut self, running: &mut Vec<Active<T>>) -> Vec<(T, Result<RawDecision, DeciderError>)> {
+        let busy = Arc::clone(&self.busy);
         if let Err(e) = self.fill_batch(running) {
             return self.fail(running, e);
         }
         if self.batch.n_tokens() == 0 {
             return Vec::new();
         }
-        if let Err(e) = self.ctx.decode(&mut self.batch) {
+        // Until the logits are back: a GPU decode returns before its work
+        // is done, and the wait would otherwise count as sampling.
+        let decoded = busy.time(Phase::Decode, || {
+            let r = self.ctx.decode(&mut self.batch);
+            self.ctx.synchronize();
+            r
+        });
+        if let Err(e) = decoded {
             return self.fail(running, DeciderError::Inference(format!("decode failed: {e}")));
         }
         let mut finished = Vec::new();
@@ -233,7 +238,7 @@ impl<'m> Worker<'m> {
                 a.stats.prompt_ms = a.admitted.elapsed().as_millis() as u64;
                 a.decode_started = Some(Instant::now());
             }
-            match self.next_token(&mut a, idx) {
+            match busy.time(Phase::Sample, || self.next_token(&mut a, idx)) {
                 Ok(()) if a.pending.is_some() => still.push(a),
                 Ok(()) => {
                     let done = finish(&a);
@@ -312,9 +317,9 @@ impl<'m> Worker<'m> {
     /// and decide whether it continues (`a.pending`) or is finished.
     fn next_token<T>(&mut self, a: &mut Active<T>, idx: i32) -> Result<(), DeciderError> {
         let tok = match self.mode {
-            GrammarMode::Lazy => sample_checked(&self.ctx, idx, &mut a.chain, &mut a.grammar)?,
-            GrammarMode::Full => sample_full(&self.ctx, idx, &mut a.chain, &mut a.grammar)?,
-            GrammarMode::Off => sample_free(&self.ctx, idx, &mut a.chain)?,
+            GrammarMode::Lazy => sample_checked(&self.ctx, idx, &mut a.picker, &mut a.grammar)?,
+            GrammarMode::Full => sample_full(&self.ctx, idx, &mut a.picker, &mut a.grammar)?,
+            GrammarMode::Off => sample_free(&self.ctx, idx, &mut a.picker)?,
         };
         let vocab = self.model.vocab();
         if vocab.is_eog(tok) {
@@ -325,7 +330,7 @@ impl<'m> Worker<'m> {
                 .try_accept(tok)
                 .map_err(|e| DeciderError::Inference(format!("grammar refused token {}: {e}", tok.0)))?;
         }
-        a.chain.accept(tok);
+        a.picker.accept(tok);
         a.n += 1;
         let piece = vocab.token_to_piece(tok, false, None);
         a.out.extend_from_slice(&piece);
@@ -340,12 +345,16 @@ impl<'m> Worker<'m> {
         Ok(())
     }
 
-    fn grammar(&mut self, schema: &serde_json::Value) -> Result<String, DeciderError> {
+    /// A fresh grammar sampler for `schema`: a clone of the one parsed the
+    /// first time this schema came.
+    fn grammar(&mut self, schema: &serde_json::Value) -> Result<LlamaSampler, DeciderError> {
         let key = schema.to_string();
         if let Some(g) = self.grammars.get(&key) {
             return Ok(g.clone());
         }
-        let g = schema_to_gbnf(schema).map_err(DeciderError::Inference)?;
+        let gbnf = schema_to_gbnf(schema).map_err(DeciderError::Inference)?;
+        let g = LlamaSampler::grammar(self.model, &gbnf, "root")
+            .map_err(|e| DeciderError::Inference(format!("grammar rejected by llama.cpp: {e}")))?;
         self.grammars.insert(key, g.clone());
         Ok(g)
     }

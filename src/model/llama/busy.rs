@@ -1,0 +1,101 @@
+//! Where the inference thread's time goes: admitting requests (grammar,
+//! slot, cached prefix), decode calls, and sampling. One thread does all
+//! three for every run sharing the model, so on a GPU, where a decode call
+//! for many sequences costs little, the other two decide how many runs it
+//! can serve; `xct bench` (c) reports them per decision.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Cumulative nanoseconds per phase, written by the inference thread and
+/// read by anyone holding the decider.
+#[derive(Debug, Default)]
+pub(super) struct BusyClock {
+    admit: AtomicU64,
+    decode: AtomicU64,
+    sample: AtomicU64,
+    steps: AtomicU64,
+}
+
+/// A phase of the inference thread's work.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Phase {
+    Admit,
+    Decode,
+    Sample,
+}
+
+impl BusyClock {
+    /// Run `f`, adding its duration to `phase`.
+    pub(super) fn time<R>(&self, phase: Phase, f: impl FnOnce() -> R) -> R {
+        let start = Instant::now();
+        let r = f();
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let counter = match phase {
+            Phase::Admit => &self.admit,
+            Phase::Decode => {
+                self.steps.fetch_add(1, Ordering::Relaxed);
+                &self.decode
+            }
+            Phase::Sample => &self.sample,
+        };
+        counter.fetch_add(ns, Ordering::Relaxed);
+        r
+    }
+
+    pub(super) fn read(&self) -> Busy {
+        let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e6;
+        Busy {
+            admit_ms: ms(&self.admit),
+            decode_ms: ms(&self.decode),
+            sample_ms: ms(&self.sample),
+            steps: self.steps.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The inference thread's busy time since the model was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Busy {
+    /// Admitting requests: the grammar, the slot, the cached prefix.
+    pub admit_ms: f64,
+    /// Filling the batch and the decode calls (on a GPU: until its logits
+    /// are back).
+    pub decode_ms: f64,
+    /// Sampling and the grammar check, token by token.
+    pub sample_ms: f64,
+    /// Decode calls made.
+    pub steps: u64,
+}
+
+impl Busy {
+    /// The time spent between `earlier` and this reading.
+    pub fn since(&self, earlier: &Busy) -> Busy {
+        Busy {
+            admit_ms: self.admit_ms - earlier.admit_ms,
+            decode_ms: self.decode_ms - earlier.decode_ms,
+            sample_ms: self.sample_ms - earlier.sample_ms,
+            steps: self.steps - earlier.steps,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_add_up_separately_and_steps_count_decode_calls() {
+        let clock = BusyClock::default();
+        let start = clock.read();
+        let sleep = || std::thread::sleep(std::time::Duration::from_millis(2));
+        clock.time(Phase::Decode, sleep);
+        clock.time(Phase::Decode, sleep);
+        clock.time(Phase::Sample, sleep);
+        let d = clock.read().since(&start);
+        assert_eq!(d.steps, 2);
+        assert!(d.decode_ms >= 4.0, "{d:?}");
+        assert!(d.sample_ms >= 2.0, "{d:?}");
+        assert_eq!(d.admit_ms, 0.0);
+    }
+}

@@ -63,15 +63,18 @@ impl Picker {
     }
 }
 
-/// The first token with the highest finite logit.
+/// The first token with the highest finite logit. One comparison per
+/// token in the common case (it runs over the whole vocabulary for every
+/// token of every run).
 fn argmax(logits: impl Iterator<Item = (LlamaToken, f32)>) -> Option<LlamaToken> {
-    let mut best: Option<(LlamaToken, f32)> = None;
+    let (mut best, mut best_logit) = (None, f32::NEG_INFINITY);
     for (token, logit) in logits {
-        if logit.is_finite() && best.is_none_or(|(_, b)| logit > b) {
-            best = Some((token, logit));
+        // NaN and -inf never compare greater; +inf is refused.
+        if logit > best_logit && logit.is_finite() {
+            (best, best_logit) = (Some(token), logit);
         }
     }
-    best.map(|(token, _)| token)
+    best
 }
 
 /// Sample from the logits at batch index `idx` without a grammar.

@@ -197,29 +197,36 @@ async fn decode_speed(loader: &Loader<'_>, dir: &std::path::Path) -> Result<Valu
     let modes = [GrammarMode::Off, GrammarMode::Lazy, GrammarMode::Full];
     // Rounds of every mode in turn (one model loaded at a time), so that
     // whatever else the machine does hits every mode alike.
-    let mut totals = [(0u64, 0u64); 3];
+    // Per mode: tokens, decode ms, and the inference thread's sampling ms.
+    let mut totals = [(0u64, 0u64, 0f64); 3];
     for seed in 0..3u32 {
         for (mode, total) in modes.iter().zip(totals.iter_mut()) {
             let d = loader.load(|o| {
                 o.grammar = *mode;
                 o.slots = 1;
             })?;
+            let before = d.busy();
             for (i, goal) in goals.iter().enumerate() {
                 let cfg = run_config(dir, &format!("b{i}"), goal, Sampling { temperature: 0.7, seed, max_tokens: 96 });
                 let r = d.decide(request(&cfg, &[])).await.map_err(|e| e.to_string())?;
                 total.0 += u64::from(r.stats.completion_tokens);
                 total.1 += r.stats.decode_ms;
             }
+            total.2 += d.busy().since(&before).sample_ms;
         }
     }
     let speeds: Vec<_> = modes
         .iter()
         .zip(totals)
-        .map(|(mode, (tokens, ms))| (*mode, tokens as f64 * 1000.0 / ms.max(1) as f64, tokens))
+        .map(|(mode, (tokens, ms, sample_ms))| {
+            (*mode, tokens as f64 * 1000.0 / ms.max(1) as f64, tokens, sample_ms / tokens.max(1) as f64)
+        })
         .collect();
-    println!("(b) decode speed\n| sampling | tokens | tokens/s | vs unconstrained |\n|---|---:|---:|---:|");
-    for (mode, tps, tokens) in &speeds {
-        println!("| {mode:?} | {tokens} | {tps:.1} | {:.2}x |", tps / speeds[0].1);
+    println!(
+        "(b) decode speed\n| sampling | tokens | tokens/s | vs unconstrained | sampling ms per token |\n|---|---:|---:|---:|---:|"
+    );
+    for (mode, tps, tokens, sample) in &speeds {
+        println!("| {mode:?} | {tokens} | {tps:.1} | {:.2}x | {sample:.3} |", tps / speeds[0].1);
     }
     println!(
         "lazy grammar: {:.2}x unconstrained (target >= 0.85); full grammar: {:.2}x\n",
@@ -227,7 +234,7 @@ async fn decode_speed(loader: &Loader<'_>, dir: &std::path::Path) -> Result<Valu
         speeds[2].1 / speeds[0].1
     );
     Ok(
-        json!({"unconstrainedTps": speeds[0].1, "lazyTps": speeds[1].1, "fullTps": speeds[2].1, "lazyOverUnconstrained": speeds[1].1 / speeds[0].1, "fullOverUnconstrained": speeds[2].1 / speeds[0].1}),
+        json!({"unconstrainedTps": speeds[0].1, "lazyTps": speeds[1].1, "fullTps": speeds[2].1, "lazyOverUnconstrained": speeds[1].1 / speeds[0].1, "fullOverUnconstrained": speeds[2].1 / speeds[0].1, "samplingMsPerToken": {"unconstrained": speeds[0].3, "lazy": speeds[1].3, "full": speeds[2].3}}),
     )
 }
 

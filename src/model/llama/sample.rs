@@ -77,11 +77,44 @@ fn argmax(logits: impl Iterator<Item = (LlamaToken, f32)>) -> Option<LlamaToken>
     best
 }
 
-/// Sample from the logits at batch index `idx` without a grammar.
+/// The `k` highest logits as candidates (in no order), in one pass over
+/// the vocabulary with one comparison per token once `k` are held; NaN and
+/// -inf never enter.
+fn top_candidates(logits: &[f32], k: usize) -> Vec<LlamaTokenData> {
+    let k = k.max(1);
+    let mut kept: Vec<(f32, usize)> = Vec::with_capacity(2 * k);
+    let mut floor = f32::NEG_INFINITY;
+    let keep_k = |kept: &mut Vec<(f32, usize)>| {
+        kept.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        kept.truncate(k);
+    };
+    for (i, &logit) in logits.iter().enumerate() {
+        if logit > floor {
+            kept.push((logit, i));
+            if kept.len() == 2 * k {
+                keep_k(&mut kept);
+                floor = kept.iter().map(|c| c.0).fold(f32::INFINITY, f32::min);
+            }
+        }
+    }
+    if kept.len() > k {
+        keep_k(&mut kept);
+    }
+    kept.into_iter().map(|(logit, i)| LlamaTokenData::new(LlamaToken(i as i32), logit, 0.0)).collect()
+}
+
+/// Sample from the logits at batch index `idx` without a grammar. A
+/// sampled pick starts from the `TOP_K` highest logits, not the whole
+/// vocabulary: the chain's first step (top-k) keeps exactly those, so the
+/// pick is the same.
 pub(super) fn sample_free(ctx: &LlamaContext<'_>, idx: i32, picker: &mut Picker) -> Result<LlamaToken, DeciderError> {
+    let logits = ctx.get_logits_ith(idx);
     let token = match picker {
-        Picker::Greedy => argmax(ctx.get_logits_ith(idx).iter().enumerate().map(|(i, l)| (LlamaToken(i as i32), *l))),
-        Picker::Sampled(_) => picker.pick(&mut ctx.token_data_array_ith(idx)),
+        Picker::Greedy => argmax(logits.iter().enumerate().map(|(i, l)| (LlamaToken(i as i32), *l))),
+        Picker::Sampled(_) => {
+            let top = top_candidates(logits, TOP_K as usize);
+            picker.pick(&mut LlamaTokenDataArray::new(top, false))
+        }
     };
     token.ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
 }
@@ -109,12 +142,7 @@ pub(super) fn sample_checked(
     if single.data.first().is_some_and(|d| d.logit().is_finite()) {
         return Ok(picked);
     }
-    let mut all = ctx.token_data_array_ith(idx).data;
-    if all.len() > SHORTLIST {
-        all.select_nth_unstable_by(SHORTLIST, |a, b| b.logit().total_cmp(&a.logit()));
-        all.truncate(SHORTLIST);
-    }
-    let mut shortlist = LlamaTokenDataArray::new(all, false);
+    let mut shortlist = LlamaTokenDataArray::new(top_candidates(ctx.get_logits_ith(idx), SHORTLIST), false);
     grammar.apply(&mut shortlist);
     if shortlist.data.iter().any(|d| d.logit().is_finite()) {
         let picked = picker.pick(&mut shortlist);
@@ -154,5 +182,50 @@ mod tests {
         assert_eq!(t(&[f32::NEG_INFINITY, -7.0]), Some(1));
         assert_eq!(t(&[f32::NEG_INFINITY]), None);
         assert_eq!(t(&[]), None);
+    }
+
+    #[test]
+    fn top_candidates_are_the_k_highest_of_the_whole_vocabulary() {
+        // A vocabulary-sized array whose highest logits are spread out and
+        // come late, so the floor rises several times.
+        let n = 49_152;
+        let logits: Vec<f32> = (0..n).map(|i| ((i * 7919) % n) as f32 / n as f32).collect();
+        for k in [1, 40, 64] {
+            let mut got: Vec<i32> = top_candidates(&logits, k).iter().map(|d| d.id().0).collect();
+            got.sort_unstable();
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
+            let mut want: Vec<i32> = order[..k].iter().map(|i| *i as i32).collect();
+            want.sort_unstable();
+            assert_eq!(got, want, "k = {k}");
+        }
+        let few = [f32::NAN, 1.0, f32::NEG_INFINITY, 3.0];
+        let ids: Vec<i32> = top_candidates(&few, 40).iter().map(|d| d.id().0).collect();
+        assert_eq!(ids.len(), 2, "NaN and -inf never enter: {ids:?}");
+    }
+
+    /// A sampled pick from the top-k candidates alone is the pick from the
+    /// whole vocabulary: the chain's top-k keeps the same ones, in the same
+    /// order, and the seeded draw moves on alike.
+    #[test]
+    fn a_sampled_pick_from_the_top_candidates_is_the_pick_from_all() {
+        let n = 49_152;
+        let mut picked = std::collections::HashSet::new();
+        for seed in 0..4u32 {
+            let (mut whole, mut top) = (Picker::new(0.7, seed), Picker::new(0.7, seed));
+            for step in 0..20usize {
+                let logits: Vec<f32> = (0..n).map(|i| (((i + step * 31) * 7919) % n) as f32 / 4096.0 - 6.0).collect();
+                let all = logits.iter().enumerate().map(|(i, l)| LlamaTokenData::new(LlamaToken(i as i32), *l, 0.0));
+                let a = whole.pick(&mut LlamaTokenDataArray::from_iter(all, false)).unwrap();
+                let b =
+                    top.pick(&mut LlamaTokenDataArray::new(top_candidates(&logits, TOP_K as usize), false)).unwrap();
+                assert_eq!(a, b, "seed {seed}, step {step}");
+                picked.insert(a.0);
+                whole.accept(a);
+                top.accept(b);
+            }
+        }
+        // The top logits are close: the draws differ, not only the argmax.
+        assert!(picked.len() > 10, "{picked:?}");
     }
 }

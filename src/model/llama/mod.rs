@@ -4,7 +4,8 @@
 //! context; requests arrive over a bounded channel, each with its own reply
 //! channel (the mistral.rs pattern), their prompts already tokenized by the
 //! caller (the model is shared read-only for that, see [`prompt::Prompter`]),
-//! so that the one thread every run shares does only what needs the context. Every call into llama.cpp
+//! so that the one thread every run shares does only what needs the
+//! context. Every call into llama.cpp
 //! that can throw a C++ exception goes through llama-cpp-2's `common`
 //! wrappers (grammar init and accept catch exceptions and return errors),
 //! and a token is only ever accepted by the grammar after the grammar itself

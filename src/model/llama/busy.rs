@@ -59,8 +59,7 @@ impl BusyClock {
 pub struct Busy {
     /// Admitting requests: the grammar, the slot, the cached prefix.
     pub admit_ms: f64,
-    /// Filling the batch and the decode calls (on a GPU: until its logits
-    /// are back).
+    /// The decode calls (on a GPU: until their logits are back).
     pub decode_ms: f64,
     /// Sampling and the grammar check, token by token.
     pub sample_ms: f64,

@@ -5,11 +5,11 @@
 //! channel (the mistral.rs pattern), their prompts already tokenized by the
 //! caller (the model is shared read-only for that, see [`prompt::Prompter`]),
 //! so that the one thread every run shares does only what needs the
-//! context. Every call into llama.cpp
-//! that can throw a C++ exception goes through llama-cpp-2's `common`
-//! wrappers (grammar init and accept catch exceptions and return errors),
-//! and a token is only ever accepted by the grammar after the grammar itself
-//! has said it is allowed, so a grammar error cannot abort the process.
+//! context. Every call into llama.cpp that can throw a C++ exception goes
+//! through llama-cpp-2's `common` wrappers (grammar init and accept catch
+//! exceptions and return errors), and a token is only ever accepted by the
+//! grammar after the grammar itself has said it is allowed, so a grammar
+//! error cannot abort the process.
 //!
 //! Decoding is constrained by a grammar built from the run's decision schema,
 //! checked lazily: the sampler picks a token from the raw logits, the grammar

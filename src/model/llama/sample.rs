@@ -116,7 +116,7 @@ pub(super) fn sample_free(ctx: &LlamaContext<'_>, idx: i32, picker: &mut Picker)
             picker.pick(&mut LlamaTokenDataArray::new(top, false))
         }
     };
-    token.ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
+    selected(token)
 }
 
 /// How many of the most likely tokens the lazy check filters before it
@@ -167,7 +167,11 @@ pub(super) fn sample_full(
     if !candidates.data.iter().any(|d| d.logit().is_finite()) {
         return Err(DeciderError::Inference("the grammar allows no next token".into()));
     }
-    picker.pick(&mut candidates).ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
+    selected(picker.pick(&mut candidates))
+}
+
+fn selected(token: Option<LlamaToken>) -> Result<LlamaToken, DeciderError> {
+    token.ok_or_else(|| DeciderError::Inference("the sampler selected no token".into()))
 }
 
 #[cfg(test)]

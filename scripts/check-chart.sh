@@ -18,7 +18,7 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$helm" template xct-operator "$chart" -n xct-system > "$out/default.yaml"
-"$helm" template xct-operator "$chart" -n xct-system --set gpu.enabled=true > "$out/gpu-set.yaml"
+"$helm" template xct-operator "$chart" -n xct-system --set gpu.enabled=true --set model.kvUnified=true > "$out/gpu-set.yaml"
 "$helm" template xct-operator "$chart" -n xct-system -f "$chart/values-gpu.yaml" --set metrics.serviceMonitor.enabled=false > "$out/gpu.yaml"
 "$helm" template xct-operator "$chart" -n xct-system --set model.source=download \
   --set model.download.url=https://models.example/model.gguf --set model.download.sha256="$(printf '0%.0s' $(seq 64))" > "$out/download.yaml"
@@ -177,6 +177,11 @@ for f in "$out"/*.yaml; do
 done
 grep -q 'nvidia.com/gpu: "1"' "$out/gpu-set.yaml"
 grep -q -- '--n-gpu-layers=999' "$out/gpu-set.yaml"
+grep -q -- '- --kv-unified$' "$out/gpu-set.yaml"
+if grep -q -- '--kv-unified' "$out/gpu.yaml"; then
+  echo "the chart passes --kv-unified though model.kvUnified is false" >&2
+  exit 1
+fi
 if "$helm" template x "$chart" --set replicaCount=2 --set leaderElection.enabled=false >/dev/null 2>&1; then
   echo "values.schema.json must refuse replicaCount 2 without leader election" >&2
   exit 1

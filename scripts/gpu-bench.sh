@@ -9,11 +9,7 @@
 #     DIST       folder made by scripts/dist-dynamic.sh (xct, the libraries
 #                it links, its CPU backend libraries; rpath $ORIGIN)
 #     LLAMA_SRC  the llama.cpp source of the pinned llama-cpp-sys-2 crate
-#                (its llama.cpp/ folder); the same source as DIST's
-#                libggml-base, so the module's ABI matches. It is configured
-#                from its top, as the crate's build.rs does: the crate ships
-#                ggml/ without the tests/, examples/ and ggml.pc.in that a
-#                standalone ggml configure needs
+#                (its llama.cpp/ folder), built by scripts/build-backend.sh
 #     MODEL      a GGUF file
 #     OUT        where cpu.json, gpu.json, their logs, build.log and
 #                ldd-cuda.txt go (only small files: the build and the
@@ -30,12 +26,15 @@
 #   RUNS         which runs (default "cpu gpu"; one alone to split the work
 #                over two calls where a call's time is short; set and empty:
 #                build the library only, for CUDA_LIB in a later call)
+# xct's own variables pass through: XCT_KV_UNIFIED=true runs every bench
+# with one KV cache for all slots (`xct bench --kv-unified`); call the
+# script once per setting, each with its own OUT, to compare them.
 #
 # The CUDA toolkit's own lib64/ (or lib/) beside nvcc's bin/ is put on
 # LD_LIBRARY_PATH, so libcudart and libcublas resolve where the toolkit is
 # not in the loader's paths (a pip-installed one, say).
 set -euo pipefail
-[ $# -eq 4 ] || { sed -n '2,36p' "$0" >&2; exit 2; }
+[ $# -eq 4 ] || { sed -n '2,35p' "$0" >&2; exit 2; }
 dist=$(cd "$1" && pwd); src=$(cd "$2" && pwd); model=$3; out=$4
 archs=${CUDA_ARCHS:-90}
 concurrency=${CONCURRENCY:-1,16,64}
@@ -48,7 +47,6 @@ else
   trap 'rm -rf "$work"' EXIT
 fi
 [ -x "$dist/xct" ] || { echo "$dist/xct is missing: make DIST with scripts/dist-dynamic.sh" >&2; exit 2; }
-[ -f "$src/ggml/CMakeLists.txt" ] || { echo "$src is not llama.cpp's source (no ggml/)" >&2; exit 2; }
 command -v nvcc >/dev/null || { echo "nvcc not found" >&2; exit 2; }
 toolkit=$(cd "$(dirname "$(command -v nvcc)")/.." && pwd)
 export LD_LIBRARY_PATH="$dist:$toolkit/lib64:$toolkit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -65,17 +63,9 @@ if [ -n "${CUDA_LIB:-}" ]; then
   echo "CUDA backend: $lib (built beforehand)"
 else
   start=$SECONDS
-  build="$work/cuda-build"
-  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_CURL=OFF \
-    -DGGML_BACKEND_DL=ON -DGGML_CUDA=ON -DGGML_CUDA_NCCL=OFF -DGGML_NATIVE=OFF \
-    -DCMAKE_CUDA_ARCHITECTURES="$archs" >"$out/build.log" 2>&1 \
+  lib=$("$(dirname "$0")/build-backend.sh" "$src" "$work/cuda-build" cuda \
+    -DGGML_CUDA_NCCL=OFF -DCMAKE_CUDA_ARCHITECTURES="$archs" 2>"$out/build.log") \
     || { tail -30 "$out/build.log" >&2; exit 1; }
-  cmake --build "$build" --target ggml-cuda -j "$(nproc)" >>"$out/build.log" 2>&1 \
-    || { tail -30 "$out/build.log" >&2; exit 1; }
-  lib=$(find "$build" -name 'libggml-cuda.so' | head -1)
-  [ -n "$lib" ] || { echo "no libggml-cuda.so was built" >&2; exit 1; }
   echo "CUDA backend for $archs built in $((SECONDS - start)) s: $lib"
 fi
 

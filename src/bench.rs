@@ -129,11 +129,13 @@ pub async fn run(opts: &BenchOptions) -> Result<Value, String> {
     let cpu = cpu_model();
     let backend = loader.backend.get();
     let placement = backend.map_or_else(|| "no model loaded".to_string(), BackendInfo::summary);
-    println!("machine: {cpu} ({threads} threads); {placement}");
+    let kv = if opts.base.kv_unified { "one KV cache for all slots" } else { "one KV stream per slot" };
+    println!("machine: {cpu} ({threads} threads); {placement}; {kv}");
     report["machine"] = json!(format!("{threads} CPU threads"));
     report["cpu"] = json!(cpu);
     report["backend"] = json!(backend);
     report["nGpuLayers"] = json!(opts.base.n_gpu_layers);
+    report["kvUnified"] = json!(opts.base.kv_unified);
     Ok(report)
 }
 

@@ -288,3 +288,40 @@ async fn the_inference_thread_accounts_its_time_and_a_cloned_grammar_decides_ali
     assert_eq!(first.text, second.text);
     assert_eq!(d.busy().since(&before).steps, 2 * spent.steps);
 }
+
+/// One KV cache for every slot (`kv_unified`) still keeps each run to its
+/// own cells: run b's answer is the same, token for token, whatever the
+/// other run's cells hold (two other runs with prompts of equal length lay
+/// the cache out alike), the other run's prompt survives b's decoding, and
+/// runs decoded together all get their answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unified_kv_cache_keeps_runs_apart() {
+    let greedy = Sampling { temperature: 0.0, seed: 1, max_tokens: 24 };
+    let (mut b, _db) = run("Write hello.txt containing hi.", greedy.clone());
+    b.id = "b".into();
+    let mut seen = Vec::new();
+    for goal in ["List the files in the workspace.", "Read the notes in the workspace."] {
+        let opts = LlamaOptions {
+            n_threads: Some(2),
+            n_ctx: 2048,
+            slots: 2,
+            kv_unified: true,
+            ..LlamaOptions::new(model_path())
+        };
+        let d = LlamaDecider::load(opts).expect("model loads");
+        // One token: the other run's cells are its prompt alone.
+        let (mut other, _do) = run(goal, Sampling { max_tokens: 1, ..greedy.clone() });
+        other.id = "other".into();
+        let first = d.decide(request(&other)).await.unwrap();
+        let answer = d.decide(request(&b)).await.unwrap();
+        let again = d.decide(request(&other)).await.unwrap();
+        assert_eq!(again.stats.cached_tokens + 1, again.stats.prompt_tokens, "the other run's prompt stayed cached");
+        let (x, y) = futures::future::join(d.decide(request(&other)), d.decide(request(&b))).await;
+        assert_eq!(x.unwrap().stats.completion_tokens, 1);
+        assert!(y.unwrap().stats.completion_tokens > 0);
+        assert!(answer.stats.completion_tokens > 1, "{:?}", answer.stats);
+        seen.push((first.stats.prompt_tokens, answer.text));
+    }
+    assert_eq!(seen[0].0, seen[1].0, "the two other runs' prompts are as long, so the cache is laid out alike");
+    assert_eq!(seen[0].1, seen[1].1, "b's answer does not depend on what the other run's cells hold");
+}

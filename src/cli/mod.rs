@@ -54,6 +54,10 @@ pub struct ModelArgs {
     /// decoded together.
     #[arg(long, env = "XCT_SLOTS", default_value_t = 4)]
     pub slots: u32,
+    /// One KV cache all slots share: a decode call for many runs stays one
+    /// micro-batch (see the README's "Benchmark").
+    #[arg(long, env = "XCT_KV_UNIFIED")]
+    pub kv_unified: bool,
 }
 
 impl ModelArgs {
@@ -63,6 +67,7 @@ impl ModelArgs {
             n_gpu_layers: self.n_gpu_layers,
             n_ctx: self.n_ctx,
             slots: self.slots,
+            kv_unified: self.kv_unified,
             ..LlamaOptions::new(&self.model)
         }
     }

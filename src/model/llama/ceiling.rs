@@ -66,6 +66,7 @@ pub fn measure(
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(per_seq * seqs))
         .with_n_seq_max(seqs)
+        .with_kv_unified(opts.kv_unified)
         .with_n_batch(opts.n_batch.max(chunk.max(BULK) as u32))
         .with_n_threads(threads)
         .with_n_threads_batch(threads);

@@ -72,6 +72,13 @@ pub struct LlamaOptions {
     pub reuse: bool,
     /// How decoding is constrained (anything but Lazy only for benchmarks).
     pub grammar: GrammarMode,
+    /// One KV cache every slot shares, instead of one stream per slot.
+    /// With streams, llama.cpp splits a decode call into one micro-batch
+    /// per stretch of consecutive sequence ids (and per prompt-chunk
+    /// length), so runs that sit between steps break a batch of many runs
+    /// into several; unified, a call is one micro-batch, but each token
+    /// attends over every slot's cells (masked).
+    pub kv_unified: bool,
 }
 
 /// How the grammar constrains sampling.
@@ -96,6 +103,7 @@ impl LlamaOptions {
             slots: 4,
             reuse: true,
             grammar: GrammarMode::Lazy,
+            kv_unified: false,
         }
     }
 
@@ -248,6 +256,7 @@ fn inference_thread(
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(opts.n_ctx.saturating_mul(slots)))
         .with_n_seq_max(slots)
+        .with_kv_unified(opts.kv_unified)
         // Sliding-window models keep their full cache, so a cached prefix
         // stays reusable (with a window-sized cache it would not be).
         .with_swa_full(true)

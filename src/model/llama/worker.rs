@@ -252,9 +252,11 @@ impl<'m> Worker<'m> {
     }
 
     /// Room goes to generating requests first, then to prompts in admission
-    /// order. Tokens enter the batch in slot (sequence id) order: llama.cpp
-    /// splits a batch whose sequences come out of order into several
-    /// smaller ones, which costs up to twice the time on a CPU.
+    /// order. Tokens enter the batch in slot (sequence id) order: with one
+    /// KV stream per slot, llama.cpp puts only consecutive sequence ids in
+    /// one micro-batch, so a batch out of order splits into many (up to
+    /// twice the time on a CPU). Gaps split it too (slots whose runs are
+    /// between steps), which `LlamaOptions::kv_unified` avoids.
     fn fill_batch<T>(&mut self, running: &mut [Active<T>]) -> Result<(), DeciderError> {
         self.batch.clear();
         let mut room = self.n_batch;

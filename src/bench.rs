@@ -309,17 +309,18 @@ async fn concurrency(opts: &BenchOptions, loader: &Loader<'_>, dir: &std::path::
         println!("| {n} | {r:.2} | {:.2}x | {e:.0} | {g:.0} |", r / rates[0].1);
     }
     println!(
-        "the inference thread (one for every run sharing the model), per decision, from the barrier until every run ended:\n| concurrent runs | busy | admission ms | decode calls ms | sampling ms | decode calls | ms per decode call |\n|---:|---:|---:|---:|---:|---:|---:|"
+        "the inference thread (one for every run sharing the model), per decision, from the barrier until every run ended:\n| concurrent runs | busy | admission ms | decode calls ms | sampling ms | decode calls | ms per decode call | slot stretches per call |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (n, .., s) in &rates {
         println!(
-            "| {n} | {:.0}% | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+            "| {n} | {:.0}% | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
             s.busy * 100.0,
             s.admit_ms,
             s.decode_ms,
             s.sample_ms,
             s.steps,
-            s.decode_ms / s.steps.max(f64::EPSILON)
+            s.decode_ms / s.steps.max(f64::EPSILON),
+            s.stretches_per_call
         );
     }
     // The comparison the target is about: 16 runs if measured, else the
@@ -370,6 +371,8 @@ struct ThreadShare {
     sample_ms: f64,
     /// Decode calls per decision.
     steps: f64,
+    /// Stretches of consecutive slots per decode call (see `Busy::stretches`).
+    stretches_per_call: f64,
 }
 
 impl ThreadShare {
@@ -382,6 +385,7 @@ impl ThreadShare {
             decode_ms: b.decode_ms / per,
             sample_ms: b.sample_ms / per,
             steps: b.steps as f64 / per,
+            stretches_per_call: b.stretches as f64 / (b.steps.max(1) as f64),
         }
     }
 }

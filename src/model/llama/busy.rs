@@ -15,6 +15,7 @@ pub(super) struct BusyClock {
     decode: AtomicU64,
     sample: AtomicU64,
     steps: AtomicU64,
+    stretches: AtomicU64,
 }
 
 /// A phase of the inference thread's work.
@@ -43,6 +44,11 @@ impl BusyClock {
         r
     }
 
+    /// Count the stretches of consecutive slots in one decode call.
+    pub(super) fn stretches(&self, n: u64) {
+        self.stretches.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(super) fn read(&self) -> Busy {
         let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e6;
         Busy {
@@ -50,6 +56,7 @@ impl BusyClock {
             decode_ms: ms(&self.decode),
             sample_ms: ms(&self.sample),
             steps: self.steps.load(Ordering::Relaxed),
+            stretches: self.stretches.load(Ordering::Relaxed),
         }
     }
 }
@@ -65,6 +72,11 @@ pub struct Busy {
     pub sample_ms: f64,
     /// Decode calls made.
     pub steps: u64,
+    /// Stretches of consecutive slots (sequence ids) in those calls,
+    /// summed: with one KV stream per slot, llama.cpp computes a call as at
+    /// least one micro-batch per stretch (and more for the tokens of a
+    /// prompt chunk beyond the first).
+    pub stretches: u64,
 }
 
 impl Busy {
@@ -75,6 +87,7 @@ impl Busy {
             decode_ms: self.decode_ms - earlier.decode_ms,
             sample_ms: self.sample_ms - earlier.sample_ms,
             steps: self.steps - earlier.steps,
+            stretches: self.stretches - earlier.stretches,
         }
     }
 }
@@ -91,8 +104,10 @@ mod tests {
         clock.time(Phase::Decode, sleep);
         clock.time(Phase::Decode, sleep);
         clock.time(Phase::Sample, sleep);
+        clock.stretches(3);
         let d = clock.read().since(&start);
         assert_eq!(d.steps, 2);
+        assert_eq!(d.stretches, 3);
         assert!(d.decode_ms >= 4.0, "{d:?}");
         assert!(d.sample_ms >= 2.0, "{d:?}");
         assert_eq!(d.admit_ms, 0.0);

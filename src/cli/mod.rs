@@ -55,7 +55,8 @@ pub struct ModelArgs {
     #[arg(long, env = "XCT_SLOTS", default_value_t = 4)]
     pub slots: u32,
     /// One KV cache all slots share: a decode call for many runs stays one
-    /// micro-batch (see the README's "Benchmark").
+    /// micro-batch, but each token attends over every slot's cells (slower
+    /// on a CPU; see the README's "Benchmark").
     #[arg(long, env = "XCT_KV_UNIFIED")]
     pub kv_unified: bool,
 }

@@ -199,8 +199,9 @@ async fn decode_speed(loader: &Loader<'_>, dir: &std::path::Path) -> Result<Valu
     let modes = [GrammarMode::Off, GrammarMode::Lazy, GrammarMode::Full];
     // Rounds of every mode in turn (one model loaded at a time), so that
     // whatever else the machine does hits every mode alike.
-    // Per mode: tokens, decode ms, and the inference thread's sampling ms.
-    let mut totals = [(0u64, 0u64, 0f64); 3];
+    // Per mode: tokens, decode ms, and the inference thread's sampling and
+    // grammar-advance ms.
+    let mut totals = [(0u64, 0u64, 0f64, 0f64); 3];
     for seed in 0..3u32 {
         for (mode, total) in modes.iter().zip(totals.iter_mut()) {
             let d = loader.load(|o| {
@@ -214,21 +215,24 @@ async fn decode_speed(loader: &Loader<'_>, dir: &std::path::Path) -> Result<Valu
                 total.0 += u64::from(r.stats.completion_tokens);
                 total.1 += r.stats.decode_ms;
             }
-            total.2 += d.busy().since(&before).sample_ms;
+            let spent = d.busy().since(&before);
+            total.2 += spent.sample_ms;
+            total.3 += spent.advance_ms;
         }
     }
     let speeds: Vec<_> = modes
         .iter()
         .zip(totals)
-        .map(|(mode, (tokens, ms, sample_ms))| {
-            (*mode, tokens as f64 * 1000.0 / ms.max(1) as f64, tokens, sample_ms / tokens.max(1) as f64)
+        .map(|(mode, (tokens, ms, sample_ms, advance_ms))| {
+            let per_token = |ms: f64| ms / tokens.max(1) as f64;
+            (*mode, tokens as f64 * 1000.0 / ms.max(1) as f64, tokens, per_token(sample_ms), per_token(advance_ms))
         })
         .collect();
     println!(
-        "(b) decode speed\n| sampling | tokens | tokens/s | vs unconstrained | sampling ms per token |\n|---|---:|---:|---:|---:|"
+        "(b) decode speed\n| sampling | tokens | tokens/s | vs unconstrained | sampling ms per token | grammar advance ms per token (during the decode call on a GPU) |\n|---|---:|---:|---:|---:|---:|"
     );
-    for (mode, tps, tokens, sample) in &speeds {
-        println!("| {mode:?} | {tokens} | {tps:.1} | {:.2}x | {sample:.3} |", tps / speeds[0].1);
+    for (mode, tps, tokens, sample, advance) in &speeds {
+        println!("| {mode:?} | {tokens} | {tps:.1} | {:.2}x | {sample:.3} | {advance:.3} |", tps / speeds[0].1);
     }
     println!(
         "lazy grammar: {:.2}x unconstrained (target >= 0.85); full grammar: {:.2}x\n",
@@ -236,7 +240,7 @@ async fn decode_speed(loader: &Loader<'_>, dir: &std::path::Path) -> Result<Valu
         speeds[2].1 / speeds[0].1
     );
     Ok(
-        json!({"unconstrainedTps": speeds[0].1, "lazyTps": speeds[1].1, "fullTps": speeds[2].1, "lazyOverUnconstrained": speeds[1].1 / speeds[0].1, "fullOverUnconstrained": speeds[2].1 / speeds[0].1, "samplingMsPerToken": {"unconstrained": speeds[0].3, "lazy": speeds[1].3, "full": speeds[2].3}}),
+        json!({"unconstrainedTps": speeds[0].1, "lazyTps": speeds[1].1, "fullTps": speeds[2].1, "lazyOverUnconstrained": speeds[1].1 / speeds[0].1, "fullOverUnconstrained": speeds[2].1 / speeds[0].1, "samplingMsPerToken": {"unconstrained": speeds[0].3, "lazy": speeds[1].3, "full": speeds[2].3}, "grammarAdvanceMsPerToken": {"unconstrained": speeds[0].4, "lazy": speeds[1].4, "full": speeds[2].4}}),
     )
 }
 
@@ -309,15 +313,16 @@ async fn concurrency(opts: &BenchOptions, loader: &Loader<'_>, dir: &std::path::
         println!("| {n} | {r:.2} | {:.2}x | {e:.0} | {g:.0} |", r / rates[0].1);
     }
     println!(
-        "the inference thread (one for every run sharing the model), per decision, from the barrier until every run ended:\n| concurrent runs | busy | admission ms | decode calls ms | sampling ms | decode calls | ms per decode call | slot stretches per call |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "the inference thread (one for every run sharing the model), per decision, from the barrier until every run ended:\n| concurrent runs | busy | admission ms | decode calls ms | sampling ms | grammar advance ms | decode calls | ms per decode call | slot stretches per call |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (n, .., s) in &rates {
         println!(
-            "| {n} | {:.0}% | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            "| {n} | {:.0}% | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
             s.busy * 100.0,
             s.admit_ms,
             s.decode_ms,
             s.sample_ms,
+            s.advance_ms,
             s.steps,
             s.decode_ms / s.steps.max(f64::EPSILON),
             s.stretches_per_call
@@ -363,12 +368,14 @@ async fn concurrency(opts: &BenchOptions, loader: &Loader<'_>, dir: &std::path::
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ThreadShare {
-    /// Busy (admission + decode + sampling) over wall time: near 1, the
-    /// thread itself is what limits the runs.
+    /// Busy (admission + decode + sampling + grammar advance) over wall
+    /// time: near 1, the thread itself is what limits the runs.
     busy: f64,
     admit_ms: f64,
     decode_ms: f64,
     sample_ms: f64,
+    /// See `Busy::advance_ms`: on a GPU it overlaps the decode calls.
+    advance_ms: f64,
     /// Decode calls per decision.
     steps: f64,
     /// Stretches of consecutive slots per decode call (see `Busy::stretches`).
@@ -380,10 +387,11 @@ impl ThreadShare {
         let per = decisions.max(1) as f64;
         let wall_ms = wall.as_secs_f64() * 1000.0;
         ThreadShare {
-            busy: (b.admit_ms + b.decode_ms + b.sample_ms) / wall_ms.max(f64::EPSILON),
+            busy: (b.admit_ms + b.decode_ms + b.sample_ms + b.advance_ms) / wall_ms.max(f64::EPSILON),
             admit_ms: b.admit_ms / per,
             decode_ms: b.decode_ms / per,
             sample_ms: b.sample_ms / per,
+            advance_ms: b.advance_ms / per,
             steps: b.steps as f64 / per,
             stretches_per_call: b.stretches as f64 / (b.steps.max(1) as f64),
         }

@@ -283,6 +283,8 @@ async fn the_inference_thread_accounts_its_time_and_a_cloned_grammar_decides_ali
     let prompt_calls = u64::from(first.stats.prompt_tokens).div_ceil(512);
     assert_eq!(spent.steps, prompt_calls + u64::from(first.stats.completion_tokens) - 1, "{spent:?} {:?}", first.stats);
     assert!(spent.admit_ms > 0.0 && spent.decode_ms > 0.0 && spent.sample_ms > 0.0, "{spent:?}");
+    // The grammar advanced past each decoded token: every token but the last.
+    assert!(spent.advance_ms > 0.0, "{spent:?}");
     assert!(spent.decode_ms > spent.sample_ms, "on a CPU decode calls dominate: {spent:?}");
     let second = d.decide(request(&cfg)).await.unwrap();
     assert_eq!(first.text, second.text);

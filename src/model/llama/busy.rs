@@ -1,6 +1,6 @@
 //! Where the inference thread's time goes: admitting requests (grammar,
-//! slot, cached prefix), decode calls, and sampling. One thread does all
-//! three for every run sharing the model, so on a GPU, where a decode call
+//! slot, cached prefix), decode calls, sampling, and advancing grammars.
+//! One thread does all of it for every run sharing the model, so on a GPU, where a decode call
 //! for many sequences costs little, the other two decide how many runs it
 //! can serve; `xct bench` (c) reports them per decision.
 
@@ -14,6 +14,7 @@ pub(super) struct BusyClock {
     admit: AtomicU64,
     decode: AtomicU64,
     sample: AtomicU64,
+    advance: AtomicU64,
     steps: AtomicU64,
     stretches: AtomicU64,
 }
@@ -22,8 +23,14 @@ pub(super) struct BusyClock {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Phase {
     Admit,
+    /// Making a decode call (one per call: it counts the calls).
     Decode,
+    /// Waiting for the device to finish the call: decode time too.
+    Wait,
     Sample,
+    /// Advancing each grammar past the token being decoded, while a
+    /// device computes the call (on a CPU, after it).
+    Advance,
 }
 
 impl BusyClock {
@@ -38,7 +45,9 @@ impl BusyClock {
                 self.steps.fetch_add(1, Ordering::Relaxed);
                 &self.decode
             }
+            Phase::Wait => &self.decode,
             Phase::Sample => &self.sample,
+            Phase::Advance => &self.advance,
         };
         counter.fetch_add(ns, Ordering::Relaxed);
         r
@@ -55,6 +64,7 @@ impl BusyClock {
             admit_ms: ms(&self.admit),
             decode_ms: ms(&self.decode),
             sample_ms: ms(&self.sample),
+            advance_ms: ms(&self.advance),
             steps: self.steps.load(Ordering::Relaxed),
             stretches: self.stretches.load(Ordering::Relaxed),
         }
@@ -70,6 +80,11 @@ pub struct Busy {
     pub decode_ms: f64,
     /// Sampling and the grammar check, token by token.
     pub sample_ms: f64,
+    /// Advancing each grammar past the token being decoded. It runs after
+    /// the decode call returns and before its logits are awaited: on a GPU
+    /// (an asynchronous call) it overlaps the device's work and costs
+    /// nothing while shorter; on a CPU the call has already done its work.
+    pub advance_ms: f64,
     /// Decode calls made.
     pub steps: u64,
     /// Stretches of consecutive slots (sequence ids) in those calls,
@@ -86,6 +101,7 @@ impl Busy {
             admit_ms: self.admit_ms - earlier.admit_ms,
             decode_ms: self.decode_ms - earlier.decode_ms,
             sample_ms: self.sample_ms - earlier.sample_ms,
+            advance_ms: self.advance_ms - earlier.advance_ms,
             steps: self.steps - earlier.steps,
             stretches: self.stretches - earlier.stretches,
         }
@@ -102,14 +118,18 @@ mod tests {
         let start = clock.read();
         let sleep = || std::thread::sleep(std::time::Duration::from_millis(2));
         clock.time(Phase::Decode, sleep);
+        clock.time(Phase::Wait, sleep);
         clock.time(Phase::Decode, sleep);
         clock.time(Phase::Sample, sleep);
+        clock.time(Phase::Advance, sleep);
+        clock.time(Phase::Advance, sleep);
         clock.stretches(3);
         let d = clock.read().since(&start);
         assert_eq!(d.steps, 2);
         assert_eq!(d.stretches, 3);
-        assert!(d.decode_ms >= 4.0, "{d:?}");
+        assert!(d.decode_ms >= 6.0, "waiting is decode time: {d:?}");
         assert!(d.sample_ms >= 2.0, "{d:?}");
+        assert!(d.advance_ms >= 4.0 && d.advance_ms > d.sample_ms, "a counter of its own: {d:?}");
         assert_eq!(d.admit_ms, 0.0);
     }
 }

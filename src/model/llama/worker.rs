@@ -207,19 +207,20 @@ impl<'m> Worker<'m> {
         if self.batch.n_tokens() == 0 {
             return Vec::new();
         }
-        // Until the logits are back: a GPU decode returns before its work
-        // is done, and the wait would otherwise count as sampling.
-        let decoded = busy.time(Phase::Decode, || {
-            let r = self.ctx.decode(&mut self.batch);
-            self.ctx.synchronize();
-            r
-        });
+        // On a GPU the decode call returns once its work is queued: each
+        // grammar advances past the token being decoded while the device
+        // computes, and the wait for the logits counts as decoding.
+        let decoded = busy.time(Phase::Decode, || self.ctx.decode(&mut self.batch));
         if let Err(e) = decoded {
             return self.fail(running, DeciderError::Inference(format!("decode failed: {e}")));
         }
+        let mode = self.mode;
+        let refused: Vec<Option<DeciderError>> =
+            busy.time(Phase::Advance, || running.iter_mut().map(|a| a.advance_grammar(mode)).collect());
+        busy.time(Phase::Wait, || self.ctx.synchronize());
         let mut finished = Vec::new();
         let mut still = Vec::with_capacity(running.len());
-        for mut a in running.drain(..) {
+        for (mut a, refused) in running.drain(..).zip(refused) {
             let slot = &mut self.slots[a.slot];
             // A pending token was in the batch if and only if logits were asked for it.
             if a.logits_at.is_some()
@@ -230,6 +231,10 @@ impl<'m> Worker<'m> {
             slot.tokens.extend_from_slice(&a.prompt[a.fed..a.fed + a.feeding]);
             a.fed += a.feeding;
             a.feeding = 0;
+            if let Some(e) = refused {
+                finished.push((a.tag, Err(e)));
+                continue;
+            }
             let Some(idx) = a.logits_at.take() else {
                 still.push(a);
                 continue;
@@ -328,11 +333,8 @@ impl<'m> Worker<'m> {
         if vocab.is_eog(tok) {
             return Ok(());
         }
-        if self.mode != GrammarMode::Off {
-            a.grammar
-                .try_accept(tok)
-                .map_err(|e| DeciderError::Inference(format!("grammar refused token {}: {e}", tok.0)))?;
-        }
+        // The grammar advances past `tok` when it is decoded (`step`), and
+        // never for the token that ends the object.
         a.picker.accept(tok);
         a.n += 1;
         let piece = vocab.token_to_piece(tok, false, None);
@@ -360,6 +362,17 @@ impl<'m> Worker<'m> {
             .map_err(|e| DeciderError::Inference(format!("grammar rejected by llama.cpp: {e}")))?;
         self.grammars.insert(key, g.clone());
         Ok(g)
+    }
+}
+
+impl<T> Active<T> {
+    /// Advance the grammar past the token this request has in the batch
+    /// being decoded, if any. The token was sampled from what the grammar
+    /// allowed, so a refusal is a bug in the grammar or the check.
+    fn advance_grammar(&mut self, mode: GrammarMode) -> Option<DeciderError> {
+        let tok = self.pending.filter(|_| self.logits_at.is_some() && mode != GrammarMode::Off)?;
+        let refused = |e| DeciderError::Inference(format!("grammar refused token {}: {e}", tok.0));
+        self.grammar.try_accept(tok).map_err(refused).err()
     }
 }
 

@@ -199,9 +199,7 @@ async fn decode_speed(loader: &Loader<'_>, dir: &std::path::Path) -> Result<Valu
     let modes = [GrammarMode::Off, GrammarMode::Lazy, GrammarMode::Full];
     // Rounds of every mode in turn (one model loaded at a time), so that
     // whatever else the machine does hits every mode alike.
-    // Per mode: tokens, decode ms, and the inference thread's sampling and
-    // grammar-advance ms.
-    let mut totals = [(0u64, 0u64, 0f64, 0f64); 3];
+    let mut totals = [ModeTotals::default(); 3];
     for seed in 0..3u32 {
         for (mode, total) in modes.iter().zip(totals.iter_mut()) {
             let d = loader.load(|o| {
@@ -212,36 +210,62 @@ async fn decode_speed(loader: &Loader<'_>, dir: &std::path::Path) -> Result<Valu
             for (i, goal) in goals.iter().enumerate() {
                 let cfg = run_config(dir, &format!("b{i}"), goal, Sampling { temperature: 0.7, seed, max_tokens: 96 });
                 let r = d.decide(request(&cfg, &[])).await.map_err(|e| e.to_string())?;
-                total.0 += u64::from(r.stats.completion_tokens);
-                total.1 += r.stats.decode_ms;
+                total.tokens += u64::from(r.stats.completion_tokens);
+                total.decode_ms += r.stats.decode_ms;
             }
             let spent = d.busy().since(&before);
-            total.2 += spent.sample_ms;
-            total.3 += spent.advance_ms;
+            total.sample_ms += spent.sample_ms;
+            total.advance_ms += spent.advance_ms;
+            total.picks += spent.picks;
+            total.filtered += spent.filtered;
         }
     }
-    let speeds: Vec<_> = modes
-        .iter()
-        .zip(totals)
-        .map(|(mode, (tokens, ms, sample_ms, advance_ms))| {
-            let per_token = |ms: f64| ms / tokens.max(1) as f64;
-            (*mode, tokens as f64 * 1000.0 / ms.max(1) as f64, tokens, per_token(sample_ms), per_token(advance_ms))
-        })
-        .collect();
+    let tps: Vec<f64> = totals.iter().map(|t| t.tokens as f64 * 1000.0 / t.decode_ms.max(1) as f64).collect();
     println!(
-        "(b) decode speed\n| sampling | tokens | tokens/s | vs unconstrained | sampling ms per token | grammar advance ms per token (during the decode call on a GPU) |\n|---|---:|---:|---:|---:|---:|"
+        "(b) decode speed\n| sampling | tokens | tokens/s | vs unconstrained | sampling ms per token | grammar advance ms per token (during the decode call on a GPU) | candidates filtered per token |\n|---|---:|---:|---:|---:|---:|---:|"
     );
-    for (mode, tps, tokens, sample, advance) in &speeds {
-        println!("| {mode:?} | {tokens} | {tps:.1} | {:.2}x | {sample:.3} | {advance:.3} |", tps / speeds[0].1);
+    for ((mode, t), tps_mode) in modes.iter().zip(&totals).zip(&tps) {
+        println!(
+            "| {mode:?} | {} | {tps_mode:.1} | {:.2}x | {:.3} | {:.3} | {:.1} |",
+            t.tokens,
+            tps_mode / tps[0],
+            t.per_token(t.sample_ms),
+            t.per_token(t.advance_ms),
+            t.filtered as f64 / t.picks.max(1) as f64
+        );
     }
     println!(
         "lazy grammar: {:.2}x unconstrained (target >= 0.85); full grammar: {:.2}x\n",
-        speeds[1].1 / speeds[0].1,
-        speeds[2].1 / speeds[0].1
+        tps[1] / tps[0],
+        tps[2] / tps[0]
     );
-    Ok(
-        json!({"unconstrainedTps": speeds[0].1, "lazyTps": speeds[1].1, "fullTps": speeds[2].1, "lazyOverUnconstrained": speeds[1].1 / speeds[0].1, "fullOverUnconstrained": speeds[2].1 / speeds[0].1, "samplingMsPerToken": {"unconstrained": speeds[0].3, "lazy": speeds[1].3, "full": speeds[2].3}, "grammarAdvanceMsPerToken": {"unconstrained": speeds[0].4, "lazy": speeds[1].4, "full": speeds[2].4}}),
-    )
+    let by_mode = |f: &dyn Fn(&ModeTotals) -> f64| json!({"unconstrained": f(&totals[0]), "lazy": f(&totals[1]), "full": f(&totals[2])});
+    Ok(json!({
+        "unconstrainedTps": tps[0], "lazyTps": tps[1], "fullTps": tps[2],
+        "lazyOverUnconstrained": tps[1] / tps[0], "fullOverUnconstrained": tps[2] / tps[0],
+        "samplingMsPerToken": by_mode(&|t| t.per_token(t.sample_ms)),
+        "grammarAdvanceMsPerToken": by_mode(&|t| t.per_token(t.advance_ms)),
+        "candidatesFilteredPerToken": by_mode(&|t| t.filtered as f64 / t.picks.max(1) as f64),
+    }))
+}
+
+/// One grammar mode's sums over (b)'s rounds: tokens generated, their
+/// decode time, and the inference thread's sampling, grammar-advance and
+/// filtering.
+#[derive(Debug, Clone, Copy, Default)]
+struct ModeTotals {
+    tokens: u64,
+    decode_ms: u64,
+    sample_ms: f64,
+    advance_ms: f64,
+    picks: u64,
+    filtered: u64,
+}
+
+impl ModeTotals {
+    fn per_token(&self, ms: f64) -> f64 {
+        ms / self.tokens.max(1) as f64
+    }
 }
 
 async fn concurrency(opts: &BenchOptions, loader: &Loader<'_>, dir: &std::path::Path) -> Result<Value, String> {

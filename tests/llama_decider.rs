@@ -2,7 +2,7 @@
 //! always parse, and prefix reuse does not change what the model says.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use xct::engine::{Limits, RunConfig, context};
 use xct::model::{DecideRequest, Decider, LlamaDecider, LlamaOptions, Sampling};
@@ -16,15 +16,6 @@ fn model_path() -> PathBuf {
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
     assert!(p.is_file(), "the test model {} is missing: run scripts/fetch-model.sh", p.display());
     p
-}
-
-fn decider() -> Arc<LlamaDecider> {
-    static D: OnceLock<Arc<LlamaDecider>> = OnceLock::new();
-    D.get_or_init(|| {
-        let opts = LlamaOptions { n_threads: Some(2), n_ctx: 4096, ..LlamaOptions::new(model_path()) };
-        Arc::new(LlamaDecider::load(opts).expect("model loads"))
-    })
-    .clone()
 }
 
 fn run(goal: &str, sampling: Sampling) -> (RunConfig, tempfile::TempDir) {
@@ -53,11 +44,15 @@ fn request(cfg: &RunConfig) -> DecideRequest {
 
 #[tokio::test]
 async fn every_sampled_output_parses_or_is_reported_cut_off() {
-    let d = decider();
-    let mut parsed = 0;
+    // Its own model instance: the grammar's counts below are this test's.
+    let opts = LlamaOptions { n_threads: Some(2), n_ctx: 4096, ..LlamaOptions::new(model_path()) };
+    let d = LlamaDecider::load(opts).expect("model loads");
+    let before = d.busy();
+    let (mut parsed, mut generated) = (0, 0);
     for (temperature, seed) in [(0.0, 1), (0.8, 1), (0.8, 2), (1.5, 3), (1.5, 4), (2.0, 5)] {
         let (cfg, _dir) = run("Write hello.txt containing hi.", Sampling { temperature, seed, max_tokens: 96 });
         let out = d.decide(request(&cfg)).await.expect("inference works");
+        generated += u64::from(out.stats.completion_tokens);
         match parse_decision(&out.text, out.stats.truncated) {
             Ok(Decision::NextStep(step)) => {
                 assert!(cfg.tools.get(&step.tool).is_some(), "grammar only allows the run's tools: {}", step.tool);
@@ -72,6 +67,13 @@ async fn every_sampled_output_parses_or_is_reported_cut_off() {
         assert!(out.stats.prompt_tokens > 100 && out.stats.completion_tokens > 0);
     }
     assert!(parsed >= 3, "most sampled outputs complete within 96 tokens, got {parsed}");
+    // Hot samples pick tokens the grammar refuses: the lazy check then went
+    // through its shortlists, and filtered far fewer candidates than the
+    // vocabulary (49152) per pick (63 measured).
+    let spent = d.busy().since(&before);
+    assert!(spent.picks >= generated && spent.picks > 100, "{spent:?}");
+    assert!(spent.filtered > spent.picks, "some picks were refused: {spent:?}");
+    assert!(spent.filtered < spent.picks * 512, "{} candidates per pick", spent.filtered / spent.picks);
 }
 
 /// The equivalence check for prefix reuse: the first sampled token (argmax)

@@ -17,6 +17,8 @@ pub(super) struct BusyClock {
     advance: AtomicU64,
     steps: AtomicU64,
     stretches: AtomicU64,
+    picks: AtomicU64,
+    filtered: AtomicU64,
 }
 
 /// A phase of the inference thread's work.
@@ -58,6 +60,12 @@ impl BusyClock {
         self.stretches.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Count one pick, for which the grammar filtered `candidates`.
+    pub(super) fn filtered(&self, candidates: u64) {
+        self.picks.fetch_add(1, Ordering::Relaxed);
+        self.filtered.fetch_add(candidates, Ordering::Relaxed);
+    }
+
     pub(super) fn read(&self) -> Busy {
         let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e6;
         Busy {
@@ -67,6 +75,8 @@ impl BusyClock {
             advance_ms: ms(&self.advance),
             steps: self.steps.load(Ordering::Relaxed),
             stretches: self.stretches.load(Ordering::Relaxed),
+            picks: self.picks.load(Ordering::Relaxed),
+            filtered: self.filtered.load(Ordering::Relaxed),
         }
     }
 }
@@ -92,6 +102,12 @@ pub struct Busy {
     /// least one micro-batch per stretch (and more for the tokens of a
     /// prompt chunk beyond the first).
     pub stretches: u64,
+    /// Tokens picked.
+    pub picks: u64,
+    /// Candidates the grammar filtered for those picks: the whole
+    /// vocabulary per pick with full filtering; with the lazy check one
+    /// while the pick is allowed, else also the shortlists it went through.
+    pub filtered: u64,
 }
 
 impl Busy {
@@ -104,6 +120,8 @@ impl Busy {
             advance_ms: self.advance_ms - earlier.advance_ms,
             steps: self.steps - earlier.steps,
             stretches: self.stretches - earlier.stretches,
+            picks: self.picks - earlier.picks,
+            filtered: self.filtered - earlier.filtered,
         }
     }
 }
@@ -124,9 +142,12 @@ mod tests {
         clock.time(Phase::Advance, sleep);
         clock.time(Phase::Advance, sleep);
         clock.stretches(3);
+        clock.filtered(1);
+        clock.filtered(64);
         let d = clock.read().since(&start);
         assert_eq!(d.steps, 2);
         assert_eq!(d.stretches, 3);
+        assert_eq!((d.picks, d.filtered), (2, 65));
         assert!(d.decode_ms >= 6.0, "waiting is decode time: {d:?}");
         assert!(d.sample_ms >= 2.0, "{d:?}");
         assert!(d.advance_ms >= 4.0 && d.advance_ms > d.sample_ms, "a counter of its own: {d:?}");

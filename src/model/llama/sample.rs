@@ -119,55 +119,71 @@ pub(super) fn sample_free(ctx: &LlamaContext<'_>, idx: i32, picker: &mut Picker)
     selected(token)
 }
 
-/// How many of the most likely tokens the lazy check filters before it
-/// falls back to the whole vocabulary.
-const SHORTLIST: usize = 64;
+/// How many of the most likely tokens the lazy check filters, in turn,
+/// when the grammar refuses the unconstrained pick, before it filters the
+/// whole vocabulary. Filtering costs about as much per candidate, so each
+/// is eight times the last: where the grammar forces a token the model
+/// ranks low (a property name, a closing quote), it is usually found among
+/// the 512 or 4096 most likely at a tenth of the cost of the whole
+/// vocabulary (`xct bench` (b) reports the sampling time per token).
+const SHORTLISTS: [usize; 3] = [64, 512, 4096];
 
 /// Sample one token that the grammar allows, checking as few tokens as
 /// possible: the unconstrained pick alone first; if the grammar rejects it,
-/// the `SHORTLIST` most likely tokens; only if none of those is allowed,
-/// the whole vocabulary. The grammar filters before the sampler picks, so
-/// the pick is always allowed. (Greedy picks are exactly those of full
-/// filtering; sampled picks ignore allowed tokens outside the shortlist
-/// while some inside it are allowed, a negligible tail.)
+/// the most likely tokens by the `SHORTLISTS`; only if none of those is
+/// allowed, the whole vocabulary. The grammar filters before the sampler
+/// picks, so the pick is always allowed. (Greedy picks are exactly those
+/// of full filtering: a shortlist holds every token more likely than its
+/// least likely one. Sampled picks ignore allowed tokens outside the first
+/// shortlist that holds some, a negligible tail.) Returns the pick and how
+/// many candidates the grammar filtered for it.
 pub(super) fn sample_checked(
     ctx: &LlamaContext<'_>,
     idx: i32,
     picker: &mut Picker,
     grammar: &mut LlamaSampler,
-) -> Result<LlamaToken, DeciderError> {
+) -> Result<(LlamaToken, usize), DeciderError> {
     let picked = sample_free(ctx, idx, picker)?;
     let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(picked, 1.0, 0.0)], false);
     grammar.apply(&mut single);
+    let mut filtered = 1;
     if single.data.first().is_some_and(|d| d.logit().is_finite()) {
-        return Ok(picked);
+        return Ok((picked, filtered));
     }
-    let mut shortlist = LlamaTokenDataArray::new(top_candidates(ctx.get_logits_ith(idx), SHORTLIST), false);
-    grammar.apply(&mut shortlist);
-    if shortlist.data.iter().any(|d| d.logit().is_finite()) {
-        let picked = picker.pick(&mut shortlist);
-        let allowed = |t: LlamaToken| shortlist.data.iter().any(|d| d.id() == t && d.logit().is_finite());
-        if let Some(tok) = picked.filter(|t| allowed(*t)) {
-            return Ok(tok);
+    let logits = ctx.get_logits_ith(idx);
+    for k in SHORTLISTS.into_iter().take_while(|k| *k < logits.len()) {
+        let mut shortlist = LlamaTokenDataArray::new(top_candidates(logits, k), false);
+        filtered += shortlist.data.len();
+        grammar.apply(&mut shortlist);
+        if shortlist.data.iter().any(|d| d.logit().is_finite()) {
+            let picked = picker.pick(&mut shortlist);
+            let allowed = |t: LlamaToken| shortlist.data.iter().any(|d| d.id() == t && d.logit().is_finite());
+            if let Some(tok) = picked.filter(|t| allowed(*t)) {
+                return Ok((tok, filtered));
+            }
+            break;
         }
     }
-    sample_full(ctx, idx, picker, grammar)
+    let (tok, whole) = sample_full(ctx, idx, picker, grammar)?;
+    Ok((tok, filtered + whole))
 }
 
 /// The usual constrained sampling: the grammar filters every candidate at
-/// every token (the baseline the lazy check is measured against).
+/// every token (the baseline the lazy check is measured against). Returns
+/// the pick and how many candidates were filtered (the vocabulary).
 pub(super) fn sample_full(
     ctx: &LlamaContext<'_>,
     idx: i32,
     picker: &mut Picker,
     grammar: &mut LlamaSampler,
-) -> Result<LlamaToken, DeciderError> {
+) -> Result<(LlamaToken, usize), DeciderError> {
     let mut candidates = ctx.token_data_array_ith(idx);
+    let filtered = candidates.data.len();
     grammar.apply(&mut candidates);
     if !candidates.data.iter().any(|d| d.logit().is_finite()) {
         return Err(DeciderError::Inference("the grammar allows no next token".into()));
     }
-    selected(picker.pick(&mut candidates))
+    Ok((selected(picker.pick(&mut candidates))?, filtered))
 }
 
 fn selected(token: Option<LlamaToken>) -> Result<LlamaToken, DeciderError> {

@@ -324,11 +324,12 @@ impl<'m> Worker<'m> {
     /// Sample the next token of `a` from the logits at batch index `idx`,
     /// and decide whether it continues (`a.pending`) or is finished.
     fn next_token<T>(&mut self, a: &mut Active<T>, idx: i32) -> Result<(), DeciderError> {
-        let tok = match self.mode {
+        let (tok, filtered) = match self.mode {
             GrammarMode::Lazy => sample_checked(&self.ctx, idx, &mut a.picker, &mut a.grammar)?,
             GrammarMode::Full => sample_full(&self.ctx, idx, &mut a.picker, &mut a.grammar)?,
-            GrammarMode::Off => sample_free(&self.ctx, idx, &mut a.picker)?,
+            GrammarMode::Off => (sample_free(&self.ctx, idx, &mut a.picker)?, 0),
         };
+        self.busy.filtered(filtered as u64);
         let vocab = self.model.vocab();
         if vocab.is_eog(tok) {
             return Ok(());

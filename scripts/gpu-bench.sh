@@ -17,10 +17,11 @@
 #   CUDA_ARCHS   CMake CUDA architectures (default 90: an H100/H200 only;
 #                "80;90" for A100 and H100)
 #   CUDA_LIB     a libggml-cuda.so built beforehand from the same source
-#                (the build is skipped)
+#                (the build is skipped, and LLAMA_SRC is not read)
 #   WORK         scratch folder, kept (default: a temporary one, removed at
 #                the end); the library it builds is WORK/cuda-build/bin/
 #                libggml-cuda.so, for CUDA_LIB in a later call
+#   SECTIONS     which bench sections (default abc)
 #   CONCURRENCY  runs for section c (default 1,16,64)
 #   N_CTX        context per run (default 2048: 64 runs share one KV cache)
 #   RUNS         which runs (default "cpu gpu"; one alone to split the work
@@ -34,8 +35,8 @@
 # LD_LIBRARY_PATH, so libcudart and libcublas resolve where the toolkit is
 # not in the loader's paths (a pip-installed one, say).
 set -euo pipefail
-[ $# -eq 4 ] || { sed -n '2,35p' "$0" >&2; exit 2; }
-dist=$(cd "$1" && pwd); src=$(cd "$2" && pwd); model=$3; out=$4
+[ $# -eq 4 ] || { sed -n '2,36p' "$0" >&2; exit 2; }
+dist=$(cd "$1" && pwd); src=$2; model=$3; out=$4
 archs=${CUDA_ARCHS:-90}
 concurrency=${CONCURRENCY:-1,16,64}
 mkdir -p "$out"
@@ -90,7 +91,7 @@ grep -q "libcuda.so.1" "$out/ldd-cuda.txt" \
 
 run_bench() {
   local name=$1 dir=$2 layers=$3
-  XCT_BACKENDS_DIR=$dir "$dist/xct" bench --model "$model" --sections abc \
+  XCT_BACKENDS_DIR=$dir "$dist/xct" bench --model "$model" --sections "${SECTIONS:-abc}" \
     --n-gpu-layers "$layers" --n-ctx "${N_CTX:-2048}" --concurrency "$concurrency" --json "$out/$name.json" | tee "$out/$name.txt"
 }
 runs=${RUNS-cpu gpu}
@@ -109,10 +110,14 @@ for name in sys.argv[2:]:
     r = json.load(open(f"{out}/{name}.json"))
     b = r["backend"]
     devices = ", ".join(f"{d['name']} ({d['description']})" for d in b["devices"])
-    c = r["c"]["decisionsPerSecond"]
-    rates = ", ".join(f"{x['runs']}: {x['rate']:.2f}/s" for x in c)
-    print(f"{name}: {devices}; {b['layersOffloaded']} of {b['layers']} layers offloaded; (c) {rates}; "
-          f"{r['c']['overBaseline']['runs']} runs = {r['c']['overBaseline']['ratio']:.2f}x 1 run")
+    parts = [f"{name}: {devices}; {b['layersOffloaded']} of {b['layers']} layers offloaded"]
+    if "b" in r:
+        parts.append(f"(b) lazy {r['b']['lazyOverUnconstrained']:.2f}x unconstrained")
+    if "c" in r:
+        c = r["c"]
+        rates = ", ".join(f"{x['runs']}: {x['rate']:.2f}/s" for x in c["decisionsPerSecond"])
+        parts.append(f"(c) {rates}; {c['overBaseline']['runs']} runs = {c['overBaseline']['ratio']:.2f}x 1 run")
+    print("; ".join(parts))
     # A CUDA library that did not load (no driver, another CUDA major)
     # leaves the "gpu" run on the CPU: say so rather than pass it off as a
     # GPU number.

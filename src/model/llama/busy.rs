@@ -1,8 +1,9 @@
 //! Where the inference thread's time goes: admitting requests (grammar,
 //! slot, cached prefix), decode calls, sampling, and advancing grammars.
-//! One thread does all of it for every run sharing the model, so on a GPU, where a decode call
-//! for many sequences costs little, the other two decide how many runs it
-//! can serve; `xct bench` (c) reports them per decision.
+//! One thread does all of it for every run sharing the model, so on a GPU,
+//! where a decode call for many sequences costs little, the work around
+//! the calls decides how many runs it can serve; `xct bench` (c) reports
+//! each phase per decision.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

@@ -16,10 +16,11 @@
 #     LLAMA_SRC  the pinned crate's llama.cpp/ (default: the one in cargo's
 #                registry)
 #   scripts/gpu-session.sh first DEST/1       there, the first call
-#     unpacks into /tmp/xct-gpu, checks that xct's libraries resolve, and,
-#     unless a library came packed, starts building the CUDA backend for
-#     CUDA_ARCHS (default 90) in a process of its own, which outlives the
-#     call (273 s on an H200 machine's 16 cores); returns at once
+#     unpacks into /tmp/xct-gpu and, unless a library came packed, starts
+#     gpu-bench.sh's build-only run (RUNS=: the CUDA backend for
+#     CUDA_ARCHS, default 90, and the ldd checks) in a process of its own,
+#     which outlives the call (273 s on an H200 machine's 16 cores);
+#     returns at once
 #   scripts/gpu-session.sh second DEST/2      there, within 30 s
 #     joins and checks the model, waits for the build (at most
 #     BUILD_WAIT_S, default 480), and runs scripts/gpu-bench.sh with every
@@ -82,15 +83,11 @@ first() {
   [ $# -eq 1 ] || usage
   local part=$1
   rm -rf "$work"
-  mkdir -p "$work"
+  mkdir -p "$work/build"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   nvcc --version | tail -2 || true
   tar xJf "$part/dist.tar.xz" -C "$work"
   cp "$part/model.1" "$work/"
-  if ldd "$work/dist/xct" | grep "not found"; then
-    echo "xct has unresolved libraries" >&2
-    exit 1
-  fi
   if [ -f "$part/libggml-cuda.so.xz" ]; then
     xz -dc "$part/libggml-cuda.so.xz" >"$work/libggml-cuda.so"
     echo "$work/libggml-cuda.so" >"$work/cuda.done"
@@ -98,18 +95,16 @@ first() {
     return
   fi
   tar xJf "$part/llama-src.tar.xz" -C "$work"
-  # setsid: the device tool ends a call's processes unless they start a
-  # session of their own.
+  # gpu-bench.sh with RUNS= (set and empty) builds the library and checks
+  # xct's and its libraries (ldd), then stops. setsid: the device tool ends
+  # a call's processes unless they start a session of their own.
   setsid bash -c '
-    start=$SECONDS
-    if lib=$("$1/build-backend.sh" "$2/llama.cpp" "$2/cuda-build" cuda -DGGML_CUDA_NCCL=OFF \
-         -DCMAKE_CUDA_ARCHITECTURES="$3" 2>"$2/build.log"); then
-      echo "built in $((SECONDS - start)) s" >>"$2/build.log"
-      echo "$lib" >"$2/cuda.done"
+    if RUNS= WORK="$2/cuda" CUDA_ARCHS="$3" "$1/gpu-bench.sh" "$2/dist" "$2/llama.cpp" - "$2/build" >"$2/build/out.txt" 2>&1; then
+      find "$2/cuda/cuda-build" -name libggml-cuda.so | head -1 >"$2/cuda.done"
     else
       touch "$2/cuda.failed"
     fi' _ "$here" "$work" "${CUDA_ARCHS:-90}" </dev/null >/dev/null 2>&1 &
-  echo "CUDA backend: building for ${CUDA_ARCHS:-90} in the background ($work/build.log)"
+  echo "CUDA backend: building for ${CUDA_ARCHS:-90} in the background ($work/build/)"
 }
 
 second() {
@@ -121,14 +116,14 @@ second() {
   local waited=0
   while [ ! -f "$work/cuda.done" ]; do
     if [ -f "$work/cuda.failed" ] || [ "$waited" -ge "${BUILD_WAIT_S:-480}" ]; then
-      tail -30 "$work/build.log" >&2 || true
+      tail -n 30 "$work/build/out.txt" "$work/build/build.log" >&2 || true
       echo "the CUDA backend was not built" >&2
       exit 1
     fi
     sleep 5
     waited=$((waited + 5))
   done
-  [ -f "$work/build.log" ] && tail -1 "$work/build.log"
+  [ -f "$work/build/out.txt" ] && cat "$work/build/out.txt"
   local lib variant name sections
   lib=$(cat "$work/cuda.done")
   for variant in ${VARIANTS:-streams:bc unified:c}; do

@@ -90,7 +90,7 @@ pub fn prepare(run: &XctRun, manifest: &Path, workspace_dir: &Path) -> Result<Pr
     let workspace = Workspace::open(workspace_dir)
         .map_err(|source| LocalError::Workspace { path: workspace_dir.into(), source })?;
     let tools = catalogue(&workspace);
-    let problems = run.spec.problems(&tools);
+    let problems = run.spec.problems(&tools.names());
     if !problems.is_empty() {
         return Err(LocalError::Spec { path: manifest.into(), problems });
     }

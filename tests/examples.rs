@@ -55,7 +55,7 @@ async fn examples_are_valid() {
             match kind.as_str() {
                 "XctRun" => {
                     let run: xct::crd::XctRun = serde_json::from_value(v).unwrap();
-                    let problems = run.spec.problems(&catalogue);
+                    let problems = run.spec.problems(&catalogue.names());
                     assert!(problems.is_empty(), "{}: {problems:?}", f.display());
                 }
                 "XctPolicy" => {

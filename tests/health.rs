@@ -71,7 +71,7 @@ fn run_cases() -> Vec<Case> {
         |file, object, status, message: &str| Case { kind: "XctRun", file, object, status, message: message.into() };
     let awaiting = "step 3 (k8s.delete) awaits an XctApproval with runUid 0b7c, step 3 and proposalDigest 6931d4: deletes need approval";
     let failed = "BUDGET_EXHAUSTED: maxSteps (20) reached";
-    let invalid = "spec.limits.maxSteps must be 1..=10000, got 0";
+    let invalid = "spec.limits.maxSteps: 0 is less than the minimum of 1";
     vec![
         case("new.yaml", run_with(None, 1), "Progressing", "Waiting for the operator to observe the run"),
         case(

@@ -284,17 +284,7 @@ async fn a_malformed_run_does_not_stall_the_controller() {
     let srv = xct_testapi::TestApiServer::start().await.unwrap();
     let admin = srv.client();
     // An older, permissive CRD lets a malformed object in; then the real CRD is applied.
-    let mut loose = serde_json::to_value(<XctRun as kube::CustomResourceExt>::crd()).unwrap();
-    loose["spec"]["versions"][0]["schema"]["openAPIV3Schema"] =
-        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
-    let crds: Api<kube::api::DynamicObject> = Api::all_with(
-        admin.clone(),
-        &kube::api::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
-            "customresourcedefinitions",
-        ),
-    );
-    crds.create(&PostParams::default(), &serde_json::from_value(loose).unwrap()).await.unwrap();
+    install_loose_run_crd(&admin).await;
     install_demo(&admin).await;
     let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
         admin.clone(),

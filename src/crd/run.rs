@@ -15,10 +15,14 @@ use crate::tools::{ToolSet, ToolSetError};
 /// ValidatingAdmissionPolicy requires it to be the authenticated creator.
 pub const CREATED_BY: &str = "xct.dev/created-by";
 
-/// Upper bounds accepted for limits (also enforced at admission).
-pub const MAX_STEPS_LIMIT: u32 = 10_000;
-pub const MAX_TOOLS: usize = 64;
+/// Longest goal in bytes (the schema's `maxLength` counts characters).
 pub const MAX_GOAL_BYTES: usize = 8 * 1024;
+/// Longest line a spec problem shows (a violation quotes the value).
+const MAX_PROBLEM_CHARS: usize = 300;
+/// kube-apiserver's rule for ServiceAccount names, a DNS-1123 subdomain
+/// (`IsDNS1123Subdomain`): labels of lowercase alphanumerics and `-`,
+/// alphanumeric at both ends, joined by single dots.
+const SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// A goal for a model to reach by proposing tool calls, one per step, each
 /// validated by the system before anything executes.
@@ -55,7 +59,7 @@ pub struct XctRunSpec {
     /// as (by impersonation). Required in a cluster; a plain name, so a run
     /// cannot name a ServiceAccount of another namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SUBDOMAIN_PATTERN))]
     pub service_account_name: Option<String>,
     /// Budgets that end the run.
     #[serde(default)]
@@ -332,36 +336,23 @@ impl XctRunStatus {
 }
 
 impl XctRunSpec {
-    /// Problems a schema cannot express; empty when the spec is usable.
-    pub fn problems(&self, catalogue: &ToolSet) -> Vec<String> {
-        let mut out = Vec::new();
+    /// Everything that makes the spec unusable, each a line naming the
+    /// field; empty when the spec is usable. First the CRD's own schema
+    /// ([`spec_schema`]: types, bounds, the ServiceAccount name's pattern),
+    /// checked here too because the CRD in a cluster may be older or
+    /// loosened, and a local manifest has no API server; then what a schema
+    /// cannot say: a blank goal, the goal's bytes, tools not among the
+    /// `known` ones or repeated.
+    pub fn problems(&self, known: &[String]) -> Vec<String> {
+        let mut out = schema_problems(self);
         if self.goal.trim().is_empty() {
             out.push("spec.goal is empty".to_string());
         }
         if self.goal.len() > MAX_GOAL_BYTES {
             out.push(format!("spec.goal is {} bytes; at most {MAX_GOAL_BYTES}", self.goal.len()));
         }
-        if self.tools.len() > MAX_TOOLS {
-            out.push(format!("spec.tools has {} entries; at most {MAX_TOOLS}", self.tools.len()));
-        } else if let Err(e) = catalogue.select(&self.tools) {
+        if let Err(e) = crate::tools::check_names(&self.tools, known) {
             out.push(format!("spec.tools: {e}"));
-        }
-        let l = &self.limits;
-        if l.max_steps == 0 || l.max_steps > MAX_STEPS_LIMIT {
-            out.push(format!("spec.limits.maxSteps must be 1..={MAX_STEPS_LIMIT}, got {}", l.max_steps));
-        }
-        if l.max_consecutive_errors == 0 {
-            out.push("spec.limits.maxConsecutiveErrors must be at least 1".to_string());
-        }
-        if l.timeout_seconds == 0 {
-            out.push("spec.limits.timeoutSeconds must be at least 1".to_string());
-        }
-        let m = &self.model;
-        if !(0.0..=2.0).contains(&m.temperature) {
-            out.push(format!("spec.model.temperature must be 0..=2, got {}", m.temperature));
-        }
-        if m.max_tokens == 0 || m.max_tokens > 4096 {
-            out.push(format!("spec.model.maxTokens must be 1..=4096, got {}", m.max_tokens));
         }
         out
     }
@@ -389,5 +380,87 @@ impl XctRunSpec {
                 max_tokens: self.model.max_tokens,
             },
         })
+    }
+}
+
+/// The schema of `spec` in the CRD that `xct crdgen` writes: the one the
+/// API server enforces at admission.
+fn spec_schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let crd = serde_json::to_value(<XctRun as kube::CustomResourceExt>::crd()).unwrap_or_default();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+    })
+}
+
+/// The violations of [`spec_schema`], each as `spec.field: why`, cut to
+/// [`MAX_PROBLEM_CHARS`] (a violation quotes the offending value).
+fn schema_problems(spec: &XctRunSpec) -> Vec<String> {
+    let value = serde_json::to_value(spec).unwrap_or_default();
+    let Err(violations) = crate::engine::gate::check_schema(spec_schema(), &value) else { return vec![] };
+    violations
+        .into_iter()
+        .map(|v| {
+            let line = match v.split_once(": ") {
+                Some((at, why)) if at.starts_with('/') => format!("spec{}: {why}", at.replace('/', ".")),
+                _ => format!("spec: {v}"),
+            };
+            match line.char_indices().nth(MAX_PROBLEM_CHARS) {
+                Some((cut, _)) => format!("{}...", &line[..cut]),
+                None => line,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> XctRunSpec {
+        serde_yaml::from_str(&format!("goal: g\ntools: [fs.read]\n{yaml}")).unwrap()
+    }
+
+    fn problems(yaml: &str) -> Vec<String> {
+        spec(yaml).problems(&["fs.read".to_string(), "fs.write".to_string()])
+    }
+
+    #[test]
+    fn a_spec_within_the_crds_bounds_has_no_problems() {
+        assert_eq!(problems("serviceAccountName: xct-runner.v2\nlimits: {maxSteps: 10000}"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_bound_the_crd_declares_is_a_problem_naming_its_field() {
+        for (yaml, field) in [
+            ("limits: {maxSteps: 10001}", "spec.limits.maxSteps: 10001 is greater than the maximum of 10000"),
+            ("limits: {maxConsecutiveErrors: 0}", "spec.limits.maxConsecutiveErrors: 0 is less than the minimum of 1"),
+            ("limits: {approvalTimeoutSeconds: 604801}", "spec.limits.approvalTimeoutSeconds: 604801"),
+            ("model: {temperature: 2.5}", "spec.model.temperature: 2.5"),
+            ("model: {maxTokens: 0}", "spec.model.maxTokens: 0"),
+            ("serviceAccountName: 'a:b'", "spec.serviceAccountName: \"a:b\" does not match"),
+            ("serviceAccountName: a..b", "spec.serviceAccountName: \"a..b\" does not match"),
+            ("serviceAccountName: ''", "spec.serviceAccountName: \"\" is shorter than 1 character"),
+        ] {
+            let found = problems(yaml);
+            let at = field.split(':').next().unwrap_or_default();
+            assert!(found.iter().any(|p| p.starts_with(field)), "{yaml}: {found:?}");
+            assert!(found.iter().all(|p| p.starts_with(at)), "{yaml}: only {at} is wrong: {found:?}");
+        }
+    }
+
+    #[test]
+    fn what_a_schema_cannot_say_is_checked_too_and_no_line_is_unbounded() {
+        let found = spec("").problems(&[]);
+        assert_eq!(found, vec![r#"spec.tools: unknown tool "fs.read"; known tools: []"#.to_string()]);
+        let repeated: XctRunSpec = serde_yaml::from_str("goal: ' '\ntools: [fs.read, fs.read]").unwrap();
+        assert_eq!(
+            repeated.problems(&["fs.read".to_string()]),
+            vec!["spec.goal is empty".to_string(), r#"spec.tools: tool "fs.read" is listed twice"#.to_string()]
+        );
+        let long = spec(&format!("serviceAccountName: '{}'", "a:".repeat(5000)));
+        let found = long.problems(&["fs.read".to_string()]);
+        assert_eq!(found.len(), 2, "pattern and length: {found:?}");
+        assert!(found.iter().all(|p| p.chars().count() <= MAX_PROBLEM_CHARS + 3), "{found:?}");
     }
 }

@@ -120,11 +120,12 @@ async fn reconcile_step(
     status.conditions.retain(|c| !rejected(c));
     status.observed_generation = generation;
 
-    // Validate the spec (what the schema cannot).
+    // Validate the spec, its ServiceAccount name included, before any of it
+    // becomes an identity: the CRD in the cluster may be older or loosened,
+    // and only a valid spec gets a client acting as that account.
+    let known: Vec<String> = crate::k8s::tools::names().into_iter().map(String::from).collect();
+    let mut problems = run.spec.problems(&known);
     let sa = run.spec.service_account_name.clone().unwrap_or_default();
-    let sa = if sa.is_empty() { "default".to_string() } else { sa };
-    let tools = catalogue(&ctx, &namespace, &sa)?;
-    let mut problems = run.spec.problems(&tools);
     if run.spec.service_account_name.is_none() {
         problems.push("spec.serviceAccountName is required: tools act as that ServiceAccount".into());
     }
@@ -138,6 +139,7 @@ async fn reconcile_step(
         return Err(Error::InvalidSpec(message));
     }
     set_condition(&mut status.conditions, "Valid", true, "SpecAccepted", "", generation);
+    let tools = catalogue(&ctx, &namespace, &sa)?;
     if run.spec.suspend {
         let newly = status.phase != RunPhase::Suspended;
         status.phase = RunPhase::Suspended;

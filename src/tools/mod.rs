@@ -213,20 +213,30 @@ impl ToolSet {
     }
 
     /// The subset a run may use, in the run's order. Unknown or repeated
-    /// names are an error: a run never silently loses a tool.
+    /// names are an error ([`check_names`]): a run never silently loses a
+    /// tool.
     pub fn select(&self, names: &[String]) -> Result<ToolSet, ToolSetError> {
-        if names.is_empty() {
-            return Err(ToolSetError::Empty);
-        }
-        let mut out = ToolSet::new();
-        for name in names {
-            let tool =
-                self.get(name).ok_or_else(|| ToolSetError::Unknown { name: name.clone(), known: self.names() })?;
-            if out.get(name).is_some() {
-                return Err(ToolSetError::Duplicate(name.clone()));
-            }
-            out = out.with(tool.clone());
-        }
-        Ok(out)
+        let known = self.names();
+        check_names(names, &known)?;
+        let tools = names.iter().filter_map(|name| self.get(name).cloned());
+        Ok(tools.fold(ToolSet::new(), ToolSet::with))
     }
+}
+
+/// Whether `names` is a run's usable tool list from the `known` ones: at
+/// least one, each known, none twice. Needs no tool, so a spec is checked
+/// before anything acting for the run exists.
+pub fn check_names(names: &[String], known: &[String]) -> Result<(), ToolSetError> {
+    if names.is_empty() {
+        return Err(ToolSetError::Empty);
+    }
+    for (i, name) in names.iter().enumerate() {
+        if !known.contains(name) {
+            return Err(ToolSetError::Unknown { name: name.clone(), known: known.to_vec() });
+        }
+        if names[..i].contains(name) {
+            return Err(ToolSetError::Duplicate(name.clone()));
+        }
+    }
+    Ok(())
 }

@@ -48,8 +48,18 @@ struct Identity {
 
 /// The groups kube-apiserver gives a user: a ServiceAccount's two groups,
 /// and `system:authenticated` for everyone.
+/// The namespace and name of a ServiceAccount user name, as kube-apiserver's
+/// `serviceaccount.SplitUsername` reads it: exactly two parts after the
+/// prefix, each a valid name. Anything else (`...:demo:a:b`) is a plain user,
+/// impersonated only with `impersonate` on users.
+fn service_account_of(user: &str) -> Option<(&str, &str)> {
+    let (ns, name) = user.strip_prefix("system:serviceaccount:")?.split_once(':')?;
+    let ns_ok = crate::validate::check_name(ns).is_none() && ns.len() <= 63 && !ns.contains('.');
+    (ns_ok && !name.contains(':') && crate::validate::check_name(name).is_none()).then_some((ns, name))
+}
+
 fn groups_of(user: &str) -> Vec<String> {
-    match user.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
+    match service_account_of(user) {
         Some((ns, _)) => {
             vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}"), "system:authenticated".into()]
         }
@@ -71,7 +81,7 @@ fn identity(headers: &HeaderMap) -> Identity {
     match imp_user {
         // As kube-apiserver does: an impersonated ServiceAccount without
         // requested groups gets its own groups.
-        Some(user) if imp_groups.is_empty() && user.starts_with("system:serviceaccount:") => {
+        Some(user) if imp_groups.is_empty() && service_account_of(&user).is_some() => {
             let groups = groups_of(&user);
             Identity { user, groups, authenticated, authenticated_groups, impersonated: true }
         }
@@ -229,11 +239,10 @@ fn authorize(app: &App, who: &Identity, rec: &RequestRecord) -> Result<(), ApiEr
         return Ok(());
     };
     if who.impersonated {
-        let (resource, namespace, name) =
-            match who.user.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
-                Some((ns, n)) => ("serviceaccounts", ns.to_string(), n.to_string()),
-                None => ("users", String::new(), who.user.clone()),
-            };
+        let (resource, namespace, name) = match service_account_of(&who.user) {
+            Some((ns, n)) => ("serviceaccounts", ns.to_string(), n.to_string()),
+            None => ("users", String::new(), who.user.clone()),
+        };
         let attrs = Attributes {
             user: who.authenticated.clone(),
             groups: who.authenticated_groups.clone(),

@@ -362,6 +362,41 @@ async fn impersonation_request_log_and_authorization() {
     assert!(srv.requests().iter().any(|r| r.status == 403 && r.user == sa));
 }
 
+/// As kube-apiserver's `SplitUsername`: a ServiceAccount user name has
+/// exactly a namespace and a valid name after the prefix; any other
+/// (`...:i:runner:x`, `...:i:Runner`) is a plain user, so impersonating it
+/// needs `impersonate` on users, and it gets no ServiceAccount groups.
+#[tokio::test]
+async fn only_a_well_formed_service_account_name_is_impersonated_as_one() {
+    let srv = TestApiServer::start().await.unwrap();
+    namespace(&srv.client(), "i").await;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    srv.set_authorizer(Some(std::sync::Arc::new(move |a: &xct_testapi::Attributes| {
+        if a.verb == "impersonate" {
+            seen.lock().unwrap().push((a.resource.clone(), a.namespace.clone(), a.name.clone()));
+        }
+        a.verb != "impersonate" || a.resource == "serviceaccounts"
+    })));
+    let get = |user: &str| {
+        let cms: Api<ConfigMap> = Api::namespaced(srv.client_as(user), "i");
+        async move { cms.get_opt("x").await }
+    };
+    assert!(get("system:serviceaccount:i:runner").await.is_ok());
+    for user in ["system:serviceaccount:i:runner:x", "system:serviceaccount:i:Runner", "system:serviceaccount:i.j:r"] {
+        assert_eq!(code(get(user).await.unwrap_err()), 403, "{user}");
+    }
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked[0], ("serviceaccounts".to_string(), "i".to_string(), "runner".to_string()));
+    assert_eq!(asked.len(), 4);
+    assert!(asked[1..].iter().all(|(resource, ns, _)| resource == "users" && ns.is_empty()), "{asked:?}");
+    let groups: Vec<_> = srv.requests().into_iter().map(|r| (r.user, r.groups)).collect();
+    assert!(
+        groups.iter().any(|(u, g)| u.ends_with(":i:runner") && g.contains(&"system:serviceaccounts:i".to_string()))
+    );
+    assert!(groups.iter().filter(|(u, _)| u.ends_with(":runner:x")).all(|(_, g)| g.is_empty()), "{groups:?}");
+}
+
 #[tokio::test]
 async fn pod_logs() {
     let srv = TestApiServer::start().await.unwrap();

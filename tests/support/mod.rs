@@ -85,6 +85,24 @@ pub async fn install_crds(client: &kube::Client) {
     }
 }
 
+/// The XctRun CRD with no schema at all (an older or loosened CRD), applied
+/// over any CRD of that name: the server stores whatever it is given, so
+/// only the operator's own checks stand between a manifest and a request.
+pub async fn install_loose_run_crd(client: &kube::Client) {
+    let mut loose = serde_json::to_value(<xct::crd::XctRun as kube::CustomResourceExt>::crd()).unwrap();
+    loose["spec"]["versions"][0]["schema"]["openAPIV3Schema"] =
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let name = loose["metadata"]["name"].as_str().unwrap().to_string();
+    crds.patch(&name, &PatchParams::apply("xct-tests").force(), &Patch::Apply(&loose)).await.unwrap();
+}
+
 /// Apply every policy in examples/gitops/policies/.
 pub async fn install_policies(client: &kube::Client) {
     let api: Api<xct::crd::XctPolicy> = Api::all(client.clone());

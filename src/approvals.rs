@@ -15,7 +15,7 @@ use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 
 use crate::crd::run::CREATED_BY;
-use crate::crd::{ApprovalDecision, RunPhase, XctApproval, XctApprovalSpec, XctRun};
+use crate::crd::{ApprovalDecision, Readable, RunPhase, Unreadable, XctApproval, XctApprovalSpec, XctRun};
 use crate::engine::record::{StepPhase, StepRecord};
 
 /// Longest prefix of the run name in a generated approval name (the API
@@ -122,14 +122,20 @@ impl Pending {
     }
 }
 
-/// Steps awaiting approval, in `namespace` or everywhere.
-pub async fn list(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<Pending>, ApproveError> {
-    let api: Api<XctRun> = match namespace {
+/// Steps awaiting approval, in `namespace` or everywhere, and the runs
+/// that cannot be read as XctRuns (none of them can await an approval).
+pub async fn list(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<(Vec<Pending>, Vec<Unreadable>), ApproveError> {
+    let api: Api<Readable<XctRun>> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let runs = api.list(&ListParams::default()).await.map_err(ApproveError::from_kube)?;
-    Ok(runs.items.iter().filter_map(Pending::of).collect())
+    let (runs, unreadable): (Vec<_>, Vec<_>) = runs.items.into_iter().map(|r| r.0).partition(Result::is_ok);
+    let pending = runs.iter().flatten().filter_map(Pending::of).collect();
+    Ok((pending, unreadable.into_iter().filter_map(Result::err).map(|u| *u).collect()))
 }
 
 /// The table `xct approvals list` prints.
@@ -191,8 +197,12 @@ pub async fn list_command(namespace: Option<String>) -> ExitCode {
         Err(e) => return refused(&ApproveError::Cluster(format!("no Kubernetes configuration: {e}"))),
     };
     match list(&client, namespace.as_deref()).await {
-        Ok(pending) => {
+        Ok((pending, unreadable)) => {
             print!("{}", table(&pending));
+            for u in unreadable {
+                let (ns, name) = (u.metadata.namespace.as_deref(), u.metadata.name.as_deref());
+                eprintln!("warning: {}/{}: {u}", ns.unwrap_or_default(), name.unwrap_or_default());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => refused(&e),

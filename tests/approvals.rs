@@ -350,6 +350,11 @@ async fn approving_from_kubectl_binds_the_pending_step_as_the_current_user() {
     srv.write_kubeconfig(&bob, Some("bob")).unwrap();
     srv.write_kubeconfig(&alice, Some("alice")).unwrap();
     grant_edit(&admin, &["alice", "bob"]).await;
+    // A run the types cannot read (the CRD's schema does not bound a u32
+    // from above) is reported, and the list still shows what waits.
+    let odd = json!({"apiVersion": "xct.dev/v1alpha1", "kind": "XctRun", "metadata": {"name": "odd"},
+                     "spec": {"goal": "g", "tools": ["k8s.get"], "model": {"seed": 4_294_967_297u64}}});
+    create_raw(&admin, "xctruns", Some(NS), odd).await;
 
     let listed = tokio::task::spawn_blocking({
         let bob = bob.clone();
@@ -360,6 +365,7 @@ async fn approving_from_kubectl_binds_the_pending_step_as_the_current_user() {
     assert_eq!(listed.0, Some(0), "{listed:?}");
     let row = listed.1.lines().find(|l| l.contains("cleanup")).unwrap_or_else(|| panic!("{}", listed.1));
     assert!(row.contains("k8s.delete") && row.contains(&digest[..12]) && row.contains("would delete"), "{row}");
+    assert!(listed.2.contains("demo/odd: this XctRun cannot be read: spec.model.seed: invalid value"), "{listed:?}");
 
     srv.clear_requests();
     let (bob2, alice2) = (bob.clone(), alice.clone());

@@ -116,7 +116,7 @@ fn policy(when: &str, observed: bool, generation: i64) -> Value {
     .unwrap();
     p.metadata.generation = Some(1);
     if observed {
-        p.status = Some(xct::operator::policy::observed(&p));
+        p.status = Some(xct::operator::policy::observed(&xct::crd::Readable(Ok(p.clone()))));
     }
     object(p, generation)
 }

@@ -284,18 +284,10 @@ async fn a_malformed_run_does_not_stall_the_controller() {
     let srv = xct_testapi::TestApiServer::start().await.unwrap();
     let admin = srv.client();
     // An older, permissive CRD lets a malformed object in; then the real CRD is applied.
-    install_loose_run_crd(&admin).await;
+    install_loose_crd::<XctRun>(&admin).await;
     install_demo(&admin).await;
-    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        admin.clone(),
-        NS,
-        &kube::api::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("xct.dev", "v1alpha1", "XctRun"),
-            "xctruns",
-        ),
-    );
     let broken = json!({"apiVersion": "xct.dev/v1alpha1", "kind": "XctRun", "metadata": {"name": "broken"}, "spec": {"goal": 5, "tools": "k8s.get"}});
-    raw.create(&PostParams::default(), &serde_json::from_value(broken).unwrap()).await.unwrap();
+    create_raw(&admin, "xctruns", Some(NS), broken).await;
     install_crds(&admin).await;
     install_policies(&admin).await;
     // The first done is refused (nothing looked at yet); the second ends the run.

@@ -36,7 +36,7 @@ async fn a_spec_the_crd_would_refuse_is_refused_by_the_operator_before_any_reque
     let admin = srv.client();
     // A run CRD that stores whatever it is given: nothing is checked at admission.
     install_crds(&admin).await;
-    install_loose_run_crd(&admin).await;
+    install_loose_crd::<XctRun>(&admin).await;
     install_demo(&admin).await;
     // A model that would read the Deployment: what a run with such a spec
     // sent, as whom, if it ran.

@@ -3,10 +3,12 @@
 
 pub mod approval;
 pub mod policy;
+pub mod readable;
 pub mod run;
 
 pub use approval::{ApprovalDecision, ApprovalState, XctApproval, XctApprovalSpec, XctApprovalStatus};
 pub use policy::{Effect, Enforcement, XctPolicy, XctPolicySpec, XctPolicyStatus};
+pub use readable::{Readable, Unreadable};
 pub use run::{Condition, ModelParams, RunLimits, RunPhase, XctRun, XctRunSpec, XctRunStatus, set_condition};
 
 use kube::CustomResourceExt;

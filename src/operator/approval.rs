@@ -7,14 +7,17 @@
 //! dry-run again by the engine.)
 //!
 //! Each approval considered for a step gets a status: Accepted, or Ignored
-//! with the reason, and the run UID it was considered for.
+//! with the reason, and the run UID it was considered for. An approval that
+//! cannot be read as one ([`Readable`]) counts for no run and is Ignored
+//! with why; the others are decided as usual.
 
 use chrono::{DateTime, Utc};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
+use crate::crd::readable::read;
 use crate::crd::run::CREATED_BY;
-use crate::crd::{ApprovalDecision, ApprovalState, XctApproval, XctApprovalStatus, XctRun};
+use crate::crd::{ApprovalDecision, ApprovalState, Readable, XctApproval, XctApprovalStatus, XctRun};
 use crate::engine::Approval as Answer;
 use crate::engine::record::StepRecord;
 
@@ -22,11 +25,13 @@ use crate::engine::record::StepRecord;
 /// of each approval considered.
 pub async fn check(client: &kube::Client, run: &XctRun, step: &StepRecord) -> Result<Answer, kube::Error> {
     let ns = run.metadata.namespace.clone().unwrap_or_default();
-    let api: Api<XctApproval> = Api::namespaced(client.clone(), &ns);
-    let approvals = api.list(&ListParams::default()).await?.items;
+    let api: Api<Readable<XctApproval>> = Api::namespaced(client.clone(), &ns);
+    let (approvals, unreadable): (Vec<_>, Vec<_>) =
+        api.list(&ListParams::default()).await?.items.into_iter().map(|a| a.0).partition(Result::is_ok);
+    let approvals: Vec<XctApproval> = approvals.into_iter().flatten().collect();
     let decided = decide(run, step, &approvals, Utc::now());
     let uid = run.metadata.uid.clone().unwrap_or_default();
-    for (approval, state, message) in &decided.considered {
+    let considered = decided.considered.iter().map(|(approval, state, message)| {
         let status = XctApprovalStatus::new(
             *state,
             message.clone(),
@@ -34,8 +39,19 @@ pub async fn check(client: &kube::Client, run: &XctRun, step: &StepRecord) -> Re
             approval.metadata.generation,
             approval.status.as_ref(),
         );
-        if status.differs_from(approval.status.as_ref()) {
-            let name = approval.metadata.name.clone().unwrap_or_default();
+        (&approval.metadata, approval.status.clone(), status)
+    });
+    // Not matched to any run: its own run UID may be what cannot be read.
+    let ignored = unreadable.iter().filter_map(|u| u.as_ref().err()).map(|u| {
+        let message = format!("{u}; it counts for no run: create a new XctApproval");
+        let stored: Option<XctApprovalStatus> = read(u.status.clone()).ok();
+        let status =
+            XctApprovalStatus::new(ApprovalState::Ignored, message, "", u.metadata.generation, stored.as_ref());
+        (&u.metadata, stored, status)
+    });
+    for (meta, stored, status) in considered.chain(ignored).collect::<Vec<_>>() {
+        if status.differs_from(stored.as_ref()) {
+            let name = meta.name.clone().unwrap_or_default();
             api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
         }
     }

@@ -26,7 +26,7 @@ pub struct Readiness {
 /// a failover, unlike a count of this process's own transitions) and
 /// whether it leads.
 pub struct Observed {
-    pub runs: kube::runtime::reflector::Store<kube::core::DeserializeGuard<crate::crd::XctRun>>,
+    pub runs: kube::runtime::reflector::Store<crate::crd::Readable<crate::crd::XctRun>>,
     pub leadership: Arc<super::leader::Leadership>,
 }
 

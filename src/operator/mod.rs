@@ -20,11 +20,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
-use crate::crd::{XctApproval, XctRun};
+use crate::crd::{Readable, XctApproval, XctRun};
 use crate::k8s::Impersonator;
 use crate::model::{Decider, DeciderError};
 use kube::runtime::reflector::ObjectRef;
@@ -214,16 +213,8 @@ pub fn default_metrics() -> Arc<metrics::Metrics> {
     m
 }
 
-/// A watched run's metadata, whether or not it reads as an XctRun.
-pub fn metadata(guard: &DeserializeGuard<XctRun>) -> &kube::api::ObjectMeta {
-    match &guard.0 {
-        Ok(run) => &run.metadata,
-        Err(invalid) => &invalid.metadata,
-    }
-}
-
-pub fn error_policy(run: Arc<DeserializeGuard<XctRun>>, error: &Error, ctx: Arc<Context>) -> Action {
-    let meta = metadata(&run);
+pub fn error_policy(run: Arc<Readable<XctRun>>, error: &Error, ctx: Arc<Context>) -> Action {
+    let meta = kube::Resource::meta(run.as_ref());
     tracing::warn!(
         run = meta.name.as_deref().unwrap_or_default(),
         namespace = meta.namespace.as_deref().unwrap_or_default(),
@@ -242,17 +233,18 @@ pub fn error_policy(run: Arc<DeserializeGuard<XctRun>>, error: &Error, ctx: Arc<
 
 /// Run the controller until shutdown. `namespace` limits it to one namespace.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<health::Readiness>) {
-    let api: Api<DeserializeGuard<XctRun>> = match &namespace {
+    let api: Api<Readable<XctRun>> = match &namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let approvals: Api<XctApproval> = match &namespace {
+    let approvals: Api<Readable<XctApproval>> = match &namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
     // An approval triggers its run.
     let controller =
         Controller::new(api, watcher::Config::default()).watches(approvals, watcher::Config::default(), |a| {
+            let a = a.0.ok()?;
             Some(ObjectRef::new(&a.spec.run_name).within(a.metadata.namespace.as_deref().unwrap_or_default()))
         });
     tokio::spawn(policy::run_status_controller(ctx.client.clone(), ctx.policies.clone(), ctx.leadership.clone()));

@@ -7,10 +7,10 @@
 //! proposal: arguments can be long and hostile, and they are in the run's
 //! status for whoever may read it).
 
-use kube::core::DeserializeGuard;
+use kube::Resource;
 use tracing::field::Empty;
 
-use crate::crd::XctRun;
+use crate::crd::{Readable, XctRun};
 use crate::engine::record::StepRecord;
 use crate::protocol::Signal;
 
@@ -18,8 +18,8 @@ use crate::protocol::Signal;
 pub const STEP_TARGET: &str = "xct::step";
 
 /// The span one reconcile runs in.
-pub fn reconcile_span(guard: &DeserializeGuard<XctRun>) -> tracing::Span {
-    let meta = super::metadata(guard);
+pub fn reconcile_span(run: &Readable<XctRun>) -> tracing::Span {
+    let meta = run.meta();
     tracing::info_span!(
         "reconcile",
         run = meta.name.as_deref().unwrap_or_default(),

@@ -16,13 +16,16 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::crd::{XctPolicy, set_condition};
+use crate::crd::readable::read;
+use crate::crd::{Readable, XctPolicy, XctPolicyStatus, set_condition};
 use crate::engine::{GateVerdict, Judge, Proposal};
-use crate::policy::{Loaded, PolicyInput, RunInfo, Verdict, judge, load};
+use crate::policy::{Loaded, PolicyInput, RunInfo, Verdict, judge, load, unreadable};
 
-/// The watched, compiled policies.
+/// The watched, compiled policies. A policy that cannot be read as an
+/// XctPolicy is held as such, and vetoes every run ([`unreadable`]), so it
+/// neither stops the watch nor lets through what it might have forbidden.
 pub struct PolicyCache {
-    store: Store<XctPolicy>,
+    store: Store<Readable<XctPolicy>>,
     compiled: Mutex<HashMap<String, (Option<i64>, Loaded)>>,
     /// Runs (uids) each policy has decided for.
     decided: Mutex<HashMap<String, HashSet<String>>>,
@@ -36,7 +39,7 @@ impl PolicyCache {
     /// Start watching XctPolicies.
     pub fn start(client: kube::Client) -> Arc<Self> {
         let (store, writer) = reflector::store();
-        let api: Api<XctPolicy> = Api::all(client);
+        let api: Api<Readable<XctPolicy>> = Api::all(client);
         let stream =
             reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
         tokio::spawn(stream.for_each(|_| async {}));
@@ -68,11 +71,11 @@ impl PolicyCache {
             .iter()
             .map(|p| {
                 let name = p.name_any();
-                let generation = p.metadata.generation;
+                let generation = p.meta().generation;
                 match cache.get(&name) {
                     Some((g, l)) if *g == generation => l.clone(),
                     _ => {
-                        let l = load(&name, generation, &p.spec);
+                        let l = loaded(p);
                         cache.insert(name, (generation, l.clone()));
                         l
                     }
@@ -96,6 +99,14 @@ impl PolicyCache {
 
     fn runs_decided(&self, policy: &str) -> u64 {
         self.decided.lock().map(|d| d.get(policy).map_or(0, |s| s.len() as u64)).unwrap_or(0)
+    }
+}
+
+/// A watched policy, compiled, or held as unreadable.
+fn loaded(policy: &Readable<XctPolicy>) -> Loaded {
+    match &policy.0 {
+        Ok(p) => load(&p.name_any(), p.metadata.generation, &p.spec),
+        Err(u) => unreadable(&policy.name_any(), u.to_string()),
     }
 }
 
@@ -152,7 +163,7 @@ pub async fn run_status_controller(
     cache: Arc<PolicyCache>,
     leadership: Arc<super::leader::Leadership>,
 ) {
-    let api: Api<XctPolicy> = Api::all(client.clone());
+    let api: Api<Readable<XctPolicy>> = Api::all(client.clone());
     let changes = cache.changes.lock().unwrap_or_else(|e| e.into_inner()).take();
     let ctx = Arc::new(StatusCtx { client, cache, leadership });
     let mut controller = Controller::new(api, watcher::Config::default());
@@ -168,11 +179,22 @@ pub async fn run_status_controller(
 
 /// The status of `policy` as the operator observes it (runsDecided kept):
 /// kstatus Ready when it compiles; Stalled and Invalid (it vetoes every run
-/// it selects until fixed) when it does not; never Reconciling.
-pub fn observed(policy: &XctPolicy) -> crate::crd::XctPolicyStatus {
-    let generation = policy.metadata.generation;
-    let mut status = policy.status.clone().unwrap_or_default();
-    match load(&policy.name_any(), generation, &policy.spec) {
+/// it selects until fixed) when it does not, or cannot be read; never
+/// Reconciling.
+pub fn observed(policy: &Readable<XctPolicy>) -> XctPolicyStatus {
+    status_of(stored_status(policy), policy.meta().generation, &loaded(policy))
+}
+
+/// A policy's status as stored, as far as it reads as one.
+fn stored_status(policy: &Readable<XctPolicy>) -> XctPolicyStatus {
+    match &policy.0 {
+        Ok(p) => p.status.clone().unwrap_or_default(),
+        Err(u) => read(u.status.clone()).unwrap_or_default(),
+    }
+}
+
+fn status_of(mut status: XctPolicyStatus, generation: Option<i64>, loaded: &Loaded) -> XctPolicyStatus {
+    match loaded {
         Loaded::Ready(p) => {
             let msg = format!("{} rule(s) compiled", p.rules.len());
             set_condition(&mut status.conditions, "Ready", true, "Compiled", &msg, generation);
@@ -191,16 +213,16 @@ pub fn observed(policy: &XctPolicy) -> crate::crd::XctPolicyStatus {
     status
 }
 
-async fn reconcile_status(policy: Arc<XctPolicy>, ctx: Arc<StatusCtx>) -> Result<Action, kube::Error> {
+async fn reconcile_status(policy: Arc<Readable<XctPolicy>>, ctx: Arc<StatusCtx>) -> Result<Action, kube::Error> {
     if !ctx.leadership.is_leader() {
         return Ok(Action::requeue(FOLLOWER_POLL));
     }
     let name = policy.name_any();
-    let before = serde_json::to_value(policy.status.clone().unwrap_or_default()).unwrap_or_default();
+    let before = serde_json::to_value(stored_status(&policy)).unwrap_or_default();
     let mut status = observed(&policy);
     status.runs_decided = ctx.cache.runs_decided(&name);
     if serde_json::to_value(&status).unwrap_or_default() != before {
-        let api: Api<XctPolicy> = Api::all(ctx.client.clone());
+        let api: Api<Readable<XctPolicy>> = Api::all(ctx.client.clone());
         let rv = policy.meta().resource_version.clone();
         let patch = json!({"metadata": {"resourceVersion": rv}, "status": status});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -21,7 +20,7 @@ use super::approval;
 use super::policy::{PolicyJudge, labels};
 use super::status::{STATUS_WRITABLE, StatusWriter};
 use super::{Context, Error, MAX_MODEL_FAILURES};
-use crate::crd::{RunPhase, XctRun, XctRunStatus, set_condition};
+use crate::crd::{Readable, RunPhase, XctRun, XctRunStatus, set_condition};
 use crate::engine::record::{StepPhase, StepRecord};
 use crate::engine::{Approval, Boundary, Engine, EngineError, Journal, JournalError, RunOutcome, Stepped, steps_taken};
 use crate::k8s::service_account_user;
@@ -45,10 +44,10 @@ fn catalogue(ctx: &Context, namespace: &str, service_account: &str) -> Result<To
 }
 
 /// The reconcile entry point: one step, and its time outside the model.
-pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(guard: Arc<Readable<XctRun>>, ctx: Arc<Context>) -> Result<Action, Error> {
     let t = std::time::Instant::now();
     let mut model_ms = None;
-    let uid = super::metadata(&guard).uid.clone().unwrap_or_default();
+    let uid = guard.meta().uid.clone().unwrap_or_default();
     let span = super::observe::reconcile_span(&guard);
     let result = tracing::Instrument::instrument(reconcile_step(guard, ctx.clone(), &mut model_ms), span).await;
     if let Some(ms) = model_ms {
@@ -61,7 +60,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<XctRun>>, ctx: Arc<Context>) 
 }
 
 async fn reconcile_step(
-    guard: Arc<DeserializeGuard<XctRun>>,
+    guard: Arc<Readable<XctRun>>,
     ctx: Arc<Context>,
     model_ms: &mut Option<u64>,
 ) -> Result<Action, Error> {
@@ -77,9 +76,7 @@ async fn reconcile_step(
                 uid: invalid.metadata.uid.clone(),
                 ..Default::default()
             };
-            ctx.events
-                .publish(&reference, true, "InvalidObject", format!("cannot read this XctRun: {}", invalid.error))
-                .await;
+            ctx.events.publish(&reference, true, "InvalidObject", invalid.to_string()).await;
             return Ok(Action::await_change());
         }
     };

@@ -140,6 +140,18 @@ pub fn load(name: &str, generation: Option<i64>, spec: &XctPolicySpec) -> Loaded
     }
 }
 
+/// Policy `name`, whose object cannot be read as an XctPolicy (`why`): it
+/// might have been a Deny, so it is Invalid, enforced, and selects every
+/// run (it fails closed, like an invalid selector).
+pub fn unreadable(name: &str, why: String) -> Loaded {
+    Loaded::Invalid(Arc::new(InvalidPolicy {
+        name: name.into(),
+        enforcement: Enforcement::Enforce,
+        selection: Selection::default(),
+        error: CompileError { policy: name.into(), rule: "-".into(), position: None, message: why },
+    }))
+}
+
 type RuleError = (Option<(isize, isize)>, String);
 
 fn compile_rule(r: &PolicyRule) -> Result<CompiledRule, RuleError> {

@@ -13,5 +13,5 @@ pub mod judge;
 pub mod offline;
 pub mod report;
 
-pub use compile::{CompileError, CompiledPolicy, InvalidPolicy, Loaded, compile, load};
+pub use compile::{CompileError, CompiledPolicy, InvalidPolicy, Loaded, compile, load, unreadable};
 pub use judge::{Judgement, PolicyInput, RunInfo, Verdict, judge};

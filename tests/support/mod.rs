@@ -85,11 +85,11 @@ pub async fn install_crds(client: &kube::Client) {
     }
 }
 
-/// The XctRun CRD with no schema at all (an older or loosened CRD), applied
+/// The CRD of `K` with no schema at all (an older or loosened CRD), applied
 /// over any CRD of that name: the server stores whatever it is given, so
 /// only the operator's own checks stand between a manifest and a request.
-pub async fn install_loose_run_crd(client: &kube::Client) {
-    let mut loose = serde_json::to_value(<xct::crd::XctRun as kube::CustomResourceExt>::crd()).unwrap();
+pub async fn install_loose_crd<K: kube::CustomResourceExt>(client: &kube::Client) {
+    let mut loose = serde_json::to_value(K::crd()).unwrap();
     loose["spec"]["versions"][0]["schema"]["openAPIV3Schema"] =
         json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
     let crds: Api<DynamicObject> = Api::all_with(
@@ -101,6 +101,19 @@ pub async fn install_loose_run_crd(client: &kube::Client) {
     );
     let name = loose["metadata"]["name"].as_str().unwrap().to_string();
     crds.patch(&name, &PatchParams::apply("xct-tests").force(), &Patch::Apply(&loose)).await.unwrap();
+}
+
+/// Create `object` (JSON with apiVersion and kind) of the `xct.dev` kind
+/// `plural`, as the admin and without the Rust types: shapes the types
+/// refuse.
+pub async fn create_raw(client: &kube::Client, plural: &str, namespace: Option<&str>, object: serde_json::Value) {
+    let kind = object["kind"].as_str().unwrap().to_string();
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("xct.dev", "v1alpha1", &kind), plural);
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    api.create(&PostParams::default(), &serde_json::from_value(object).unwrap()).await.unwrap();
 }
 
 /// Apply every policy in examples/gitops/policies/.

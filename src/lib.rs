@@ -22,4 +22,5 @@ pub mod policy;
 pub mod protocol;
 pub mod schema;
 pub mod telemetry;
+pub mod text;
 pub mod tools;

@@ -12,6 +12,7 @@ use crate::engine::record::{StepRecord, VerdictOutcome};
 use crate::engine::{Engine, EngineError, NoJournal, RunConfig, RunOutcome, Stepped};
 use crate::model::Decider;
 use crate::protocol::Signal;
+use crate::text::clip;
 use crate::tools::ToolSet;
 use crate::tools::fs::Workspace;
 
@@ -194,10 +195,6 @@ pub fn step_line(r: &StepRecord) -> String {
         r.model.prompt_tokens,
         r.model.completion_tokens
     )
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max { s.to_string() } else { format!("{}...", s.chars().take(max).collect::<String>()) }
 }
 
 fn write_history(path: &Path, status: &XctRunStatus) -> Result<(), LocalError> {

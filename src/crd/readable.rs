@@ -35,11 +35,18 @@ pub struct Unreadable {
     pub status: Value,
 }
 
+/// Longest refusal [`read`] gives (serde quotes the value it refused, and
+/// the refusal goes into a status and an Event).
+const MAX_ERROR_CHARS: usize = 300;
+
 /// Read `value` as `K`; a refusal names the field's path.
 pub fn read<K: DeserializeOwned>(value: Value) -> Result<K, String> {
-    serde_path_to_error::deserialize(value).map_err(|e| match e.path().to_string() {
-        path if path == "." => e.into_inner().to_string(),
-        path => format!("{path}: {}", e.into_inner()),
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let error = match e.path().to_string() {
+            path if path == "." => e.into_inner().to_string(),
+            path => format!("{path}: {}", e.into_inner()),
+        };
+        crate::text::clip(&error, MAX_ERROR_CHARS)
     })
 }
 
@@ -116,6 +123,10 @@ mod tests {
         );
         assert_eq!((list[1].meta().name.as_deref(), list[1].meta().generation), (Some("a"), Some(2)));
         assert_eq!(unreadable.status, json!({"state": "Ignored"}));
+        let mut long = approval(json!(1));
+        long["spec"]["decision"] = json!("x".repeat(100_000));
+        let error = serde_json::from_value::<Readable<XctApproval>>(long).unwrap().0.unwrap_err().error;
+        assert!(error.starts_with("spec.decision: unknown variant") && error.chars().count() <= MAX_ERROR_CHARS + 3);
         let no_metadata = serde_json::from_value::<Readable<XctApproval>>(json!({"metadata": {"name": 5}}));
         assert!(no_metadata.unwrap_err().to_string().starts_with("metadata.name: "));
     }

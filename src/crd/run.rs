@@ -405,10 +405,7 @@ fn schema_problems(spec: &XctRunSpec) -> Vec<String> {
                 Some((at, why)) if at.starts_with('/') => format!("spec{}: {why}", at.replace('/', ".")),
                 _ => format!("spec: {v}"),
             };
-            match line.char_indices().nth(MAX_PROBLEM_CHARS) {
-                Some((cut, _)) => format!("{}...", &line[..cut]),
-                None => line,
-            }
+            crate::text::clip(&line, MAX_PROBLEM_CHARS)
         })
         .collect()
 }

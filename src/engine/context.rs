@@ -279,10 +279,7 @@ fn cut(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut at = max;
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
+    let at = text.floor_char_boundary(max);
     format!("{}... [{} bytes cut]", &text[..at], text.len() - at)
 }
 

@@ -67,13 +67,7 @@ pub fn step_note(step: &StepRecord) -> String {
 
 /// Cut a note to [`MAX_NOTE_BYTES`] on a character boundary.
 fn bounded(mut note: String) -> String {
-    if note.len() > MAX_NOTE_BYTES {
-        let mut cut = MAX_NOTE_BYTES;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-    }
+    note.truncate(note.floor_char_boundary(MAX_NOTE_BYTES));
     note
 }
 

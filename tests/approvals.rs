@@ -7,7 +7,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::*;
@@ -75,17 +74,6 @@ fn run_manifest(timeout: u32) -> XctRun {
         "apiVersion: xct.dev/v1alpha1\nkind: XctRun\nmetadata: {{name: cleanup, annotations: {{xct.dev/created-by: alice}}}}\nspec:\n  goal: delete old config\n  tools: [k8s.get, k8s.delete]\n  serviceAccountName: {SA}\n  limits: {{maxSteps: 10, approvalTimeoutSeconds: {timeout}}}\n"
     ))
     .unwrap()
-}
-
-/// A cluster whose demo namespace holds the ConfigMap "old" the runs want to delete.
-async fn cluster_with_old_config() -> (xct_testapi::TestApiServer, kube::Client, Api<ConfigMap>) {
-    let srv = cluster().await;
-    let admin = srv.client();
-    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
-    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "old"}})).unwrap())
-        .await
-        .unwrap();
-    (srv, admin, cms)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use support::*;
@@ -44,12 +43,7 @@ async fn raw_status(client: &kube::Client, plural: &str, kind: &str, namespace: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_the_operator_cannot_read_is_ignored_and_the_run_goes_on() {
-    let srv = cluster().await;
-    let admin = srv.client();
-    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
-    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "old"}})).unwrap())
-        .await
-        .unwrap();
+    let (srv, admin, cms) = cluster_with_old_config().await;
     let delete = json!({"next_step": {"tool": "k8s.delete", "arguments": {"kind": "ConfigMap", "name": "old"}, "goal": "clean up"}});
     let decider = Arc::new(ScriptedDecider::new([delete.to_string(), r#"{"done":true,"message":"cleaned"}"#.into()]));
     let controller = start_operator(&srv, decider, None);

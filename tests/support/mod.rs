@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::json;
 use xct_testapi::TestApiServer;
@@ -225,6 +225,17 @@ pub async fn cluster_with_rbac(fixture: &str) -> TestApiServer {
     grant_test_runner(&srv.client()).await;
     enforce_chart_rbac(&srv, fixture).await;
     srv
+}
+
+/// A cluster whose demo namespace holds the ConfigMap "old" the runs want to delete.
+pub async fn cluster_with_old_config() -> (xct_testapi::TestApiServer, kube::Client, Api<ConfigMap>) {
+    let srv = cluster().await;
+    let admin = srv.client();
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "old"}})).unwrap())
+        .await
+        .unwrap();
+    (srv, admin, cms)
 }
 
 /// The kube::Config the operator uses against the test server.

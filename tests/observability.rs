@@ -196,7 +196,16 @@ async fn steps_are_logged_and_counted_and_the_charts_alerts_use_exported_metrics
     }
     assert_eq!(steps[0]["fields"]["decided_by"], "scaling/bounded-scale");
 
-    let text = scrape(leader_url).await;
+    // xct_runs is counted from the operator's watch, which sees the last
+    // status write a moment after the API server answers it.
+    let mut text = scrape(leader_url).await;
+    for _ in 0..100 {
+        if text.lines().any(|l| l == "xct_runs{phase=\"Succeeded\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = scrape(leader_url).await;
+    }
     for line in [
         "xct_build_info{version=\"0.1.0\"} 1",
         "xct_leader 1",

@@ -133,9 +133,8 @@ pub async fn list(
         None => Api::all(client.clone()),
     };
     let runs = api.list(&ListParams::default()).await.map_err(ApproveError::from_kube)?;
-    let (runs, unreadable): (Vec<_>, Vec<_>) = runs.items.into_iter().map(|r| r.0).partition(Result::is_ok);
-    let pending = runs.iter().flatten().filter_map(Pending::of).collect();
-    Ok((pending, unreadable.into_iter().filter_map(Result::err).map(|u| *u).collect()))
+    let (runs, unreadable) = Readable::split(runs.items);
+    Ok((runs.iter().filter_map(Pending::of).collect(), unreadable))
 }
 
 /// The table `xct approvals list` prints.

@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use crate::text::{MAX_QUOTED_CHARS, clip};
+
 /// An object of type `K`, or what is known of it when it is not one.
 #[derive(Debug, Clone)]
 pub struct Readable<K>(pub Result<K, Box<Unreadable>>);
@@ -35,19 +37,30 @@ pub struct Unreadable {
     pub status: Value,
 }
 
-/// Longest refusal [`read`] gives (serde quotes the value it refused, and
-/// the refusal goes into a status and an Event).
-const MAX_ERROR_CHARS: usize = 300;
-
-/// Read `value` as `K`; a refusal names the field's path.
-pub fn read<K: DeserializeOwned>(value: Value) -> Result<K, String> {
+/// Read `value` as `K`, without copying it; a refusal names the field's
+/// path, cut to [`MAX_QUOTED_CHARS`].
+pub fn read<K: DeserializeOwned>(value: &Value) -> Result<K, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let error = match e.path().to_string() {
             path if path == "." => e.into_inner().to_string(),
             path => format!("{path}: {}", e.into_inner()),
         };
-        crate::text::clip(&error, MAX_ERROR_CHARS)
+        clip(&error, MAX_QUOTED_CHARS)
     })
+}
+
+impl<K> Readable<K> {
+    /// A listing's readable objects, and the unreadable ones.
+    pub fn split(items: Vec<Readable<K>>) -> (Vec<K>, Vec<Unreadable>) {
+        let (mut read, mut unreadable) = (Vec::new(), Vec::new());
+        for item in items {
+            match item.0 {
+                Ok(k) => read.push(k),
+                Err(u) => unreadable.push(*u),
+            }
+        }
+        (read, unreadable)
+    }
 }
 
 impl<'de, K> Deserialize<'de> for Readable<K>
@@ -56,15 +69,16 @@ where
 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
-        match read::<K>(value.clone()) {
+        match read::<K>(&value) {
             Ok(k) => Ok(Readable(Ok(k))),
             Err(error) => {
                 // An object whose metadata cannot be read is no object: the
                 // list or watch reports it as the API server's error.
                 let metadata: ObjectMeta =
-                    read(value["metadata"].clone()).map_err(|e| serde::de::Error::custom(format!("metadata.{e}")))?;
+                    read(&value["metadata"]).map_err(|e| serde::de::Error::custom(format!("metadata.{e}")))?;
                 let kind = K::kind(&()).into_owned();
-                Ok(Readable(Err(Box::new(Unreadable { kind, error, metadata, status: value["status"].clone() }))))
+                let status = value.get("status").cloned().unwrap_or_default();
+                Ok(Readable(Err(Box::new(Unreadable { kind, error, metadata, status }))))
             }
         }
     }
@@ -126,7 +140,7 @@ mod tests {
         let mut long = approval(json!(1));
         long["spec"]["decision"] = json!("x".repeat(100_000));
         let error = serde_json::from_value::<Readable<XctApproval>>(long).unwrap().0.unwrap_err().error;
-        assert!(error.starts_with("spec.decision: unknown variant") && error.chars().count() <= MAX_ERROR_CHARS + 3);
+        assert!(error.starts_with("spec.decision: unknown variant") && error.chars().count() <= MAX_QUOTED_CHARS + 3);
         let no_metadata = serde_json::from_value::<Readable<XctApproval>>(json!({"metadata": {"name": 5}}));
         assert!(no_metadata.unwrap_err().to_string().starts_with("metadata.name: "));
     }

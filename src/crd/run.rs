@@ -17,8 +17,6 @@ pub const CREATED_BY: &str = "xct.dev/created-by";
 
 /// Longest goal in bytes (the schema's `maxLength` counts characters).
 pub const MAX_GOAL_BYTES: usize = 8 * 1024;
-/// Longest line a spec problem shows (a violation quotes the value).
-const MAX_PROBLEM_CHARS: usize = 300;
 /// kube-apiserver's rule for ServiceAccount names, a DNS-1123 subdomain
 /// (`IsDNS1123Subdomain`): labels of lowercase alphanumerics and `-`,
 /// alphanumeric at both ends, joined by single dots.
@@ -394,7 +392,7 @@ fn spec_schema() -> &'static serde_json::Value {
 }
 
 /// The violations of [`spec_schema`], each as `spec.field: why`, cut to
-/// [`MAX_PROBLEM_CHARS`] (a violation quotes the offending value).
+/// [`crate::text::MAX_QUOTED_CHARS`] (a violation quotes the offending value).
 fn schema_problems(spec: &XctRunSpec) -> Vec<String> {
     let value = serde_json::to_value(spec).unwrap_or_default();
     let Err(violations) = crate::engine::gate::check_schema(spec_schema(), &value) else { return vec![] };
@@ -405,7 +403,7 @@ fn schema_problems(spec: &XctRunSpec) -> Vec<String> {
                 Some((at, why)) if at.starts_with('/') => format!("spec{}: {why}", at.replace('/', ".")),
                 _ => format!("spec: {v}"),
             };
-            crate::text::clip(&line, MAX_PROBLEM_CHARS)
+            crate::text::clip(&line, crate::text::MAX_QUOTED_CHARS)
         })
         .collect()
 }
@@ -458,6 +456,6 @@ mod tests {
         let long = spec(&format!("serviceAccountName: '{}'", "a:".repeat(5000)));
         let found = long.problems(&["fs.read".to_string()]);
         assert_eq!(found.len(), 2, "pattern and length: {found:?}");
-        assert!(found.iter().all(|p| p.chars().count() <= MAX_PROBLEM_CHARS + 3), "{found:?}");
+        assert!(found.iter().all(|p| p.chars().count() <= crate::text::MAX_QUOTED_CHARS + 3), "{found:?}");
     }
 }

@@ -26,9 +26,7 @@ use crate::engine::record::StepRecord;
 pub async fn check(client: &kube::Client, run: &XctRun, step: &StepRecord) -> Result<Answer, kube::Error> {
     let ns = run.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Readable<XctApproval>> = Api::namespaced(client.clone(), &ns);
-    let (approvals, unreadable): (Vec<_>, Vec<_>) =
-        api.list(&ListParams::default()).await?.items.into_iter().map(|a| a.0).partition(Result::is_ok);
-    let approvals: Vec<XctApproval> = approvals.into_iter().flatten().collect();
+    let (approvals, unreadable) = Readable::split(api.list(&ListParams::default()).await?.items);
     let decided = decide(run, step, &approvals, Utc::now());
     let uid = run.metadata.uid.clone().unwrap_or_default();
     let considered = decided.considered.iter().map(|(approval, state, message)| {
@@ -42,9 +40,9 @@ pub async fn check(client: &kube::Client, run: &XctRun, step: &StepRecord) -> Re
         (&approval.metadata, approval.status.clone(), status)
     });
     // Not matched to any run: its own run UID may be what cannot be read.
-    let ignored = unreadable.iter().filter_map(|u| u.as_ref().err()).map(|u| {
+    let ignored = unreadable.iter().map(|u| {
         let message = format!("{u}; it counts for no run: create a new XctApproval");
-        let stored: Option<XctApprovalStatus> = read(u.status.clone()).ok();
+        let stored: Option<XctApprovalStatus> = read(&u.status).ok();
         let status =
             XctApprovalStatus::new(ApprovalState::Ignored, message, "", u.metadata.generation, stored.as_ref());
         (&u.metadata, stored, status)

@@ -189,7 +189,7 @@ pub fn observed(policy: &Readable<XctPolicy>) -> XctPolicyStatus {
 fn stored_status(policy: &Readable<XctPolicy>) -> XctPolicyStatus {
     match &policy.0 {
         Ok(p) => p.status.clone().unwrap_or_default(),
-        Err(u) => read(u.status.clone()).unwrap_or_default(),
+        Err(u) => read(&u.status).unwrap_or_default(),
     }
 }
 

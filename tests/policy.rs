@@ -210,3 +210,47 @@ fn globs() {
     );
     assert!(!glob("k8s.*", "fs.get") && !glob("k8s.get", "k8s.gets") && !glob("fs.*", "k8s.fs.x"));
 }
+
+/// Comprehensions nested over a list the model writes: three deep over 300
+/// items is 27 million iterations, far past the evaluation timeout. On the
+/// helper thread such an evaluation ran on after its timeout had vetoed,
+/// one spinning thread per proposal; now the cost is estimated from the
+/// input before anything runs, and a condition too costly for its input
+/// vetoes at once, naming the estimate. The same condition over a short
+/// list, and one comprehension over a long list, still decide.
+#[test]
+fn a_condition_too_costly_for_its_input_vetoes_before_it_runs() {
+    let nested = policy(
+        "nested",
+        "rules: [{name: triples, tools: ['k8s.patch'], effect: Allow, when: 'proposal.arguments.patch.items.all(a, proposal.arguments.patch.items.all(b, proposal.arguments.patch.items.all(c, a + b + c >= 0)))'}]",
+    );
+    let patch = |n: i64| input("k8s.patch", json!({"patch": {"items": (0..n).collect::<Vec<_>>()}}));
+    let started = std::time::Instant::now();
+    let j = judge(std::slice::from_ref(&nested), &patch(300));
+    let took = started.elapsed();
+    assert_eq!((j.verdict, j.decided_by.as_deref()), (Verdict::Deny, Some("nested/triples")));
+    assert!(j.message.contains("27000000") && j.message.contains("cost"), "{}", j.message);
+    assert!(took < xct::policy::judge::EVAL_TIMEOUT / 2, "the costly condition ran: {took:?}");
+    // Other tests of this binary evaluate conditions too, each for a moment.
+    let quiet = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while cel_threads() > 0 && std::time::Instant::now() < quiet {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(cel_threads(), 0, "an evaluation is still running a second later");
+
+    assert_eq!(judge(std::slice::from_ref(&nested), &patch(20)).verdict, Verdict::Allow);
+    let linear = policy(
+        "linear",
+        "rules: [{name: all, tools: ['k8s.patch'], effect: Allow, when: 'proposal.arguments.patch.items.all(a, a >= 0)'}]",
+    );
+    assert_eq!(judge(&[linear], &patch(20_000)).verdict, Verdict::Allow);
+}
+
+/// Threads of this process evaluating a CEL condition (named `xct-cel`).
+fn cel_threads() -> usize {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("procfs");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.trim() == "xct-cel")
+        .count()
+}

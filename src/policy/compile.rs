@@ -33,8 +33,78 @@ pub struct CompiledRule {
     pub name: String,
     pub tools: Vec<String>,
     pub effect: Effect,
-    pub when: Option<(String, Arc<cel::Program>)>,
+    pub when: Option<Condition>,
     pub message: String,
+}
+
+/// A compiled `when`: its source, its program, and what bounds the cost of
+/// running it ([`Condition::cost`]).
+#[derive(Debug)]
+pub struct Condition {
+    pub source: String,
+    pub program: Arc<cel::Program>,
+    /// How deep its comprehensions nest: each level may iterate once per
+    /// item of a collection for every iteration of the level around it.
+    depth: u32,
+    /// The most items of a list or map literal in the source.
+    literal_items: usize,
+}
+
+impl Condition {
+    fn new(source: &str, program: cel::Program) -> Self {
+        let (depth, literal_items) = shape(program.expression());
+        Condition { source: source.to_string(), program: Arc::new(program), depth, literal_items }
+    }
+
+    /// An estimate of the iterations evaluating this condition takes when
+    /// no collection it can reach is longer than `largest_input` items (or
+    /// than a literal of its source): that length to the power of the
+    /// nesting depth (saturating).
+    pub fn cost(&self, largest_input: usize) -> u64 {
+        let items = largest_input.max(self.literal_items).max(1) as u64;
+        items.saturating_pow(self.depth)
+    }
+}
+
+/// The comprehension nesting depth of `e`, and the most items of a list or
+/// map literal in it. A comprehension's range, initial value and result
+/// run once; its condition and step run once per item, so only they nest.
+fn shape(e: &cel::IdedExpr) -> (u32, usize) {
+    use cel::common::ast::Expr;
+    let widest = |parts: Vec<&cel::IdedExpr>| {
+        parts.into_iter().map(shape).fold((0, 0), |(d, n), (pd, pn)| (d.max(pd), n.max(pn)))
+    };
+    match &e.expr {
+        Expr::Comprehension(c) => {
+            let (once, once_items) = widest(vec![&c.iter_range, &c.accu_init, &c.result]);
+            let (each, each_items) = widest(vec![&c.loop_cond, &c.loop_step]);
+            (once.max(each + 1), once_items.max(each_items))
+        }
+        Expr::Call(call) => widest(call.target.iter().map(|t| &**t).chain(&call.args).collect()),
+        Expr::Select(select) => shape(&select.operand),
+        Expr::List(list) => {
+            let (d, n) = widest(list.elements.iter().collect());
+            (d, n.max(list.elements.len()))
+        }
+        Expr::Map(map) => {
+            let (d, n) = widest(entry_parts(&map.entries));
+            (d, n.max(map.entries.len()))
+        }
+        Expr::Struct(st) => widest(entry_parts(&st.entries)),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => (0, 0),
+    }
+}
+
+/// The expressions of a map or struct literal's entries.
+fn entry_parts(entries: &[cel::common::ast::IdedEntryExpr]) -> Vec<&cel::IdedExpr> {
+    use cel::common::ast::EntryExpr;
+    entries
+        .iter()
+        .flat_map(|e| match &e.expr {
+            EntryExpr::StructField(f) => vec![&f.value],
+            EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+        })
+        .collect()
 }
 
 /// Which runs a policy selects, parsed once.
@@ -186,7 +256,7 @@ fn compile_rule(r: &PolicyRule) -> Result<CompiledRule, RuleError> {
             if !unknown.is_empty() {
                 return Err((None, format!("unknown variable(s) {unknown:?}; a condition can use {VARIABLES:?}")));
             }
-            Some((src.to_string(), Arc::new(program)))
+            Some(Condition::new(src, program))
         }
     };
     Ok(CompiledRule {
@@ -211,4 +281,37 @@ fn comprehension_variables(src: &str) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(src: &str) -> Condition {
+        Condition::new(src, cel::Program::compile(src).unwrap())
+    }
+
+    /// Only what runs once per item nests: a comprehension over another's
+    /// result, or inside its initial value, adds no level.
+    #[test]
+    fn cost_is_the_widest_collection_to_the_nesting_depth() {
+        let cases = [
+            ("proposal.tool == 'k8s.get'", 0, 0),
+            ("proposal.arguments.items.all(a, a > 0)", 1, 0),
+            ("proposal.arguments.items.all(a, proposal.arguments.items.exists(b, a == b))", 2, 0),
+            // map's expansion appends each item as a one-item list.
+            ("proposal.arguments.items.map(a, a * 2).all(b, b > 0)", 1, 1),
+            ("[1, 2, 3].all(a, target.items.all(b, b != a))", 2, 3),
+            ("{'a': 1, 'b': 2}.all(k, k != proposal.tool)", 1, 2),
+        ];
+        for (src, depth, literal_items) in cases {
+            let c = condition(src);
+            assert_eq!((c.depth, c.literal_items), (depth, literal_items), "{src}");
+        }
+        let nested = condition(cases[2].0);
+        assert_eq!((nested.cost(300), nested.cost(0)), (90_000, 1));
+        assert_eq!(condition(cases[4].0).cost(0), 9, "a literal is a collection too");
+        let deep = condition("a.all(x, a.all(y, a.all(z, a.all(w, x == w))))");
+        assert_eq!(deep.cost(usize::MAX), u64::MAX, "saturates");
+    }
 }

@@ -254,3 +254,18 @@ fn cel_threads() -> usize {
         .filter(|c| c.trim() == "xct-cel")
         .count()
 }
+
+/// A tool pattern with many stars against a tool name it almost matches:
+/// matching by trying every split point backtracked exponentially (30
+/// stars against 40 letters did not end), on the reconcile's own thread,
+/// outside any timeout. Matching is linear in pattern times name.
+#[test]
+fn a_pattern_of_many_stars_matches_in_linear_time() {
+    use xct::policy::judge::glob;
+    let pattern = format!("{}b", "*a".repeat(30));
+    let name = "a".repeat(40);
+    let started = std::time::Instant::now();
+    assert!(!glob(&pattern, &name));
+    assert!(glob(&pattern, &format!("{name}b")));
+    assert!(started.elapsed() < std::time::Duration::from_millis(100), "{:?}", started.elapsed());
+}

@@ -296,13 +296,33 @@ fn largest_collection(v: &Value) -> usize {
     }
 }
 
-/// `*` matches any run of characters (dots included); everything else is literal.
+/// `*` matches any run of characters (dots included); everything else is
+/// literal. In time linear in pattern times name: after a star, a mismatch
+/// lets only the latest star take one more character (an earlier star could
+/// not do better), instead of retrying every split of the name per star.
 pub fn glob(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, rest)) => {
-            let Some(tail) = name.strip_prefix(head) else { return false };
-            (0..=tail.len()).filter(|i| tail.is_char_boundary(*i)).any(|i| glob(rest, &tail[i..]))
+    let (pattern, name): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut p, mut n) = (0, 0);
+    // The latest star and where in the name its match ends so far.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(c) if *c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    star = Some((sp, sn + 1));
+                    (p, n) = (sp + 1, sn + 1);
+                }
+                None => return false,
+            },
         }
     }
+    pattern[p..].iter().all(|c| *c == '*')
 }

@@ -1,6 +1,8 @@
 //! Judging one proposal against the loaded policies.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -130,11 +132,12 @@ pub fn judge(policies: &[Loaded], input: &PolicyInput) -> Judgement {
         .iter()
         .filter(|p| selection_of(p).selects(&input.run.namespace_labels, &input.run.labels))
         .partition(|p| enforcement_of(p) == Enforcement::Enforce);
-    let mut j = decide(&enforce, input);
+    let bindings = Bindings { input, built: OnceCell::new() };
+    let mut j = decide(&enforce, &bindings);
     j.deciding_policies = enforce.iter().map(|p| p.name().to_string()).collect();
     // Audit policies are recorded only when one of their rules matched.
     if !audit.is_empty() {
-        let a = decide(&audit, input);
+        let a = decide(&audit, &bindings);
         if let Some(by) = &a.decided_by {
             let message = if a.message.is_empty() { String::new() } else { format!(": {}", a.message) };
             j.audit.push(format!("audit: {} by {by}{message}", a.verdict.as_str()));
@@ -163,7 +166,8 @@ struct Hit {
     message: String,
 }
 
-fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
+fn decide(policies: &[&Loaded], bindings: &Bindings) -> Judgement {
+    let input = bindings.input;
     let mut hits: Vec<Hit> = Vec::new();
     let mut needs_target = Vec::new();
     for p in policies {
@@ -174,7 +178,7 @@ fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
                 message: format!("policy {} is invalid and vetoes everything it selects: {}", p.name, p.error),
             }),
             Loaded::Ready(policy) => {
-                let (h, n) = rule_hits(policy, input);
+                let (h, n) = rule_hits(policy, bindings);
                 hits.extend(h);
                 needs_target.extend(n);
             }
@@ -211,7 +215,8 @@ fn decide(policies: &[&Loaded], input: &PolicyInput) -> Judgement {
 }
 
 /// The rules of `policy` that match, and those that read a target not known.
-fn rule_hits(policy: &CompiledPolicy, input: &PolicyInput) -> (Vec<Hit>, Vec<String>) {
+fn rule_hits(policy: &CompiledPolicy, bindings: &Bindings) -> (Vec<Hit>, Vec<String>) {
+    let input = bindings.input;
     let mut out = Vec::new();
     let mut needs_target = Vec::new();
     for rule in &policy.rules {
@@ -225,7 +230,7 @@ fn rule_hits(policy: &CompiledPolicy, input: &PolicyInput) -> (Vec<Hit>, Vec<Str
                 needs_target.push(by);
                 continue;
             }
-            Some(cond) => evaluate(cond, input).map_err(|e| format!("when {:?} failed: {e}", cond.source)),
+            Some(cond) => evaluate(cond, bindings.built()).map_err(|e| format!("when {:?} failed: {e}", cond.source)),
         };
         match matched {
             Ok(true) => out.push(Hit { effect: rule.effect, by, message: rule.message.clone() }),
@@ -252,14 +257,36 @@ pub fn variables(input: &PolicyInput) -> Value {
     })
 }
 
+/// The CEL variables of one judgement, built when the first condition needs
+/// them and then read by every condition of its Enforce and Audit policies.
+struct Bindings<'a> {
+    input: &'a PolicyInput,
+    built: OnceCell<Built>,
+}
+
+/// The variables, their size as JSON, and their longest list or map.
+struct Built {
+    vars: Arc<Value>,
+    bytes: usize,
+    largest: usize,
+}
+
+impl Bindings<'_> {
+    fn built(&self) -> &Built {
+        self.built.get_or_init(|| {
+            let vars = variables(self.input);
+            Built { bytes: vars.to_string().len(), largest: largest_collection(&vars), vars: Arc::new(vars) }
+        })
+    }
+}
+
 /// Evaluate a condition on a helper thread, bounded by [`EVAL_TIMEOUT`],
 /// once its input is known to be small enough for it ([`MAX_EVAL_COST`]).
-fn evaluate(cond: &Condition, input: &PolicyInput) -> Result<bool, String> {
-    let vars = variables(input);
-    if vars.to_string().len() > MAX_INPUT_BYTES {
+fn evaluate(cond: &Condition, built: &Built) -> Result<bool, String> {
+    if built.bytes > MAX_INPUT_BYTES {
         return Err(format!("the policy input is larger than {MAX_INPUT_BYTES} bytes"));
     }
-    let largest = largest_collection(&vars);
+    let largest = built.largest;
     let cost = cond.cost(largest);
     if cost > MAX_EVAL_COST {
         return Err(format!(
@@ -267,7 +294,7 @@ fn evaluate(cond: &Condition, input: &PolicyInput) -> Result<bool, String> {
              items), more than the {MAX_EVAL_COST} it may take; it was not run"
         ));
     }
-    let program = cond.program.clone();
+    let (program, vars) = (cond.program.clone(), built.vars.clone());
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new().name(EVAL_THREAD.into()).spawn(move || {
         let run = || -> Result<bool, String> {

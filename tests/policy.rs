@@ -4,6 +4,8 @@ use serde_json::json;
 use xct::crd::XctPolicySpec;
 use xct::policy::{Loaded, PolicyInput, RunInfo, Verdict, judge, load};
 
+mod support;
+
 fn policy(name: &str, yaml: &str) -> Loaded {
     let spec: XctPolicySpec = serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{name}: {e}"));
     load(name, Some(1), &spec)
@@ -268,4 +270,85 @@ fn a_pattern_of_many_stars_matches_in_linear_time() {
     assert!(!glob(&pattern, &name));
     assert!(glob(&pattern, &format!("{name}b")));
     assert!(started.elapsed() < std::time::Duration::from_millis(100), "{:?}", started.elapsed());
+}
+
+/// A judgement does not hold the async thread it is awaited on. The
+/// operator's reconciles, watches and probes share a few runtime threads,
+/// and the judge waited on the calling thread for each matching rule's
+/// evaluation (up to the 200 ms timeout each; some 45 ms within the cost
+/// bound), so a policy of several rules over a long list stalled everything
+/// else on that thread for the whole judgement. On a runtime of one thread,
+/// a ticker keeps ticking while such a policy is judged.
+#[test]
+fn a_judgement_leaves_the_runtime_it_is_awaited_on_free() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use kube::api::{Api, PostParams};
+    use xct::engine::{GateVerdict, Judge, Proposal};
+    use xct::operator::policy::{PolicyCache, PolicyJudge};
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let srv = xct_testapi::TestApiServer::start().await.unwrap();
+        support::install_crds(&srv.client()).await;
+        // Each rule is within the cost bound: one comprehension over the list.
+        let rules: Vec<_> = (0..6)
+            .map(|i| {
+                json!({"name": format!("all-{i}"), "tools": ["k8s.patch"], "effect": "Allow",
+                             "when": "proposal.arguments.patch.items.all(a, a >= 0)"})
+            })
+            .collect();
+        let wide: xct::crd::XctPolicy = serde_json::from_value(json!({
+            "apiVersion": "xct.dev/v1alpha1", "kind": "XctPolicy",
+            "metadata": {"name": "wide"}, "spec": {"rules": rules},
+        }))
+        .unwrap();
+        Api::<xct::crd::XctPolicy>::all(srv.client()).create(&PostParams::default(), &wide).await.unwrap();
+        let cache = PolicyCache::start(srv.client());
+        while cache.loaded().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let judge = PolicyJudge {
+            cache,
+            run: input("k8s.patch", json!({})).run,
+            run_uid: "6f1c7a52-0000-4000-8000-000000000001".into(),
+            metrics: xct::operator::metrics::Metrics::new(vec![]),
+        };
+        let patch = json!({"kind": "ConfigMap", "name": "settings", "patch": {"items": vec![0; 50_000]}});
+        let step = xct::protocol::NextStep {
+            tool: "k8s.patch".into(),
+            arguments: patch.as_object().cloned().unwrap(),
+            goal: "g".into(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let tools = xct::tools::fs::Workspace::open(dir.path()).unwrap().tools();
+        let live = serde_json::Value::Null;
+        let proposal = Proposal { step: &step, tool: tools[0].as_ref(), target: None, mutating: true, live: &live };
+
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    ticks.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        while ticks.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let (before, started) = (ticks.load(Ordering::SeqCst), Instant::now());
+        let verdict = judge.judge(&proposal).await;
+        let (took, during) = (started.elapsed(), ticks.load(Ordering::SeqCst) - before);
+        ticker.abort();
+        assert!(matches!(verdict, GateVerdict::Allow { .. }), "{verdict:?}");
+        assert!(took >= Duration::from_millis(30), "the judgement took {took:?}, too short to show anything");
+        assert!(
+            during >= 5,
+            "the runtime's one thread ran nothing else in the {took:?} of the judgement ({during} ticks)"
+        );
+    });
 }

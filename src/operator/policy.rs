@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::crd::readable::read;
 use crate::crd::{Readable, XctPolicy, XctPolicyStatus, set_condition};
 use crate::engine::{GateVerdict, Judge, Proposal};
-use crate::policy::{Loaded, PolicyInput, RunInfo, Verdict, judge, load, unreadable};
+use crate::policy::{Judgement, Loaded, PolicyInput, RunInfo, Verdict, judge, load, unreadable};
 
 /// The watched, compiled policies. A policy that cannot be read as an
 /// XctPolicy is held as such, and vetoes every run ([`unreadable`]), so it
@@ -123,7 +123,13 @@ impl Judge for PolicyJudge {
     async fn judge(&self, p: &Proposal<'_>) -> GateVerdict {
         let input = PolicyInput::new(p.step, p.target, self.run.clone(), Some(p.live.clone()));
         let t = std::time::Instant::now();
-        let j = judge(&self.cache.loaded(), &input);
+        // Evaluating conditions waits on their threads (up to EVAL_TIMEOUT
+        // per rule): on a blocking thread, never on the runtime's own,
+        // which the other reconciles, the watches and the probes share.
+        let cache = self.cache.clone();
+        let j = tokio::task::spawn_blocking(move || judge(&cache.loaded(), &input))
+            .await
+            .unwrap_or_else(|e| Judgement::failed(&format!("the judgement did not finish: {e}")));
         self.metrics.policy_seconds.observe(t.elapsed().as_secs_f64());
         self.cache.record(&j.deciding_policies, &self.run_uid);
         match j.verdict {

@@ -119,6 +119,18 @@ pub struct Judgement {
 }
 
 impl Judgement {
+    /// A judgement that could not be made: it vetoes (fail closed), by no rule.
+    pub fn failed(why: &str) -> Self {
+        Judgement {
+            verdict: Verdict::Deny,
+            decided_by: None,
+            message: format!("the policies could not judge this proposal (fail closed): {why}"),
+            audit: vec![],
+            deciding_policies: vec![],
+            needs_target: vec![],
+        }
+    }
+
     /// Whether a rule left undecided could change the verdict (nothing can
     /// override a Deny).
     pub fn uncertain(&self) -> bool {

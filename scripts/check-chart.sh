@@ -199,8 +199,7 @@ fi
 "$helm" template x "$chart" --set replicaCount=2 > "$out/replicas.yaml"
 grep -q -- '--leader-elect' "$out/replicas.yaml"
 # Install the rendered chart onto the in-memory test API server with kubectl.
-cargo build --quiet -p xct-testapi --bin xct-testapi
-target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+target=$(./scripts/test-binaries.sh)
 "$target/debug/xct-testapi" --listen 127.0.0.1:0 --kubeconfig "$out/kubeconfig" > "$out/url" &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$out"' EXIT
@@ -213,7 +212,6 @@ kubectl apply -f "$out/default.yaml" >/dev/null
 kubectl -n xct-system get deployment xct-operator -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -q -- '--model=/models/model.gguf'
 kubectl get clusterrole xct-operator -o jsonpath='{.rules[*].verbs}' | grep -q impersonate
 # Every rendering's operator arguments are accepted by the binary's own parser.
-cargo build --quiet --bin xct
 for f in "$out"/default.yaml "$out"/gpu.yaml "$out"/replicas.yaml; do
   python3 - "$f" "$target/debug/xct" <<'PY'
 import subprocess, sys, yaml

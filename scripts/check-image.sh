@@ -74,8 +74,7 @@ if [ -z "$binary" ]; then
   cargo build --quiet --release --bin xct
   binary=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/xct
 fi
-cargo build --quiet -p xct-testapi --bin xct-testapi
-target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+target=$(./scripts/test-binaries.sh)
 
 phase "building the image"
 mkdir "$work/context"

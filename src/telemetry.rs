@@ -4,10 +4,16 @@
 //! `<endpoint>/v1/traces`, as the OTLP exporter specification says);
 //! `OTEL_SDK_DISABLED=true` keeps them off; `OTEL_SERVICE_NAME` and
 //! `OTEL_RESOURCE_ATTRIBUTES` name the service (default `xct-operator`).
+//! An `https` endpoint is verified against the system's roots and, when
+//! `OTEL_EXPORTER_OTLP_CERTIFICATE` (or `..._TRACES_CERTIFICATE`) names a
+//! PEM file, its CA certificates too; `OTEL_EXPORTER_OTLP_TIMEOUT` (or
+//! `..._TRACES_TIMEOUT`, milliseconds) bounds each export.
 //!
 //! What is exported: the operator's own spans (target `xct`), i.e. the
 //! reconcile span and each step's `step` > `chat` / `execute_tool` spans
 //! (see [`crate::engine::spans`]), batched on a background thread.
+
+use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -19,11 +25,25 @@ const SERVICE_NAME: &str = "xct-operator";
 /// The spans exported: this crate's, at info and above.
 const EXPORTED_TARGET: &str = "xct";
 
+/// The PEM file of CA certificates that verify the collector, by the OTLP
+/// exporter specification's variables (the signal's own first).
+const CERTIFICATE_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"];
+/// How long one export may take, in milliseconds (the same order).
+const TIMEOUT_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"];
+/// The specification's default export timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why tracing could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("OpenTelemetry exporter: {0}")]
     Exporter(String),
+    /// The collector's CA file named by a variable cannot be used.
+    #[error("{variable}={path}: {reason}")]
+    Certificate { variable: &'static str, path: String, reason: String },
+    /// A variable that must be a number of milliseconds is not one.
+    #[error("{variable}={value:?} is not a timeout in milliseconds")]
+    Timeout { variable: &'static str, value: String },
 }
 
 impl TelemetryError {
@@ -31,8 +51,15 @@ impl TelemetryError {
     pub fn category(&self) -> &'static str {
         match self {
             TelemetryError::Exporter(_) => "exporter",
+            TelemetryError::Certificate { .. } => "certificate",
+            TelemetryError::Timeout { .. } => "timeout",
         }
     }
+}
+
+/// The first of `vars` that is set (not blank), and its value.
+fn first_set(vars: &[&'static str]) -> Option<(&'static str, String)> {
+    vars.iter().find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()).map(|s| (*v, s)))
 }
 
 /// Whether the environment asks for traces.
@@ -58,11 +85,38 @@ pub fn otlp_layer<S>() -> Result<(impl Layer<S> + Send + Sync, Telemetry), Telem
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
 {
+    use opentelemetry_otlp::WithHttpConfig;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_http_client(http_client()?)
         .build()
         .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
     Ok(layer(SdkTracerProvider::builder().with_batch_exporter(exporter)))
+}
+
+/// The exporter's HTTP client: TLS verified against the system's roots
+/// plus the CA file of [`CERTIFICATE_VARS`], each export bounded by
+/// [`TIMEOUT_VARS`] (the client the exporter would make itself has no TLS).
+fn http_client() -> Result<reqwest::blocking::Client, TelemetryError> {
+    // Already installed when kube's client came first; ring either way.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let timeout = match first_set(&TIMEOUT_VARS) {
+        None => DEFAULT_TIMEOUT,
+        Some((variable, value)) => {
+            value.trim().parse().map(Duration::from_millis).map_err(|_| TelemetryError::Timeout { variable, value })?
+        }
+    };
+    let mut client = reqwest::blocking::Client::builder().timeout(timeout);
+    if let Some((variable, path)) = first_set(&CERTIFICATE_VARS) {
+        let refused = |reason: String| TelemetryError::Certificate { variable, path: path.clone(), reason };
+        let pem = std::fs::read(&path).map_err(|e| refused(e.to_string()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| refused(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(refused("holds no PEM certificate".into()));
+        }
+        client = client.tls_certs_merge(certificates);
+    }
+    client.build().map_err(|e| TelemetryError::Exporter(format!("cannot make its HTTP client: {e}")))
 }
 
 /// A layer exporting through `provider` (tests pass an in-memory exporter).

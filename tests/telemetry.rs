@@ -8,6 +8,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use opentelemetry::Value;
@@ -96,6 +97,10 @@ async fn receiver() -> (std::net::SocketAddr, Received) {
 }
 
 fn run_local(endpoint: &str, disabled: bool) -> std::process::Output {
+    run_local_with(endpoint, disabled, &[])
+}
+
+fn run_local_with(endpoint: &str, disabled: bool, env: &[(&str, &std::path::Path)]) -> std::process::Output {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xct"));
@@ -110,6 +115,9 @@ fn run_local(endpoint: &str, disabled: bool) -> std::process::Output {
         .env_remove("OTEL_SERVICE_NAME");
     if disabled {
         cmd.env("OTEL_SDK_DISABLED", "true");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     cmd.output().unwrap()
 }
@@ -140,4 +148,126 @@ async fn the_binary_exports_otlp_http_to_the_standard_endpoint() {
     let out = tokio::task::spawn_blocking(move || run_local(&endpoint, true)).await.unwrap();
     assert!(out.status.success());
     assert!(got.lock().unwrap().is_empty(), "OTEL_SDK_DISABLED=true still exported");
+}
+
+/// A collector that serves OTLP/HTTP over TLS with a certificate for
+/// `localhost` signed by its own CA: the CA's PEM file, what it got
+/// (request lines and bodies, read by hand as HTTP/1.1) and how many
+/// connections it accepted.
+async fn tls_receiver(dir: &std::path::Path) -> (std::net::SocketAddr, std::path::PathBuf, Received, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let ca_file = dir.join("collector-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got: Received = Arc::default();
+    let sink = got.clone();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let (acceptor, sink) = (acceptor.clone(), sink.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let mut conn = tokio::io::BufReader::new(tls);
+                loop {
+                    let mut request_line = String::new();
+                    if conn.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let (mut length, mut content_type) = (0, String::new());
+                    loop {
+                        let mut header = String::new();
+                        conn.read_line(&mut header).await.unwrap();
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        let (name, value) = header.split_once(':').unwrap();
+                        match name.to_ascii_lowercase().as_str() {
+                            "content-length" => length = value.trim().parse().unwrap(),
+                            "content-type" => content_type = value.trim().to_string(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    conn.read_exact(&mut body).await.unwrap();
+                    let path = request_line.split(' ').nth(1).unwrap_or_default().to_string();
+                    sink.lock().unwrap().push((path, content_type, body));
+                    conn.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+                }
+            });
+        }
+    });
+    (addr, ca_file, got, connections)
+}
+
+/// Traces reach a collector over https whose certificate is signed by a CA
+/// named in `OTEL_EXPORTER_OTLP_CERTIFICATE` (a cluster's own CA, as
+/// collectors in a cluster are usually set up); without it the collector is
+/// not trusted and nothing is sent. A CA file that cannot be used turns
+/// traces off with a warning naming it. The run itself is never disturbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exports_to_an_https_collector_trusted_by_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, ca_file, got, connections) = tls_receiver(dir.path()).await;
+    let endpoint = format!("https://localhost:{}", addr.port());
+    let run = |env: Vec<(&'static str, std::path::PathBuf)>| {
+        let endpoint = endpoint.clone();
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &std::path::Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+            run_local_with(&endpoint, false, &env)
+        })
+    };
+    let out = run(vec![("OTEL_EXPORTER_OTLP_CERTIFICATE", ca_file.clone())]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = got.lock().unwrap().clone();
+    assert!(!requests.is_empty(), "no OTLP request arrived over https: {}", String::from_utf8_lossy(&out.stderr));
+    for (path, ct, _) in &requests {
+        assert_eq!((path.as_str(), ct.as_str()), ("/v1/traces", "application/x-protobuf"));
+    }
+    let body: Vec<u8> = requests.iter().flat_map(|(_, _, b)| b.clone()).collect();
+    assert!(body.windows(b"execute_tool fs.write".len()).any(|w| w == b"execute_tool fs.write"));
+
+    got.lock().unwrap().clear();
+    let tried = connections.load(Ordering::SeqCst);
+    let out = run(vec![]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(connections.load(Ordering::SeqCst) > tried, "the exporter did not even try the collector");
+    assert!(got.lock().unwrap().is_empty(), "spans were sent to a collector whose CA is not trusted");
+
+    let not_pem = dir.path().join("not-a-certificate.pem");
+    std::fs::write(&not_pem, "just text\n").unwrap();
+    for (file, why) in [(dir.path().join("missing.pem"), "No such file"), (not_pem, "holds no PEM certificate")] {
+        let out = run(vec![("OTEL_EXPORTER_OTLP_CERTIFICATE", file.clone())]).await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let named = format!("OTEL_EXPORTER_OTLP_CERTIFICATE={}", file.display());
+        assert!(stderr.contains("traces are off") && stderr.contains(&named) && stderr.contains(why), "{stderr}");
+    }
+    let out = run(vec![("OTEL_EXPORTER_OTLP_TIMEOUT", "soon".into())]).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("traces are off"), "{stderr}");
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_TIMEOUT=\"soon\" is not a timeout in milliseconds"), "{stderr}");
+    assert!(got.lock().unwrap().is_empty());
 }

@@ -6,7 +6,9 @@
 //! `OTEL_RESOURCE_ATTRIBUTES` name the service (default `xct-operator`).
 //! An `https` endpoint is verified against the system's roots and, when
 //! `OTEL_EXPORTER_OTLP_CERTIFICATE` (or `..._TRACES_CERTIFICATE`) names a
-//! PEM file, its CA certificates too; `OTEL_EXPORTER_OTLP_TIMEOUT` (or
+//! PEM file, its CA certificates too; a collector that requires a client
+//! certificate gets the one `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and
+//! `OTEL_EXPORTER_OTLP_CLIENT_KEY` name; `OTEL_EXPORTER_OTLP_TIMEOUT` (or
 //! `..._TRACES_TIMEOUT`, milliseconds) bounds each export.
 //!
 //! What is exported: the operator's own spans (target `xct`), i.e. the
@@ -28,6 +30,11 @@ const EXPORTED_TARGET: &str = "xct";
 /// The PEM file of CA certificates that verify the collector, by the OTLP
 /// exporter specification's variables (the signal's own first).
 const CERTIFICATE_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"];
+/// The client certificate and its key (PEM) for a collector that requires
+/// one (mutual TLS): both or neither.
+const CLIENT_CERTIFICATE_VARS: [&str; 2] =
+    ["OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"];
+const CLIENT_KEY_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"];
 /// How long one export may take, in milliseconds (the same order).
 const TIMEOUT_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"];
 /// The specification's default export timeout.
@@ -38,9 +45,12 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum TelemetryError {
     #[error("OpenTelemetry exporter: {0}")]
     Exporter(String),
-    /// The collector's CA file named by a variable cannot be used.
+    /// A certificate or key file named by a variable cannot be used.
     #[error("{variable}={path}: {reason}")]
     Certificate { variable: &'static str, path: String, reason: String },
+    /// One of a client certificate and its key is named, not the other.
+    #[error("{given} is set but {missing} is not: a client certificate needs its key, and the key its certificate")]
+    HalfIdentity { given: &'static str, missing: &'static str },
     /// A variable that must be a number of milliseconds is not one.
     #[error("{variable}={value:?} is not a timeout in milliseconds")]
     Timeout { variable: &'static str, value: String },
@@ -51,7 +61,7 @@ impl TelemetryError {
     pub fn category(&self) -> &'static str {
         match self {
             TelemetryError::Exporter(_) => "exporter",
-            TelemetryError::Certificate { .. } => "certificate",
+            TelemetryError::Certificate { .. } | TelemetryError::HalfIdentity { .. } => "certificate",
             TelemetryError::Timeout { .. } => "timeout",
         }
     }
@@ -94,9 +104,37 @@ where
     Ok(layer(SdkTracerProvider::builder().with_batch_exporter(exporter)))
 }
 
+/// The PEM file named by `variable`, read.
+fn read_pem(variable: &'static str, path: &str) -> Result<Vec<u8>, TelemetryError> {
+    std::fs::read(path).map_err(|e| TelemetryError::Certificate { variable, path: path.into(), reason: e.to_string() })
+}
+
+/// The client certificate and key of [`CLIENT_CERTIFICATE_VARS`] and
+/// [`CLIENT_KEY_VARS`], if named.
+fn identity() -> Result<Option<reqwest::Identity>, TelemetryError> {
+    let (certificate, key) = match (first_set(&CLIENT_CERTIFICATE_VARS), first_set(&CLIENT_KEY_VARS)) {
+        (None, None) => return Ok(None),
+        (Some((given, _)), None) => return Err(TelemetryError::HalfIdentity { given, missing: CLIENT_KEY_VARS[1] }),
+        (None, Some((given, _))) => {
+            return Err(TelemetryError::HalfIdentity { given, missing: CLIENT_CERTIFICATE_VARS[1] });
+        }
+        (Some(certificate), Some(key)) => (certificate, key),
+    };
+    let mut pem = read_pem(certificate.0, &certificate.1)?;
+    pem.push(b'\n');
+    pem.extend(read_pem(key.0, &key.1)?);
+    // A file without a key, or without a certificate, is refused here.
+    reqwest::Identity::from_pem(&pem).map(Some).map_err(|e| TelemetryError::Certificate {
+        variable: key.0,
+        path: key.1,
+        reason: format!("{e} (read with {}={})", certificate.0, certificate.1),
+    })
+}
+
 /// The exporter's HTTP client: TLS verified against the system's roots
-/// plus the CA file of [`CERTIFICATE_VARS`], each export bounded by
-/// [`TIMEOUT_VARS`] (the client the exporter would make itself has no TLS).
+/// plus the CA file of [`CERTIFICATE_VARS`], with the client certificate of
+/// [`identity`] if one is named, each export bounded by [`TIMEOUT_VARS`]
+/// (the client the exporter would make itself has no TLS).
 fn http_client() -> Result<reqwest::blocking::Client, TelemetryError> {
     // Already installed when kube's client came first; ring either way.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -109,12 +147,15 @@ fn http_client() -> Result<reqwest::blocking::Client, TelemetryError> {
     let mut client = reqwest::blocking::Client::builder().timeout(timeout);
     if let Some((variable, path)) = first_set(&CERTIFICATE_VARS) {
         let refused = |reason: String| TelemetryError::Certificate { variable, path: path.clone(), reason };
-        let pem = std::fs::read(&path).map_err(|e| refused(e.to_string()))?;
+        let pem = read_pem(variable, &path)?;
         let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| refused(e.to_string()))?;
         if certificates.is_empty() {
             return Err(refused("holds no PEM certificate".into()));
         }
         client = client.tls_certs_merge(certificates);
+    }
+    if let Some(identity) = identity()? {
+        client = client.identity(identity);
     }
     client.build().map_err(|e| TelemetryError::Exporter(format!("cannot make its HTTP client: {e}")))
 }

@@ -150,30 +150,62 @@ async fn the_binary_exports_otlp_http_to_the_standard_endpoint() {
     assert!(got.lock().unwrap().is_empty(), "OTEL_SDK_DISABLED=true still exported");
 }
 
-/// A collector that serves OTLP/HTTP over TLS with a certificate for
-/// `localhost` signed by its own CA: the CA's PEM file, what it got
-/// (request lines and bodies, read by hand as HTTP/1.1) and how many
-/// connections it accepted.
-async fn tls_receiver(dir: &std::path::Path) -> (std::net::SocketAddr, std::path::PathBuf, Received, Arc<AtomicUsize>) {
+/// A collector serving OTLP/HTTP over TLS (read by hand as HTTP/1.1), its
+/// certificate for `localhost` signed by its own CA.
+struct Collector {
+    addr: std::net::SocketAddr,
+    /// The CA's certificate (PEM).
+    ca: std::path::PathBuf,
+    /// A client certificate and key the CA signed (PEM).
+    client_certificate: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+    /// Request paths, content types and bodies.
+    got: Received,
+    /// Connections accepted, handshakes that failed included.
+    connections: Arc<AtomicUsize>,
+}
+
+/// Start a [`Collector`]; with `mutual`, it accepts only clients with a
+/// certificate its CA signed.
+async fn tls_collector(dir: &std::path::Path, mutual: bool) -> Collector {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let ca_certificate = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
-    let ca_file = dir.join("collector-ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let signed = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        (rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &issuer).unwrap(), key)
+    };
+    let (server, server_key) = signed("localhost");
+    let (client, client_key) = signed("xct-operator");
+    let file = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let ca = file("collector-ca.pem", ca_certificate.pem());
+    let client_certificate = file("client.pem", client.pem());
+    let client_key = file("client-key.pem", client_key.serialize_pem());
 
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().unwrap();
+    let builder = if mutual {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_certificate.der().clone()).unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = builder
         .with_single_cert(
-            vec![leaf.der().clone()],
-            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            vec![server.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
         )
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -219,55 +251,100 @@ async fn tls_receiver(dir: &std::path::Path) -> (std::net::SocketAddr, std::path
             });
         }
     });
-    (addr, ca_file, got, connections)
+    Collector { addr, ca, client_certificate, client_key, got, connections }
 }
 
-/// Traces reach a collector over https whose certificate is signed by a CA
-/// named in `OTEL_EXPORTER_OTLP_CERTIFICATE` (a cluster's own CA, as
-/// collectors in a cluster are usually set up); without it the collector is
-/// not trusted and nothing is sent. A CA file that cannot be used turns
-/// traces off with a warning naming it. The run itself is never disturbed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_exports_to_an_https_collector_trusted_by_its_ca() {
-    let dir = tempfile::tempdir().unwrap();
-    let (addr, ca_file, got, connections) = tls_receiver(dir.path()).await;
-    let endpoint = format!("https://localhost:{}", addr.port());
-    let run = |env: Vec<(&'static str, std::path::PathBuf)>| {
-        let endpoint = endpoint.clone();
-        tokio::task::spawn_blocking(move || {
-            let env: Vec<(&str, &std::path::Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
-            run_local_with(&endpoint, false, &env)
-        })
-    };
-    let out = run(vec![("OTEL_EXPORTER_OTLP_CERTIFICATE", ca_file.clone())]).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let requests = got.lock().unwrap().clone();
-    assert!(!requests.is_empty(), "no OTLP request arrived over https: {}", String::from_utf8_lossy(&out.stderr));
+/// `xct local` as [`run_local`] does, off the runtime, with `env` set.
+async fn exported(endpoint: &str, env: &[(&'static str, &std::path::Path)]) -> std::process::Output {
+    let endpoint = endpoint.to_string();
+    let env: Vec<(&'static str, std::path::PathBuf)> = env.iter().map(|(k, v)| (*k, v.to_path_buf())).collect();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &std::path::Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        run_local_with(&endpoint, false, &env)
+    })
+    .await
+    .unwrap()
+}
+
+/// The run succeeded and `collector` got its spans (taken, so the next
+/// check starts empty).
+fn assert_spans_arrived(out: &std::process::Output, collector: &Collector) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let requests = std::mem::take(&mut *collector.got.lock().unwrap());
+    assert!(!requests.is_empty(), "no OTLP request arrived over https: {stderr}");
     for (path, ct, _) in &requests {
         assert_eq!((path.as_str(), ct.as_str()), ("/v1/traces", "application/x-protobuf"));
     }
     let body: Vec<u8> = requests.iter().flat_map(|(_, _, b)| b.clone()).collect();
     assert!(body.windows(b"execute_tool fs.write".len()).any(|w| w == b"execute_tool fs.write"));
+}
 
-    got.lock().unwrap().clear();
-    let tried = connections.load(Ordering::SeqCst);
-    let out = run(vec![]).await.unwrap();
+/// The run succeeded, tried `collector` and sent it nothing.
+async fn assert_refused(endpoint: &str, env: &[(&'static str, &std::path::Path)], collector: &Collector) {
+    let tried = collector.connections.load(Ordering::SeqCst);
+    let out = exported(endpoint, env).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(connections.load(Ordering::SeqCst) > tried, "the exporter did not even try the collector");
-    assert!(got.lock().unwrap().is_empty(), "spans were sent to a collector whose CA is not trusted");
+    assert!(collector.connections.load(Ordering::SeqCst) > tried, "the exporter did not even try the collector");
+    assert!(collector.got.lock().unwrap().is_empty(), "spans were sent over a connection that should have failed");
+}
+
+/// `xct local` with `env` warned that traces are off, naming `what`, and ran.
+async fn assert_traces_off(endpoint: &str, env: &[(&'static str, &std::path::Path)], what: &[&str]) {
+    let out = exported(endpoint, env).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("traces are off"), "{stderr}");
+    assert!(what.iter().all(|w| stderr.contains(w)), "{what:?} not in: {stderr}");
+}
+
+const CA: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+const CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+
+/// Traces reach a collector over https whose certificate is signed by a CA
+/// named in `OTEL_EXPORTER_OTLP_CERTIFICATE` (a cluster's own CA, as
+/// collectors in a cluster are usually set up); without it the collector is
+/// not trusted and nothing is sent. A CA file that cannot be used, or a
+/// timeout that is not a number, turns traces off with a warning naming
+/// it. The run itself is never disturbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exports_to_an_https_collector_trusted_by_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = tls_collector(dir.path(), false).await;
+    let endpoint = format!("https://localhost:{}", collector.addr.port());
+    assert_spans_arrived(&exported(&endpoint, &[(CA, &collector.ca)]).await, &collector);
+    assert_refused(&endpoint, &[], &collector).await;
 
     let not_pem = dir.path().join("not-a-certificate.pem");
     std::fs::write(&not_pem, "just text\n").unwrap();
     for (file, why) in [(dir.path().join("missing.pem"), "No such file"), (not_pem, "holds no PEM certificate")] {
-        let out = run(vec![("OTEL_EXPORTER_OTLP_CERTIFICATE", file.clone())]).await.unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        let named = format!("OTEL_EXPORTER_OTLP_CERTIFICATE={}", file.display());
-        assert!(stderr.contains("traces are off") && stderr.contains(&named) && stderr.contains(why), "{stderr}");
+        let named = format!("{CA}={}", file.display());
+        assert_traces_off(&endpoint, &[(CA, &file)], &[&named, why]).await;
     }
-    let out = run(vec![("OTEL_EXPORTER_OTLP_TIMEOUT", "soon".into())]).await.unwrap();
+    let soon = std::path::Path::new("soon");
+    let why = "OTEL_EXPORTER_OTLP_TIMEOUT=\"soon\" is not a timeout in milliseconds";
+    assert_traces_off(&endpoint, &[("OTEL_EXPORTER_OTLP_TIMEOUT", soon)], &[why]).await;
+    assert!(collector.got.lock().unwrap().is_empty());
+}
+
+/// A collector that accepts only clients with a certificate its CA signed
+/// (mutual TLS) gets the spans when `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`
+/// and `OTEL_EXPORTER_OTLP_CLIENT_KEY` name one, and nothing without it; one
+/// of the two without the other turns traces off, naming the missing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exports_to_a_collector_that_requires_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = tls_collector(dir.path(), true).await;
+    let endpoint = format!("https://localhost:{}", collector.addr.port());
+    let (ca, certificate, key) = (&collector.ca, &collector.client_certificate, &collector.client_key);
+    let out = exported(&endpoint, &[(CA, ca), (CLIENT_CERTIFICATE, certificate), (CLIENT_KEY, key)]).await;
+    assert_spans_arrived(&out, &collector);
+    assert_refused(&endpoint, &[(CA, ca)], &collector).await;
+    assert_traces_off(&endpoint, &[(CA, ca), (CLIENT_CERTIFICATE, certificate)], &[CLIENT_KEY]).await;
+    assert_traces_off(&endpoint, &[(CA, ca), (CLIENT_KEY, key)], &[CLIENT_CERTIFICATE]).await;
+    // A key file that holds no key.
+    let out = exported(&endpoint, &[(CA, ca), (CLIENT_CERTIFICATE, certificate), (CLIENT_KEY, ca)]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.contains("traces are off"), "{stderr}");
-    assert!(stderr.contains("OTEL_EXPORTER_OTLP_TIMEOUT=\"soon\" is not a timeout in milliseconds"), "{stderr}");
-    assert!(got.lock().unwrap().is_empty());
+    assert!(out.status.success() && stderr.contains("traces are off") && stderr.contains(CLIENT_KEY), "{stderr}");
+    assert!(collector.got.lock().unwrap().is_empty());
 }

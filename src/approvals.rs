@@ -17,6 +17,7 @@ use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use crate::crd::run::CREATED_BY;
 use crate::crd::{ApprovalDecision, Readable, RunPhase, Unreadable, XctApproval, XctApprovalSpec, XctRun};
 use crate::engine::record::{StepPhase, StepRecord};
+use crate::text::shown;
 
 /// Longest prefix of the run name in a generated approval name (the API
 /// server appends 5 characters; names stay well under 253).
@@ -85,18 +86,21 @@ impl Pending {
     /// What a reviewer needs to see: the proposal, why, and its dry run.
     pub fn describe(&self) -> String {
         let s = &self.step;
-        let dry = s.dry_run.as_ref().map_or("(none)".to_string(), |d| d.summary.clone());
+        let dry = s.dry_run.as_ref().map_or("(none)", |d| d.summary.as_str());
+        // Each field on its one line, as the terminal shows it and never
+        // obeys it: the proposal, and what quotes it, is the model's text.
         format!(
-            "run:      {}/{} (uid {})\nstep:     {}\ntool:     {}\nproposal: {}\nreason:   {}\ndry run:  {dry}\ndigest:   {}\ncreator:  {}\n",
-            self.namespace,
-            self.run,
-            self.run_uid,
+            "run:      {}/{} (uid {})\nstep:     {}\ntool:     {}\nproposal: {}\nreason:   {}\ndry run:  {}\ndigest:   {}\ncreator:  {}\n",
+            shown(&self.namespace),
+            shown(&self.run),
+            shown(&self.run_uid),
             s.index,
-            s.tool.as_deref().unwrap_or("-"),
-            s.decision,
-            s.verdict.reason,
-            self.digest(),
-            self.creator.as_deref().unwrap_or("(unknown: no approval can count)"),
+            shown(s.tool.as_deref().unwrap_or("-")),
+            shown(&s.decision),
+            shown(&s.verdict.reason),
+            shown(dry),
+            shown(self.digest()),
+            shown(self.creator.as_deref().unwrap_or("(unknown: no approval can count)")),
         )
     }
 
@@ -144,7 +148,8 @@ pub fn table(pending: &[Pending]) -> String {
         let digest: String = p.digest().chars().take(12).collect();
         let dry = p.step.dry_run.as_ref().map_or("-", |d| d.summary.as_str());
         let tool = p.step.tool.as_deref().unwrap_or("-");
-        out.push_str(&format!("{}\t{}\t{}\t{tool}\t{digest}\t{dry}\n", p.namespace, p.run, p.step.index));
+        let (namespace, run, tool, dry) = (shown(&p.namespace), shown(&p.run), shown(tool), shown(dry));
+        out.push_str(&format!("{namespace}\t{run}\t{}\t{tool}\t{digest}\t{dry}\n", p.step.index));
     }
     out
 }

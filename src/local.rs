@@ -12,7 +12,7 @@ use crate::engine::record::{StepRecord, VerdictOutcome};
 use crate::engine::{Engine, EngineError, NoJournal, RunConfig, RunOutcome, Stepped};
 use crate::model::Decider;
 use crate::protocol::Signal;
-use crate::text::clip;
+use crate::text::{clip, shown};
 use crate::tools::ToolSet;
 use crate::tools::fs::Workspace;
 
@@ -165,7 +165,7 @@ pub async fn run(
         "run {name}: {:?} after {} steps: {}",
         status.phase,
         status.steps.len(),
-        status.message.as_deref().unwrap_or_default()
+        shown(status.message.as_deref().unwrap_or_default())
     );
     Ok(LocalReport { outcome, status })
 }
@@ -183,7 +183,9 @@ pub fn step_line(r: &StepRecord) -> String {
         Some(Signal::Success { result }) => format!(": {}", clip(&result.to_string(), 100)),
         None => format!(": {}", clip(&r.verdict.reason, 100)),
     };
-    format!(
+    // What the model wrote, shown and never obeyed (the line is also the
+    // step's Event, which `kubectl describe` prints).
+    let line = format!(
         "step {:>3}  {:<18} {}{} -> {}{}  ({} ms model, {}+{} tok)",
         r.index,
         proposal,
@@ -194,7 +196,8 @@ pub fn step_line(r: &StepRecord) -> String {
         r.timings.model_ms,
         r.model.prompt_tokens,
         r.model.completion_tokens
-    )
+    );
+    shown(&line).into_owned()
 }
 
 fn write_history(path: &Path, status: &XctRunStatus) -> Result<(), LocalError> {

@@ -285,7 +285,8 @@ impl Replayed {
         if self.target_matches == Some(false) {
             line.push_str(" [the given target differs from the one judged live]");
         }
-        line
+        // The tool and the run name come from a recorded history.
+        crate::text::shown(&line).into_owned()
     }
 
     pub fn to_json(&self) -> Value {

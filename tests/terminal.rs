@@ -1,0 +1,114 @@
+//! What reaches a person's terminal is shown, never obeyed. A step's tool
+//! name, goal and arguments decode from JSON escapes into any character,
+//! and the messages and dry runs that quote them carry those characters
+//! on: printed raw, ESC sequences clear the screen, retitle the window or
+//! hide a line, and bidirectional overrides reorder what a reviewer reads
+//! ("Trojan Source"). Every view made for a terminal (`xct local`'s step
+//! lines, which are also each step's Event, `xct approvals list`, the
+//! review `xct approve` prints, `xct policy test`'s lines) writes them as
+//! visible escapes.
+
+mod support;
+
+use serde_json::json;
+use xct::approvals::Pending;
+use xct::engine::record::StepRecord;
+
+/// ESC (a CSI that erases the line and returns), a C1 CSI, BEL, a newline,
+/// and the bidi overrides RLO and LRI.
+const HOSTILE: &str = "\u{1b}[2K\r\u{9b}1A\u{7}\nscale\u{202e}eteled\u{2066}";
+
+/// The characters a terminal acts on or reorders by: none may be printed.
+fn acted_on(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn step(phase: &str, outcome: &str) -> StepRecord {
+    serde_json::from_value(json!({
+        "index": 3,
+        "decision": format!("{{\"next_step\":{{\"tool\":\"k8s.scale\",\"arguments\":{{}},\"goal\":\"{HOSTILE}\"}}}}"),
+        "tool": format!("k8s.{HOSTILE}"),
+        "proposalDigest": "ab".repeat(32),
+        "phase": phase,
+        "verdict": {"outcome": outcome, "reason": format!("approval required; would scale {HOSTILE}")},
+        "dryRun": {"ok": true, "summary": format!("would scale {HOSTILE}")},
+        "startedAt": "2026-12-07T00:00:00Z",
+        "model": {"promptTokens": 0, "completionTokens": 0, "promptMs": 0, "decodeMs": 0},
+        "timings": {"modelMs": 0, "validationMs": 0, "executionMs": 0},
+    }))
+    .unwrap()
+}
+
+fn assert_shown_not_obeyed(view: &str, text: &str) {
+    let bad: Vec<char> = text.chars().filter(|c| acted_on(*c)).collect();
+    assert!(bad.is_empty(), "{view} prints {bad:?} raw: {text:?}");
+    for escaped in ["\\u{1b}", "\\u{9b}", "\\u{202e}", "\\u{2066}"] {
+        assert!(text.contains(escaped), "{view} does not show {escaped}: {text:?}");
+    }
+}
+
+#[test]
+fn a_step_line_shows_control_and_bidi_characters_as_escapes() {
+    let line = xct::local::step_line(&step("Completed", "Vetoed"));
+    assert_shown_not_obeyed("a step line", &line);
+    assert!(!line.contains('\n'), "{line:?}");
+    let note = xct::operator::events::step_note(&step("Completed", "Vetoed"));
+    assert_shown_not_obeyed("a step's Event", &note);
+}
+
+#[test]
+fn an_approval_review_shows_control_and_bidi_characters_as_escapes() {
+    let pending = Pending {
+        namespace: "demo".into(),
+        run: "scale-web".into(),
+        run_uid: "6f1c7a52-0000-4000-8000-000000000001".into(),
+        creator: Some(format!("alice{HOSTILE}")),
+        step: step("AwaitingApproval", "AwaitingApproval"),
+    };
+    let review = pending.describe();
+    assert_shown_not_obeyed("the review", &review);
+    // One line per field: a newline the model wrote cannot add a line.
+    assert_eq!(review.lines().count(), 8, "{review}");
+    let table = xct::approvals::table(std::slice::from_ref(&pending));
+    assert_shown_not_obeyed("the approvals table", &table);
+    assert_eq!(table.lines().count(), 2, "{table}");
+}
+
+/// `xct local` prints a line per step and the run's last line, with the
+/// model's done message: a tool name and a message the model wrote show as
+/// escapes, and add no line.
+#[tokio::test]
+async fn xct_local_prints_what_the_model_wrote_as_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let prepared = support::prepare_local(dir.path(), "hostile", "fs.list");
+    let unknown = json!({"next_step": {"tool": format!("fs.{HOSTILE}"), "arguments": {}, "goal": HOSTILE}});
+    let list = json!({"next_step": {"tool": "fs.list", "arguments": {"path": "."}, "goal": "look"}});
+    let done = json!({"done": true, "message": format!("all done{HOSTILE}")});
+    let decider = xct::model::ScriptedDecider::new([unknown, list, done].map(|d| d.to_string()));
+    let mut out = Vec::new();
+    xct::local::run(&prepared, &decider, &dir.path().join("h.yaml"), &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_shown_not_obeyed("xct local", &out);
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(out.lines().last().unwrap().contains("all done\\u{1b}[2K"), "{out}");
+}
+
+/// `xct policy test` prints a line per replayed proposal: its run and tool
+/// come from a recorded history, and the default-deny message quotes them.
+#[test]
+fn a_replayed_verdict_shows_control_and_bidi_characters_as_escapes() {
+    let replayed = xct::policy::offline::Replayed {
+        run: format!("demo/cleanup{HOSTILE}"),
+        step: 3,
+        tool: format!("k8s.{HOSTILE}"),
+        verdict: xct::policy::Verdict::Deny,
+        decided_by: None,
+        message: format!("no XctPolicy allows k8s.{HOSTILE} for run demo/cleanup"),
+        audit: vec![],
+        needs_target: vec![],
+        target_matches: None,
+    };
+    let line = replayed.line();
+    assert_shown_not_obeyed("a replayed verdict", &line);
+    assert!(!line.contains('\n'), "{line:?}");
+}

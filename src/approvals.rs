@@ -22,6 +22,11 @@ use crate::text::shown;
 /// Longest prefix of the run name in a generated approval name (the API
 /// server appends 5 characters; names stay well under 253).
 const NAME_PREFIX_CHARS: usize = 40;
+/// Hex digits of a proposal digest `approvals list` shows, and the fewest
+/// `approve --digest` takes.
+pub const SHOWN_DIGEST_CHARS: usize = 12;
+/// Hex digits of a whole proposal digest (sha256).
+const DIGEST_CHARS: usize = 64;
 
 /// Why an approval was not created.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,11 @@ pub enum ApproveError {
     NothingPending(String),
     #[error("run {run} awaits approval of step {pending}, not step {asked}")]
     OtherStep { run: String, pending: u32, asked: u32 },
+    #[error(
+        "run {run} step {step} waits on proposal {pending}, not the one you reviewed ({reviewed}); review it with \
+         `xct approvals show`"
+    )]
+    OtherProposal { run: String, step: u32, pending: String, reviewed: String },
     #[error("you ({0}) created this run: an approval from you would be ignored; ask another reviewer")]
     OwnRun(String),
     #[error("the API server refused: {0}")]
@@ -126,6 +136,27 @@ impl Pending {
     }
 }
 
+/// A digest as `approve --digest` takes it: at least [`SHOWN_DIGEST_CHARS`]
+/// and at most all 64 hex digits, lowercase as the status shows them.
+pub fn reviewed_digest(s: &str) -> Result<String, String> {
+    let d = s.trim().to_ascii_lowercase();
+    if (SHOWN_DIGEST_CHARS..=DIGEST_CHARS).contains(&d.len()) && d.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(d)
+    } else {
+        Err(format!(
+            "{s:?} is not a proposal digest: give at least {SHOWN_DIGEST_CHARS} hex digits of it (as `xct approvals \
+             list` shows it), at most {DIGEST_CHARS}"
+        ))
+    }
+}
+
+/// The step `run` waits on.
+async fn pending(client: &kube::Client, namespace: &str, run: &str) -> Result<Pending, ApproveError> {
+    let runs: Api<XctRun> = Api::namespaced(client.clone(), namespace);
+    let object = runs.get(run).await.map_err(ApproveError::from_kube)?;
+    Pending::of(&object).ok_or_else(|| ApproveError::NothingPending(format!("{namespace}/{run}")))
+}
+
 /// Steps awaiting approval, in `namespace` or everywhere, and the runs
 /// that cannot be read as XctRuns (none of them can await an approval).
 pub async fn list(
@@ -145,7 +176,7 @@ pub async fn list(
 pub fn table(pending: &[Pending]) -> String {
     let mut out = String::from("NAMESPACE\tRUN\tSTEP\tTOOL\tDIGEST\tDRY RUN\n");
     for p in pending {
-        let digest: String = p.digest().chars().take(12).collect();
+        let digest: String = p.digest().chars().take(SHOWN_DIGEST_CHARS).collect();
         let dry = p.step.dry_run.as_ref().map_or("-", |d| d.summary.as_str());
         let tool = p.step.tool.as_deref().unwrap_or("-");
         let (namespace, run, tool, dry) = (shown(&p.namespace), shown(&p.run), shown(tool), shown(dry));
@@ -166,21 +197,29 @@ pub async fn whoami(client: &kube::Client) -> Result<String, ApproveError> {
         .ok_or_else(|| ApproveError::Refused("the SelfSubjectReview named no user".into()))
 }
 
-/// Approve or reject the pending step of `run` as the current user:
-/// the created approval and the step it answers.
+/// Approve or reject the pending step of `run` as the current user: the
+/// created approval and the step it answers. With `step` or `digest`
+/// ([`reviewed_digest`]), only if the run still waits on that step and
+/// that proposal.
 pub async fn answer(
     client: &kube::Client,
     namespace: &str,
     run: &str,
-    step: Option<u32>,
+    (step, digest): (Option<u32>, Option<&str>),
     decision: ApprovalDecision,
     reason: &str,
 ) -> Result<(XctApproval, Pending), ApproveError> {
-    let runs: Api<XctRun> = Api::namespaced(client.clone(), namespace);
-    let object = runs.get(run).await.map_err(ApproveError::from_kube)?;
-    let pending = Pending::of(&object).ok_or_else(|| ApproveError::NothingPending(format!("{namespace}/{run}")))?;
+    let pending = pending(client, namespace, run).await?;
     if let Some(asked) = step.filter(|s| *s != pending.step.index) {
         return Err(ApproveError::OtherStep { run: format!("{namespace}/{run}"), pending: pending.step.index, asked });
+    }
+    if let Some(reviewed) = digest.filter(|d| !pending.digest().starts_with(d)) {
+        return Err(ApproveError::OtherProposal {
+            run: format!("{namespace}/{run}"),
+            step: pending.step.index,
+            pending: pending.digest().chars().take(reviewed.len().max(SHOWN_DIGEST_CHARS)).collect(),
+            reviewed: reviewed.to_string(),
+        });
     }
     let me = whoami(client).await?;
     if pending.creator.as_deref() == Some(me.as_str()) {
@@ -213,20 +252,31 @@ pub async fn list_command(namespace: Option<String>) -> ExitCode {
     }
 }
 
-/// `xct approve` / `xct reject`: what was reviewed and the approval created.
-pub async fn answer_command(
-    run: String,
-    namespace: Option<String>,
-    step: Option<u32>,
-    decision: ApprovalDecision,
-    reason: &str,
-) -> ExitCode {
+/// `xct approvals show`: the pending step, whole (exit 1: none).
+pub async fn show_command(run: String, namespace: Option<String>) -> ExitCode {
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => return refused(&ApproveError::Cluster(format!("no Kubernetes configuration: {e}"))),
     };
     let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    match answer(&client, &namespace, &run, step, decision, reason).await {
+    match pending(&client, &namespace, &run).await {
+        Ok(p) => {
+            print!("{}", p.describe());
+            ExitCode::SUCCESS
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+/// `xct approve` / `xct reject`: what was reviewed and the approval created.
+pub async fn answer_command(which: crate::cli::AnswerArgs, decision: ApprovalDecision, reason: &str) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => return refused(&ApproveError::Cluster(format!("no Kubernetes configuration: {e}"))),
+    };
+    let namespace = which.namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    let pinned = (which.step, which.digest.as_deref());
+    match answer(&client, &namespace, &which.run, pinned, decision, reason).await {
         Ok((created, pending)) => {
             print!("{}", pending.describe());
             let name = created.metadata.name.unwrap_or_default();

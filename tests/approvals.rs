@@ -410,3 +410,72 @@ async fn approving_from_kubectl_binds_the_pending_step_as_the_current_user() {
     let deletes = log.iter().filter(|r| r.resource == "configmaps" && r.verb == "delete" && !r.dry_run).count();
     assert_eq!(deletes, 1, "executed exactly once");
 }
+
+/// What a reviewer approves from kubectl is what they reviewed. `xct
+/// approvals show` prints the pending proposal whole and writes nothing;
+/// `approve --digest` pins the proposal read there. Between the review and
+/// the approval the run is deleted and re-created under the same name, and
+/// its new instance waits at the same step on another proposal (deleting
+/// another ConfigMap): `--step 1` would bind whatever waits now, so the
+/// reviewer's answer names the digest too, and is refused, creating
+/// nothing. A digest that is not at least 12 hex digits is refused before
+/// anything is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_from_kubectl_pins_the_proposal_reviewed() {
+    let (srv, admin, cms) = cluster_with_old_config().await;
+    let precious = serde_json::from_value(json!({"metadata": {"name": "precious"}})).unwrap();
+    cms.create(&PostParams::default(), &precious).await.unwrap();
+    let outputs = vec![delete("old"), delete("precious")];
+    let (controller, runs, old_uid, reviewed) = awaiting_delete(&srv, run_manifest(3600), outputs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bob = dir.path().join("bob");
+    srv.write_kubeconfig(&bob, Some("bob")).unwrap();
+    grant_edit(&admin, &["bob"]).await;
+    let as_bob = |args: Vec<String>| {
+        let bob = bob.clone();
+        tokio::task::spawn_blocking(move || xct_as(&bob, false, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+    let args = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let creates = |srv: &xct_testapi::TestApiServer| {
+        srv.requests().iter().filter(|r| r.resource == "xctapprovals" && r.verb == "create").count()
+    };
+
+    srv.clear_requests();
+    let shown = as_bob(args("approvals show cleanup -n demo")).await.unwrap();
+    assert_eq!(shown.0, Some(0), "{shown:?}");
+    assert!(shown.1.contains(&format!("digest:   {reviewed}")), "{}", shown.1);
+    assert!(shown.1.contains(r#""name":"old""#) && shown.1.contains("would delete ConfigMap demo/old"), "{}", shown.1);
+    assert_eq!(creates(&srv), 0, "showing writes nothing");
+
+    runs.delete("cleanup", &Default::default()).await.unwrap();
+    runs.create(&PostParams::default(), &run_manifest(3600)).await.unwrap();
+    let r = until(&runs, "cleanup", "the new instance awaiting step 1", |r| {
+        r.metadata.uid.as_deref() != Some(old_uid.as_str()) && awaiting(1)(r)
+    })
+    .await;
+    let now = r.status.unwrap().steps[0].proposal_digest.clone().unwrap();
+    assert_ne!(now, reviewed, "the new instance waits on another proposal");
+
+    let pinned = format!("approve cleanup -n demo --step 1 --digest {}", &reviewed[..12]);
+    let refused = as_bob(args(&pinned)).await.unwrap();
+    assert_eq!(refused.0, Some(1), "{refused:?}");
+    let why = format!("waits on proposal {}, not the one you reviewed ({})", &now[..12], &reviewed[..12]);
+    assert!(refused.2.contains(&why), "{refused:?}");
+    for bad in ["abc", "zzzzzzzzzzzzzz"] {
+        let refused = as_bob(args(&format!("approve cleanup -n demo --digest {bad}"))).await.unwrap();
+        assert_eq!(refused.0, Some(2), "{refused:?}");
+        assert!(refused.2.contains("at least 12 hex digits"), "{refused:?}");
+    }
+    assert_eq!(creates(&srv), 0, "a refused answer creates nothing");
+
+    // Reviewed in its turn, the pending proposal is approved by its digest.
+    let approved = as_bob(args(&format!("approve cleanup -n demo --digest {}", &now[..16]))).await.unwrap();
+    assert_eq!(approved.0, Some(0), "{approved:?}");
+    until(&runs, "cleanup", "the approved delete", |r| {
+        r.status.as_ref().is_some_and(|s| s.steps.first().is_some_and(|s| s.phase != StepPhase::AwaitingApproval))
+    })
+    .await;
+    controller.abort();
+    assert_eq!(creates(&srv), 1);
+    assert!(cms.get("old").await.is_ok(), "the proposal first reviewed never ran");
+}

@@ -133,6 +133,15 @@ pub enum ApprovalsCommand {
         #[arg(short, long)]
         namespace: Option<String>,
     },
+    /// The step a run waits on, whole: its proposal, the verdict, the dry
+    /// run and the digest to approve it by (`approve --digest`). Writes nothing.
+    Show {
+        /// The XctRun awaiting approval.
+        run: String,
+        /// Its namespace (default: the kubeconfig context's).
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
 }
 
 /// Which pending step to answer, and why.
@@ -146,6 +155,11 @@ pub struct AnswerArgs {
     /// The step you reviewed; refused if the run now waits on another one.
     #[arg(long)]
     pub step: Option<u32>,
+    /// The proposal digest you reviewed (`approvals show`, or its first 12
+    /// hex digits as `approvals list` shows them); refused if the run now
+    /// waits on another proposal, such as a re-created run's.
+    #[arg(long, value_parser = crate::approvals::reviewed_digest)]
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,13 +312,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Approvals { command: ApprovalsCommand::List { namespace } } => {
             crate::approvals::list_command(namespace).await
         }
+        Command::Approvals { command: ApprovalsCommand::Show { run, namespace } } => {
+            crate::approvals::show_command(run, namespace).await
+        }
         Command::Approve { which, reason } => {
-            crate::approvals::answer_command(which.run, which.namespace, which.step, ApprovalDecision::Approve, &reason)
-                .await
+            crate::approvals::answer_command(which, ApprovalDecision::Approve, &reason).await
         }
         Command::Reject { which, reason } => {
-            crate::approvals::answer_command(which.run, which.namespace, which.step, ApprovalDecision::Reject, &reason)
-                .await
+            crate::approvals::answer_command(which, ApprovalDecision::Reject, &reason).await
         }
         Command::Local { manifest, workspace, history, scripted_decisions, model } => {
             local(manifest, workspace, history, scripted_decisions, model).await

@@ -409,3 +409,31 @@ async fn a_log_search_counts_the_matching_lines() {
     let logs: Vec<_> = sa_requests(&srv.requests()).into_iter().filter(|r| r.subresource == "log").collect();
     assert_eq!(logs.len(), 2, "only the valid searches fetched the log: {logs:#?}");
 }
+
+/// `k8s.list` reads one page: the model is shown at most 100 items, so the
+/// request asks for no more (`limit`), and the result says how many there
+/// are and that it was cut. Before, the whole list was read as the run's
+/// ServiceAccount (every object of the kind in the namespace, however many)
+/// and all but 100 dropped after it arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_reads_one_page_and_says_how_many_there_are() {
+    let srv = cluster_with_objects(false).await;
+    allow_policy(&srv.client(), "allow-everything", "['*']").await;
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(srv.client(), NS);
+    for i in 0..130 {
+        let cm = serde_json::from_value(json!({"metadata": {"name": format!("cm-{i:03}")}})).unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let there = cms.list(&Default::default()).await.unwrap().items.len();
+    let done = r#"{"done":true,"message":"listed"}"#.to_string();
+    let outputs = vec![step("k8s.list", json!({"kind": "ConfigMap"})), done.clone(), done];
+    srv.clear_requests();
+    let steps = run_to_end(&srv, "lister", ALL_TOOLS, outputs).await;
+    let Some(Signal::Success { result }) = &steps[0].signal else { panic!("{:?}", steps[0].signal) };
+    assert_eq!(result["items"].as_array().unwrap().len(), 100, "{result}");
+    assert_eq!((result["total"].as_u64(), result["truncated"].as_bool()), (Some(there as u64), Some(true)), "{result}");
+    let lists: Vec<_> =
+        sa_requests(&srv.requests()).into_iter().filter(|r| r.verb == "list" && r.resource == "configmaps").collect();
+    assert_eq!(lists.len(), 1, "{lists:#?}");
+    assert!(lists[0].query.contains("limit=100"), "{}", lists[0].query);
+}

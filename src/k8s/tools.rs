@@ -28,7 +28,8 @@ use crate::tools::{DryRun, Target, Tool, ToolError, lines};
 
 /// Field manager of `k8s.apply`.
 pub const FIELD_MANAGER: &str = "xct";
-const MAX_LIST_ITEMS: usize = 100;
+/// Most items `k8s.list` shows, and asks the API server for (one page).
+const MAX_LIST_ITEMS: u32 = 100;
 /// Most bytes of log `k8s.logs` asks for (however long the lines are).
 pub const MAX_LOG_BYTES: i64 = 64 * 1024;
 const MAX_EVENTS: usize = 50;
@@ -159,19 +160,33 @@ impl K8sTool {
         let fail = |what: &str, e| api_error(what, ErrorCode::ExecutionFailed, e);
         match call {
             Call::List { kind, namespace, selector } => {
+                // One page, as many items as the model is shown: a kind
+                // with thousands of objects is never read whole.
+                let lp = ListParams::default().limit(MAX_LIST_ITEMS);
                 let lp = match &selector {
-                    Some(s) => ListParams::default().labels(s),
-                    None => ListParams::default(),
+                    Some(s) => lp.labels(s),
+                    None => lp,
                 };
                 let list = self
                     .api(kind)
                     .list(&lp)
                     .await
                     .map_err(|e| fail(&format!("list {} in {namespace}", kind.as_str()), e))?;
-                let total = list.items.len();
-                let items: Vec<Value> =
-                    list.items.into_iter().take(MAX_LIST_ITEMS).map(|o| summary(kind, &o)).collect();
-                Ok(json!({"kind": kind.as_str(), "namespace": namespace, "items": items, "total": total}))
+                let shown = list.items.len();
+                let truncated = list.metadata.continue_.as_deref().is_some_and(|c| !c.is_empty());
+                // The API server counts what is left of a cut list, except
+                // where a selector makes it unknown (null).
+                let total = match list.metadata.remaining_item_count {
+                    Some(left) => Some(shown as i64 + left),
+                    None => (!truncated).then_some(shown as i64),
+                };
+                let items: Vec<Value> = list.items.iter().map(|o| summary(kind, o)).collect();
+                let mut answer = json!({"kind": kind.as_str(), "namespace": namespace, "items": items, "total": total, "truncated": truncated});
+                if truncated {
+                    answer["note"] =
+                        json!(format!("only the first {shown} are shown: narrow the list with labelSelector"));
+                }
+                Ok(answer)
             }
             Call::Events { namespace, about } => {
                 let Some(about) = about else {

@@ -235,9 +235,9 @@ pub async fn answer(
 
 /// `xct approvals list`: the table, or why not (exit 1 refused, 2 unreachable).
 pub async fn list_command(namespace: Option<String>) -> ExitCode {
-    let client = match kube::Client::try_default().await {
+    let client = match client().await {
         Ok(c) => c,
-        Err(e) => return refused(&ApproveError::Cluster(format!("no Kubernetes configuration: {e}"))),
+        Err(e) => return refused(&e),
     };
     match list(&client, namespace.as_deref()).await {
         Ok((pending, unreadable)) => {
@@ -254,9 +254,9 @@ pub async fn list_command(namespace: Option<String>) -> ExitCode {
 
 /// `xct approvals show`: the pending step, whole (exit 1: none).
 pub async fn show_command(run: String, namespace: Option<String>) -> ExitCode {
-    let client = match kube::Client::try_default().await {
+    let client = match client().await {
         Ok(c) => c,
-        Err(e) => return refused(&ApproveError::Cluster(format!("no Kubernetes configuration: {e}"))),
+        Err(e) => return refused(&e),
     };
     let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
     match pending(&client, &namespace, &run).await {
@@ -270,9 +270,9 @@ pub async fn show_command(run: String, namespace: Option<String>) -> ExitCode {
 
 /// `xct approve` / `xct reject`: what was reviewed and the approval created.
 pub async fn answer_command(which: crate::cli::AnswerArgs, decision: ApprovalDecision, reason: &str) -> ExitCode {
-    let client = match kube::Client::try_default().await {
+    let client = match client().await {
         Ok(c) => c,
-        Err(e) => return refused(&ApproveError::Cluster(format!("no Kubernetes configuration: {e}"))),
+        Err(e) => return refused(&e),
     };
     let namespace = which.namespace.unwrap_or_else(|| client.default_namespace().to_string());
     let pinned = (which.step, which.digest.as_deref());
@@ -288,6 +288,11 @@ pub async fn answer_command(which: crate::cli::AnswerArgs, decision: ApprovalDec
         }
         Err(e) => refused(&e),
     }
+}
+
+/// The client of the current kubeconfig (or in-cluster configuration).
+async fn client() -> Result<kube::Client, ApproveError> {
+    kube::Client::try_default().await.map_err(|e| ApproveError::Cluster(format!("no Kubernetes configuration: {e}")))
 }
 
 fn refused(e: &ApproveError) -> ExitCode {

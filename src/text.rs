@@ -34,7 +34,15 @@ pub fn shown(s: &str) -> Cow<'_, str> {
     if !s.chars().any(acted_on) {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(s.chars().map(|c| if acted_on(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect())
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if acted_on(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

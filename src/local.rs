@@ -201,8 +201,8 @@ pub fn step_line(r: &StepRecord) -> String {
 }
 
 fn write_history(path: &Path, status: &XctRunStatus) -> Result<(), LocalError> {
-    let yaml =
-        serde_yaml::to_string(status).map_err(|e| LocalError::History { path: path.into(), message: e.to_string() })?;
+    let yaml = crate::history::to_yaml(status)
+        .map_err(|e| LocalError::History { path: path.into(), message: e.to_string() })?;
     let tmp = path.with_extension("yaml.tmp");
     std::fs::write(&tmp, yaml)
         .and_then(|_| std::fs::rename(&tmp, path))

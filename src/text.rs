@@ -21,9 +21,13 @@ pub fn clip(s: &str, max_chars: usize) -> String {
 /// retitle a window; newline and carriage return add or overwrite a line),
 /// and the bidirectional marks, embeddings, overrides and isolates that
 /// reorder what a reader sees ("Trojan Source", CVE-2021-42574).
-fn acted_on(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+pub(crate) fn acted_on(c: char) -> bool {
+    c.is_control() || reorders(c)
+}
+
+/// Whether `c` is a bidirectional mark, embedding, override or isolate.
+pub(crate) fn reorders(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` as one line of a terminal shows it, never obeys it: every character

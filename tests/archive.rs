@@ -111,18 +111,6 @@ async fn a_run_named_with_250_characters_archives() {
     assert_archived(&admin, &cms, &name).await;
 }
 
-/// `xct` at the command line, as the user in `kubeconfig`.
-fn xct(args: &[&str], kubeconfig: &std::path::Path) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xct"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code(), text(&out.stdout), text(&out.stderr))
-}
-
 /// One history, every file it can come in: `kubectl get -o yaml` of the run
 /// (its archived steps missing), a List that also holds its archive
 /// ConfigMaps (reassembled; a foreign ConfigMap ignored), two documents,
@@ -145,7 +133,7 @@ async fn an_archived_history_reads_the_same_from_every_file_format() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     srv.write_kubeconfig(&kubeconfig, None).unwrap();
-    let (code, show, err) = xct(&["history", "show", "reads", "-n", NS], &kubeconfig);
+    let (code, show, err) = support::xct(&["history", "show", "reads", "-n", NS], &kubeconfig);
     assert_eq!(code, Some(0), "{err}");
     let run = serde_json::to_value(runs.get("reads").await.unwrap()).unwrap();
     let mut items = vec![run.clone()];
@@ -179,12 +167,14 @@ async fn an_archived_history_reads_the_same_from_every_file_format() {
             assert_eq!(h.steps.last().unwrap().digest.as_deref(), Some(head.as_str()), "{file}");
             h.verify().unwrap_or_else(|e| panic!("{file}: {e}"));
         }
-        let (code, out, err) = xct(&["history", "verify", path.to_str().unwrap()], &kubeconfig);
+        let (code, out, err) = support::xct(&["history", "verify", path.to_str().unwrap()], &kubeconfig);
         assert_eq!(code, Some(0), "{file}: {out}{err}");
         assert_eq!(out.matches(&format!("ok, {steps} steps, head {head}")).count(), count, "{file}: {out}");
         let policies = "examples/gitops/policies";
-        let (code, out, err) =
-            xct(&["policy", "test", "--policies", policies, "--output", "json", path.to_str().unwrap()], &kubeconfig);
+        let (code, out, err) = support::xct(
+            &["policy", "test", "--policies", policies, "--output", "json", path.to_str().unwrap()],
+            &kubeconfig,
+        );
         assert!(code == Some(0) || code == Some(1), "{file}: {err}");
         let report: serde_json::Value = serde_json::from_str(&out).unwrap();
         // Every step but the final done is a proposal.

@@ -37,6 +37,22 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Strings made of what YAML and terminals treat specially: quotes,
+/// escapes, controls, bidi overrides, line separators, byte-order marks,
+/// astral characters, YAML indicators, and the text of a placeholder.
+const AWKWARD: &str = "([a-z \"'\\\\\n\t\r:#&*!|>%@`\u{1b}\u{7f}\u{85}\u{9b}\u{a0}\u{200f}\u{202e}\u{2066}\u{2028}\u{2029}\u{feff}\u{fffe}é🙂-]|xctq0q){0,12}";
+
+/// JSON whose strings, keys included, are [`AWKWARD`].
+fn awkward_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![Just(Value::Null), any::<i64>().prop_map(Value::from), AWKWARD.prop_map(Value::String)];
+    leaf.prop_recursive(3, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(AWKWARD, inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
 fn is_invalid_proposal(s: &Signal) -> bool {
     matches!(s, Signal::Error { code: ErrorCode::InvalidProposal, message, .. } if !message.is_empty())
 }
@@ -109,6 +125,17 @@ proptest! {
         if let Ok(spec) = serde_yaml::from_str::<XctPolicySpec>(&yaml) {
             let _ = xct::policy::load("fuzz", None, &spec);
         }
+    }
+
+    /// A history file `xct` writes reads back as the very value written,
+    /// and holds no character raw that reorders text or breaks a line.
+    #[test]
+    fn a_history_file_reads_back_as_written_with_nothing_raw(v in awkward_value()) {
+        let yaml = xct::history::to_yaml(&v).unwrap();
+        let back: Value = serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{e}:\n{yaml}"));
+        prop_assert_eq!(&back, &v, "{}", yaml);
+        let raw: Vec<char> = yaml.chars().filter(|c| matches!(c, '\u{200f}' | '\u{202e}' | '\u{2066}' | '\u{2028}' | '\u{2029}' | '\u{1b}' | '\u{9b}')).collect();
+        prop_assert!(raw.is_empty(), "{:?} raw in\n{}", raw, yaml);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! ("Trojan Source"). Every view made for a terminal (`xct local`'s step
 //! lines, which are also each step's Event, `xct approvals list`, the
 //! review `xct approve` prints, `xct policy test`'s lines) writes them as
-//! visible escapes.
+//! visible escapes, and so does every history file `xct` writes (`xct
+//! history show`, `xct local`'s history), as YAML escapes that read back
+//! to the same text.
 
 mod support;
 
@@ -91,6 +93,46 @@ async fn xct_local_prints_what_the_model_wrote_as_escapes() {
     assert_shown_not_obeyed("xct local", &out);
     assert_eq!(out.lines().count(), 5, "{out}");
     assert!(out.lines().last().unwrap().contains("all done\\u{1b}[2K"), "{out}");
+    let history = std::fs::read_to_string(dir.path().join("h.yaml")).unwrap();
+    assert_history_file_shown(&history, 3, "fs.\u{1b}");
+}
+
+/// A history file is YAML for a person (`cat`, `less`) and for every
+/// reader alike: what the model wrote is in it as YAML escapes, none
+/// raw, and it reads back to the very text recorded, its chain intact.
+fn assert_history_file_shown(text: &str, steps: usize, tool_starts: &str) {
+    let bad: Vec<char> = text.chars().filter(|c| acted_on(*c)).collect();
+    assert!(bad.is_empty(), "the history file holds {bad:?} raw:\n{text}");
+    let histories = xct::history::parse(text, std::path::Path::new("history.yaml")).unwrap();
+    assert_eq!(histories.len(), 1);
+    let h = &histories[0];
+    assert_eq!(h.steps.len(), steps, "{text}");
+    h.verify().unwrap();
+    let tool = h.steps[0].tool.as_deref().unwrap_or_default();
+    assert!(tool.starts_with(tool_starts) && tool.ends_with(HOSTILE), "{tool:?}");
+    let done = h.steps.last().unwrap().decision.clone();
+    assert!(done.contains("\u{202e}eteled\u{2066}"), "the done step reads back as written: {done:?}");
+}
+
+/// `xct history show` prints a run with its whole history inline: the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_shown_from_the_cluster_shows_control_and_bidi_characters_as_escapes() {
+    let srv = support::cluster().await;
+    let runs: kube::Api<xct::crd::XctRun> = kube::Api::namespaced(srv.client(), support::NS);
+    let unknown = json!({"next_step": {"tool": format!("k8s.{HOSTILE}"), "arguments": {}, "goal": HOSTILE}});
+    let done = json!({"done": true, "message": format!("all done{HOSTILE}")});
+    let decider = xct::model::ScriptedDecider::new([unknown, done].map(|d| d.to_string()));
+    let controller = support::start_operator(&srv, std::sync::Arc::new(decider), None);
+    support::create_runs(&runs, 1, "hostile").await;
+    let all = support::wait_all_terminal(&runs, 1).await;
+    controller.abort();
+    assert_eq!(all.len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    srv.write_kubeconfig(&kubeconfig, None).unwrap();
+    let (code, show, err) = support::xct(&["history", "show", "hostile-000", "-n", support::NS], &kubeconfig);
+    assert_eq!(code, Some(0), "{err}");
+    assert_history_file_shown(&show, 2, "k8s.\u{1b}");
 }
 
 /// `xct policy test` prints a line per replayed proposal: its run and tool

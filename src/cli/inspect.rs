@@ -96,7 +96,7 @@ pub(super) async fn history_show(run: &str, namespace: &str) -> ExitCode {
     status.archive.clear();
     object.status = Some(status);
     object.metadata.managed_fields = None;
-    match serde_yaml::to_string(&object) {
+    match crate::history::to_yaml(&object) {
         Ok(y) => print!("{y}"),
         Err(e) => return fail(&e),
     }

@@ -361,3 +361,16 @@ pub fn prepare_local(dir: &Path, name: &str, tools: &str) -> xct::local::Prepare
     let run = xct::local::load_manifest(&manifest).unwrap();
     xct::local::prepare(&run, &manifest, &dir.join("ws")).unwrap()
 }
+
+/// `xct` at the command line, run from the repository, as the user in
+/// `kubeconfig`: its exit code, stdout and stderr.
+pub fn xct(args: &[&str], kubeconfig: &Path) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xct"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}

@@ -250,7 +250,8 @@ mod tests {
 
     #[test]
     fn writes_a_string_that_reorders_text_double_quoted_and_every_other_as_libyaml_does() {
-        let v = serde_json::json!({"tool": "k8s.\u{202e}eteled \"x\"\n", "plain": "ok", "lines": "a\nb", "esc": "\u{1b}"});
+        let v =
+            serde_json::json!({"tool": "k8s.\u{202e}eteled \"x\"\n", "plain": "ok", "lines": "a\nb", "esc": "\u{1b}"});
         let yaml = to_yaml(&v).unwrap();
         assert_eq!(yaml, "tool: \"k8s.\\u202Eeteled \\\"x\\\"\\n\"\nplain: ok\nlines: |-\n  a\n  b\nesc: \"\\e\"\n");
         assert_eq!(serde_yaml::from_str::<Value>(&yaml).unwrap(), v);

@@ -3,7 +3,9 @@
 //! and, when a tool ran, an `execute_tool <tool>` child (its error code as
 //! `error.type`); no prompt, argument or result reaches an attribute. With
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` set, the `xct` binary sends them as OTLP
-//! HTTP/protobuf to `<endpoint>/v1/traces`; `OTEL_SDK_DISABLED=true` stops it.
+//! HTTP/protobuf to `<endpoint>/v1/traces` (JSON, or gRPC to the endpoint,
+//! as `OTEL_EXPORTER_OTLP_PROTOCOL` says), over TLS where the endpoint is
+//! `https`; `OTEL_SDK_DISABLED=true` stops it.
 
 mod support;
 
@@ -165,11 +167,19 @@ struct Collector {
     connections: Arc<AtomicUsize>,
 }
 
-/// Start a [`Collector`]; with `mutual`, it accepts only clients with a
-/// certificate its CA signed.
-async fn tls_collector(dir: &std::path::Path, mutual: bool) -> Collector {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls;
+/// A CA of the test's own, a certificate it signed for `localhost` (the
+/// collector's) and one for a client; the CA's and the client's as PEM
+/// files in a directory.
+struct Pki {
+    ca: std::path::PathBuf,
+    ca_pem: String,
+    server_pem: String,
+    server_key_pem: String,
+    client_certificate: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+}
+
+fn pki(dir: &std::path::Path) -> Pki {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -186,16 +196,30 @@ async fn tls_collector(dir: &std::path::Path, mutual: bool) -> Collector {
         std::fs::write(&path, pem).unwrap();
         path
     };
-    let ca = file("collector-ca.pem", ca_certificate.pem());
-    let client_certificate = file("client.pem", client.pem());
-    let client_key = file("client-key.pem", client_key.serialize_pem());
+    Pki {
+        ca: file("collector-ca.pem", ca_certificate.pem()),
+        ca_pem: ca_certificate.pem(),
+        server_pem: server.pem(),
+        server_key_pem: server_key.serialize_pem(),
+        client_certificate: file("client.pem", client.pem()),
+        client_key: file("client-key.pem", client_key.serialize_pem()),
+    }
+}
 
+/// Start a [`Collector`]; with `mutual`, it accepts only clients with a
+/// certificate its CA signed.
+async fn tls_collector(dir: &std::path::Path, mutual: bool) -> Collector {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let Pki { ca, ca_pem, server_pem, server_key_pem, client_certificate, client_key } = pki(dir);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder =
         rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().unwrap();
     let builder = if mutual {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca_certificate.der().clone()).unwrap();
+        roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
         builder.with_client_cert_verifier(verifier)
@@ -204,8 +228,8 @@ async fn tls_collector(dir: &std::path::Path, mutual: bool) -> Collector {
     };
     let config = builder
         .with_single_cert(
-            vec![server.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+            vec![CertificateDer::from_pem_slice(server_pem.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(server_key_pem.as_bytes()).unwrap(),
         )
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -347,4 +371,142 @@ async fn the_binary_exports_to_a_collector_that_requires_a_client_certificate() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.contains("traces are off") && stderr.contains(CLIENT_KEY), "{stderr}");
     assert!(collector.got.lock().unwrap().is_empty());
+}
+
+/// What a gRPC collector got: the `authorization` metadata and the spans'
+/// names, per export.
+type GrpcReceived = Arc<Mutex<Vec<(Option<String>, Vec<String>)>>>;
+
+#[derive(Clone, Default)]
+struct GrpcSink(GrpcReceived);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for GrpcSink {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        let authorization = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let names = request
+            .into_inner()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+            .map(|s| s.name)
+            .collect();
+        self.0.lock().unwrap().push((authorization, names));
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// An OTLP/gRPC collector (tonic's server): plain h2c, or over TLS with
+/// `pki`'s `localhost` certificate, requiring a client certificate its CA
+/// signed if `mutual`. Returns its address, what it got and the
+/// connections it accepted (failed handshakes included).
+async fn grpc_collector(tls: Option<(&Pki, bool)>) -> (std::net::SocketAddr, GrpcReceived, Arc<AtomicUsize>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
+    let incoming = futures::stream::unfold(listener, move |l| {
+        let accepted = accepted.clone();
+        async move {
+            let next = l.accept().await.map(|(tcp, _)| tcp);
+            accepted.fetch_add(1, Ordering::SeqCst);
+            Some((next, l))
+        }
+    });
+    let mut server = Server::builder();
+    if let Some((pki, mutual)) = tls {
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&pki.server_pem, &pki.server_key_pem));
+        if mutual {
+            config = config.client_ca_root(Certificate::from_pem(&pki.ca_pem));
+        }
+        server = server.tls_config(config).unwrap();
+    }
+    let sink = GrpcSink::default();
+    let got = sink.0.clone();
+    tokio::spawn(server.add_service(TraceServiceServer::new(sink)).serve_with_incoming(incoming));
+    (addr, got, connections)
+}
+
+/// The run succeeded and the gRPC collector got its spans (taken).
+fn assert_grpc_spans_arrived(out: &std::process::Output, got: &GrpcReceived) -> Vec<Option<String>> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let exports = std::mem::take(&mut *got.lock().unwrap());
+    assert!(!exports.is_empty(), "no OTLP/gRPC export arrived: {stderr}");
+    let names: Vec<&String> = exports.iter().flat_map(|(_, n)| n).collect();
+    for name in ["step", "chat scripted", "execute_tool fs.write"] {
+        assert!(names.iter().any(|n| *n == name), "no {name} span in {names:?}");
+    }
+    exports.into_iter().map(|(a, _)| a).collect()
+}
+
+const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` picks the transport: `grpc` sends the
+/// spans to an OTLP/gRPC collector at the endpoint itself, with the
+/// headers of `OTEL_EXPORTER_OTLP_HEADERS` as metadata (on main they went
+/// as HTTP to a gRPC port, and were lost without a word); `http/json`
+/// posts JSON to `/v1/traces`; `..._TRACES_PROTOCOL` wins over it; any
+/// other value turns traces off, naming it, and the run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protocol_variable_picks_grpc_or_http_json_and_refuses_others() {
+    let (addr, got, _) = grpc_collector(None).await;
+    let endpoint = format!("http://{addr}");
+    let grpc = std::path::Path::new("grpc");
+    let headers = std::path::Path::new("authorization=Bearer t0ken");
+    let out = exported(&endpoint, &[(PROTOCOL, grpc), ("OTEL_EXPORTER_OTLP_HEADERS", headers)]).await;
+    let authorizations = assert_grpc_spans_arrived(&out, &got);
+    assert!(authorizations.iter().all(|a| a.as_deref() == Some("Bearer t0ken")), "{authorizations:?}");
+    let http = std::path::Path::new("http/protobuf");
+    let out = exported(&endpoint, &[(PROTOCOL, http), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", grpc)]).await;
+    assert_grpc_spans_arrived(&out, &got);
+
+    let (addr, received) = receiver().await;
+    let out = exported(&format!("http://{addr}"), &[(PROTOCOL, std::path::Path::new("http/json"))]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = std::mem::take(&mut *received.lock().unwrap());
+    assert!(!requests.is_empty(), "no OTLP/JSON request arrived");
+    for (path, ct, body) in &requests {
+        assert_eq!((path.as_str(), ct.as_str()), ("/v1/traces", "application/json"));
+        serde_json::from_slice::<serde_json::Value>(body).unwrap();
+    }
+    assert!(requests.iter().any(|(_, _, b)| String::from_utf8_lossy(b).contains("execute_tool fs.write")));
+
+    let why = "OTEL_EXPORTER_OTLP_PROTOCOL=\"thrift\" is not an OTLP protocol";
+    assert_traces_off(&endpoint, &[(PROTOCOL, std::path::Path::new("thrift"))], &[why]).await;
+    assert!(got.lock().unwrap().is_empty() && received.lock().unwrap().is_empty());
+}
+
+/// Over gRPC, TLS is the same as over HTTP: a collector requiring a client
+/// certificate its CA signed gets the spans with the CA and the client
+/// certificate named, and nothing (though it was tried) without either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_exports_verify_the_collector_and_present_the_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let (addr, got, connections) = grpc_collector(Some((&pki, true))).await;
+    let endpoint = format!("https://localhost:{}", addr.port());
+    let grpc = std::path::Path::new("grpc");
+    let (ca, certificate, key) = (pki.ca.as_path(), pki.client_certificate.as_path(), pki.client_key.as_path());
+    let out =
+        exported(&endpoint, &[(PROTOCOL, grpc), (CA, ca), (CLIENT_CERTIFICATE, certificate), (CLIENT_KEY, key)]).await;
+    assert_grpc_spans_arrived(&out, &got);
+    for env in
+        [vec![(PROTOCOL, grpc), (CA, ca)], vec![(PROTOCOL, grpc), (CLIENT_CERTIFICATE, certificate), (CLIENT_KEY, key)]]
+    {
+        let tried = connections.load(Ordering::SeqCst);
+        let out = exported(&endpoint, &env).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(connections.load(Ordering::SeqCst) > tried, "the exporter did not even try the collector");
+        assert!(got.lock().unwrap().is_empty(), "spans were sent over a connection that should have failed");
+    }
 }

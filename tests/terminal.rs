@@ -114,9 +114,15 @@ fn assert_history_file_shown(text: &str, steps: usize, tool_starts: &str) {
     assert!(done.contains("\u{202e}eteled\u{2066}"), "the done step reads back as written: {done:?}");
 }
 
-/// `xct history show` prints a run with its whole history inline: the same.
+/// A run in the cluster: its Events (`kubectl describe`, `kubectl get
+/// events`), its summary fields (the `Last Tool` and `Message` columns of
+/// `kubectl get xctrun -o wide`, the conditions) and `xct history show`,
+/// which prints the run with its whole history inline, show what the model
+/// wrote as escapes; only the recorded steps keep it as it was. (kubectl
+/// itself escapes ESC and CR in tables and describe, not C1 controls or
+/// bidi overrides.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_history_shown_from_the_cluster_shows_control_and_bidi_characters_as_escapes() {
+async fn a_run_in_the_cluster_shows_control_and_bidi_characters_as_escapes() {
     let srv = support::cluster().await;
     let runs: kube::Api<xct::crd::XctRun> = kube::Api::namespaced(srv.client(), support::NS);
     let unknown = json!({"next_step": {"tool": format!("k8s.{HOSTILE}"), "arguments": {}, "goal": HOSTILE}});
@@ -125,14 +131,64 @@ async fn a_history_shown_from_the_cluster_shows_control_and_bidi_characters_as_e
     let controller = support::start_operator(&srv, std::sync::Arc::new(decider), None);
     support::create_runs(&runs, 1, "hostile").await;
     let all = support::wait_all_terminal(&runs, 1).await;
-    controller.abort();
     assert_eq!(all.len(), 1);
+    let status = all[0].status.clone().unwrap();
+    assert_eq!(status.phase, xct::crd::RunPhase::Succeeded);
+    let message = status.message.clone().unwrap_or_default();
+    assert!(message.starts_with("all done\\u{1b}[2K"), "{message:?}");
+    assert_shown_not_obeyed("the run's message", &message);
+    for c in &status.conditions {
+        assert!(!c.message.chars().any(acted_on), "condition {} prints {:?} raw", c.type_, c.message);
+    }
+    assert!(status.steps[0].tool.as_deref().unwrap_or_default().ends_with(HOSTILE), "the step keeps what was proposed");
+    // Every Event of the run, the last one (RunSucceeded) among them.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(srv.client(), support::NS);
+    let mut notes = Vec::new();
+    for _ in 0..100 {
+        let list = events.list(&Default::default()).await.unwrap().items;
+        if list.iter().any(|e| e.reason.as_deref() == Some("RunSucceeded")) {
+            notes = list.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    controller.abort();
+    assert!(notes.len() >= 3, "an Event per step and one at the end: {notes:?}");
+    for (reason, note) in &notes {
+        let bad: Vec<char> = note.chars().filter(|c| acted_on(*c)).collect();
+        assert!(bad.is_empty(), "the {reason} Event prints {bad:?} raw: {note:?}");
+    }
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     srv.write_kubeconfig(&kubeconfig, None).unwrap();
     let (code, show, err) = support::xct(&["history", "show", "hostile-000", "-n", support::NS], &kubeconfig);
     assert_eq!(code, Some(0), "{err}");
     assert_history_file_shown(&show, 2, "k8s.\u{1b}");
+}
+
+/// A run's summary (`lastTool`, `message` and the conditions, which `kubectl
+/// get -o wide` and `describe` show) holds what the model wrote as
+/// escapes; the step keeps it as it was, so the chain still verifies.
+#[test]
+fn a_runs_summary_shows_control_and_bidi_characters_as_escapes() {
+    let mut status = xct::crd::XctRunStatus {
+        steps: vec![step("Completed", "Vetoed")],
+        message: Some(format!("model failure: {HOSTILE}")),
+        ..Default::default()
+    };
+    status.refresh_summary();
+    assert_shown_not_obeyed("the last tool", status.last_tool.as_deref().unwrap_or_default());
+    assert_shown_not_obeyed("the message", status.message.as_deref().unwrap_or_default());
+    assert!(!status.conditions.is_empty());
+    for c in &status.conditions {
+        assert!(!c.message.chars().any(acted_on), "condition {} prints {:?} raw", c.type_, c.message);
+    }
+    assert_eq!(status.steps[0].tool.as_deref(), Some(format!("k8s.{HOSTILE}").as_str()));
+    xct::engine::record::verify_chain(&status.steps, "", 3).unwrap();
+    // Escaped once: a summary refreshed again is the same.
+    let before = status.message.clone();
+    status.refresh_summary();
+    assert_eq!(status.message, before);
 }
 
 /// `xct policy test` prints a line per replayed proposal: its run and tool

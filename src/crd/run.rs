@@ -1,5 +1,6 @@
 //! `XctRun`: one goal pursued by a model, one step at a time.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use kube::CustomResource;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::record::StepRecord;
 use crate::engine::{Limits, RunConfig};
 use crate::model::Sampling;
+use crate::text::shown;
 use crate::tools::{ToolSet, ToolSetError};
 
 /// Annotation holding the user who created a run; the chart's
@@ -185,14 +187,14 @@ pub fn set_condition_status(
             }
             c.status = status;
             c.reason = reason.into();
-            c.message = message.into();
+            c.message = shown(message).into_owned();
             c.observed_generation = generation;
         }
         None => conditions.push(Condition {
             type_: type_.into(),
             status,
             reason: reason.into(),
-            message: message.into(),
+            message: shown(message).into_owned(),
             last_transition_time: now,
             observed_generation: generation,
         }),
@@ -243,7 +245,8 @@ pub struct XctRunStatus {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// Why the run is in this phase (the done message, or the failure).
+    /// Why the run is in this phase (the done message, or the failure),
+    /// with control and bidirectional characters written as escapes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// When the first step began (RFC 3339).
@@ -255,7 +258,8 @@ pub struct XctRunStatus {
     /// Steps whose signal was an error.
     #[serde(default)]
     pub error_count: u32,
-    /// Tool of the last proposal.
+    /// Tool of the last proposal, with control and bidirectional
+    /// characters written as escapes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_tool: Option<String>,
     /// Outcome of the last step: Done, Success or an error code.
@@ -320,15 +324,23 @@ impl XctRunStatus {
         }
     }
 
-    /// Recompute the summary fields from `steps`, and the kstatus conditions.
+    /// Recompute the summary fields from `steps`, and the kstatus
+    /// conditions. The summary is what `kubectl get` and `describe` show a
+    /// person, so what a model wrote is in it as escapes (`text::shown`);
+    /// only `steps` keep it as it was.
     pub fn refresh_summary(&mut self) {
+        if let Some(message) = &self.message
+            && let Cow::Owned(escaped) = shown(message)
+        {
+            self.message = Some(escaped);
+        }
         self.refresh_kstatus();
         let start = self.chain_start().to_string();
         crate::engine::record::seal(&mut self.steps, &start);
         self.step_count = crate::engine::steps_taken(&self.steps).max(self.archive.last().map_or(0, |a| a.last));
         self.error_count = self.archive.iter().map(|a| a.errors).sum::<u32>()
             + self.steps.iter().filter(|s| s.error_code().is_some()).count() as u32;
-        self.last_tool = self.steps.last().and_then(|s| s.tool.clone());
+        self.last_tool = self.steps.last().and_then(|s| s.tool.as_deref()).map(|t| shown(t).into_owned());
         self.last_outcome = self.steps.last().map(|s| s.outcome_label().to_string());
     }
 }

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::engine::record::{StepRecord, VerdictOutcome};
+use crate::text::shown;
 
 /// Publishes events as the operator.
 pub struct Events {
@@ -17,9 +18,11 @@ impl Events {
         Events { recorder: Recorder::new(client, reporter) }
     }
 
-    /// Best effort: a failed event never fails the step.
+    /// Best effort: a failed event never fails the step. A note is read by
+    /// people (`kubectl describe`, `kubectl get events`), so what a model
+    /// or a manifest wrote is in it as escapes ([`shown`]), then bounded.
     pub async fn publish(&self, reference: &ObjectReference, warning: bool, reason: &str, note: String) {
-        let note = bounded(note);
+        let note = bounded(shown(&note).into_owned());
         let ev = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),

@@ -263,9 +263,14 @@ fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, Telemet
 }
 
 /// The gRPC transport's TLS, used where the endpoint is `https`: the same
-/// roots, CA certificates and client certificate as [`http_client`].
+/// roots, CA certificates and client certificate as [`http_client`]. The
+/// system's roots are added where it has any (tonic's own `native roots`
+/// refuse to start without one, so an image with no CA bundle that names
+/// its collector's CA would export nothing).
 fn grpc_tls(settings: &Settings) -> tonic::transport::ClientTlsConfig {
-    let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+    let system = rustls_native_certs::load_native_certs().certs;
+    let anchors = system.iter().filter_map(|c| webpki::anchor_from_trusted_cert(c).ok().map(|a| a.to_owned()));
+    let mut tls = tonic::transport::ClientTlsConfig::new().trust_anchors(anchors);
     if let Some(pem) = &settings.ca {
         tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
     }

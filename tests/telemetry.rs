@@ -510,3 +510,30 @@ async fn grpc_exports_verify_the_collector_and_present_the_client_certificate() 
         assert!(got.lock().unwrap().is_empty(), "spans were sent over a connection that should have failed");
     }
 }
+
+/// An image without a system CA bundle (distroless, scratch) that names
+/// its collector's CA still exports, over HTTP and over gRPC alike: the
+/// system's roots are added where there are some, never required; and a
+/// collector whose CA is among the system's roots (`SSL_CERT_FILE` here)
+/// needs no CA named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_roots_are_used_where_there_are_some_and_never_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("no-roots.pem");
+    std::fs::write(&empty, "").unwrap();
+    let no_dir = dir.path().join("no-roots.d");
+    std::fs::create_dir(&no_dir).unwrap();
+    let no_roots = [("SSL_CERT_FILE", empty.as_path()), ("SSL_CERT_DIR", no_dir.as_path())];
+    let collector = tls_collector(dir.path(), false).await;
+    let endpoint = format!("https://localhost:{}", collector.addr.port());
+    assert_spans_arrived(&exported(&endpoint, &[&no_roots[..], &[(CA, &collector.ca)]].concat()).await, &collector);
+    assert_spans_arrived(&exported(&endpoint, &[("SSL_CERT_FILE", &collector.ca)]).await, &collector);
+
+    let pki = pki(dir.path());
+    let (addr, got, _) = grpc_collector(Some((&pki, false))).await;
+    let endpoint = format!("https://localhost:{}", addr.port());
+    let env = [&no_roots[..], &[(PROTOCOL, std::path::Path::new("grpc")), (CA, pki.ca.as_path())]].concat();
+    assert_grpc_spans_arrived(&exported(&endpoint, &env).await, &got);
+    let env = [(PROTOCOL, std::path::Path::new("grpc")), ("SSL_CERT_FILE", pki.ca.as_path())];
+    assert_grpc_spans_arrived(&exported(&endpoint, &env).await, &got);
+}

@@ -297,6 +297,7 @@ fn assert_spans_arrived(out: &std::process::Output, collector: &Collector) {
     assert!(out.status.success(), "{stderr}");
     let requests = std::mem::take(&mut *collector.got.lock().unwrap());
     assert!(!requests.is_empty(), "no OTLP request arrived over https: {stderr}");
+    assert!(!stderr.contains("opentelemetry"), "an export that arrived is not reported as failed: {stderr}");
     for (path, ct, _) in &requests {
         assert_eq!((path.as_str(), ct.as_str()), ("/v1/traces", "application/x-protobuf"));
     }
@@ -442,6 +443,7 @@ fn assert_grpc_spans_arrived(out: &std::process::Output, got: &GrpcReceived) -> 
     assert!(out.status.success(), "{stderr}");
     let exports = std::mem::take(&mut *got.lock().unwrap());
     assert!(!exports.is_empty(), "no OTLP/gRPC export arrived: {stderr}");
+    assert!(!stderr.contains("opentelemetry"), "an export that arrived is not reported as failed: {stderr}");
     let names: Vec<&String> = exports.iter().flat_map(|(_, n)| n).collect();
     for name in ["step", "chat scripted", "execute_tool fs.write"] {
         assert!(names.iter().any(|n| *n == name), "no {name} span in {names:?}");
@@ -536,4 +538,20 @@ async fn the_system_roots_are_used_where_there_are_some_and_never_required() {
     assert_grpc_spans_arrived(&exported(&endpoint, &env).await, &got);
     let env = [(PROTOCOL, std::path::Path::new("grpc")), ("SSL_CERT_FILE", pki.ca.as_path())];
     assert_grpc_spans_arrived(&exported(&endpoint, &env).await, &got);
+}
+
+/// A collector that cannot be reached (down, a wrong port) loses the
+/// spans, never the run, and says so: each failed export is a warning on
+/// stderr naming the error (on main nothing at all was said).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_is_logged_and_the_run_goes_on() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    for protocol in ["http/protobuf", "grpc"] {
+        let out = exported(&endpoint, &[(PROTOCOL, std::path::Path::new(protocol))]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{protocol}: {stderr}");
+        assert!(stderr.contains("ExportError"), "{protocol}: no failed export reported: {stderr}");
+    }
 }
